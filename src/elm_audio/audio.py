@@ -1,0 +1,85 @@
+"""Decoding, mono mix-down, resampling and length fitting (spec/method.md, "Inputs")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SAMPLE_RATE = 12_000
+FitMode = Literal["crop_or_repeat", "crop_or_zero"]
+FIT_MODES: tuple[str, ...] = ("crop_or_repeat", "crop_or_zero")
+
+
+class AudioError(RuntimeError):
+    """A clip that cannot be used: unreadable, empty, or of an unknown format."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(
+            f"{path}: {reason}. Replace or remove the file, or run with "
+            "dataset.on_bad_clip=skip to leave such clips out (the run records which)."
+        )
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says, read without decoding the audio."""
+
+    sample_rate: int
+    frames: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def read_info(path: str | Path) -> AudioInfo:
+    """Read a file's header; raises AudioError when it is unreadable or empty."""
+    try:
+        info = sf.info(str(path))
+    except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError
+        raise AudioError(path, f"cannot be read as audio ({err})") from err
+    if info.frames <= 0:
+        raise AudioError(path, "holds no audio (zero length)")
+    return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
+
+
+def load(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode a file to a mono float32 signal at ``sample_rate``."""
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:
+        raise AudioError(path, f"cannot be decoded ({err})") from err
+    if data.shape[0] == 0:
+        raise AudioError(path, "holds no audio (zero length)")
+    mono = data.mean(axis=1, dtype=np.float32)
+    if sr != sample_rate:
+        mono = soxr.resample(mono, sr, sample_rate, quality="HQ").astype(np.float32, copy=False)
+    return np.ascontiguousarray(mono)
+
+
+def fit_length(signal: np.ndarray, length: int, mode: FitMode = "crop_or_repeat") -> np.ndarray:
+    """Crop a longer signal to its first ``length`` samples; pad a shorter one.
+
+    ``crop_or_repeat`` repeats the clip until it is long enough (what the paper does for
+    UrbanSound8K), ``crop_or_zero`` appends silence.
+    """
+    if mode not in FIT_MODES:
+        raise ValueError(f"audio.fit={mode!r} is not one of {', '.join(FIT_MODES)}")
+    if len(signal) == 0:
+        raise ValueError("cannot fit an empty signal")
+    if len(signal) >= length:
+        return signal[:length]
+    if mode == "crop_or_repeat":
+        reps = -(-length // len(signal))
+        return np.tile(signal, reps)[:length]
+    out = np.zeros(length, dtype=signal.dtype)
+    out[: len(signal)] = signal
+    return out

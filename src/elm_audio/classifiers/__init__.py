@@ -1,0 +1,22 @@
+"""Classifiers scored on the feature vectors, each behind optional standardization."""
+
+from __future__ import annotations
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .elm import ELMClassifier
+
+__all__ = ["ELMClassifier", "build_classifier"]
+
+
+def build_classifier(cfg: DictConfig, seed: int, device: str = "cpu") -> Pipeline:
+    """A fresh, unfitted pipeline from the ``classifier`` config group."""
+    kwargs = {"random_state": seed}
+    if "device" in cfg.estimator:
+        kwargs["device"] = device
+    estimator = instantiate(cfg.estimator, **kwargs)
+    steps = [StandardScaler()] if cfg.get("standardize", True) else []
+    return make_pipeline(*steps, estimator)

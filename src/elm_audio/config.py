@@ -1,0 +1,32 @@
+"""Where the Hydra config tree lives, and composing it outside a Hydra app (for the
+``describe`` and ``data check`` commands, and for tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from omegaconf import DictConfig
+
+CONFIG_DIR = Path(__file__).parent / "conf"
+CONFIG_NAME = "config"
+# Targets that config files may instantiate (Hydra 1.4's execution whitelist).
+EXECUTION_WHITELIST = [
+    "elm_audio.*",
+    "sklearn.svm.*",
+    "hydra_plugins.*",
+    "optuna.samplers.*",
+    "optuna.storages.*",
+]
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    with initialize_config_dir(str(CONFIG_DIR)):
+        return hydra_compose(CONFIG_NAME, overrides=list(overrides))
+
+
+def choices(group: str) -> list[str]:
+    """The options of a config group, e.g. every front-end name."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))

@@ -1,0 +1,102 @@
+"""Log-mel spectrograms and MFCCs in torch, batched, on any device.
+
+Both reproduce librosa (``melspectrogram`` + ``power_to_db``, and ``feature.mfcc``) with the
+settings of spec/method.md; librosa also supplies the Slaney mel filterbank.
+"""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import scipy.fft
+import torch
+from torch import nn
+
+from .audio import SAMPLE_RATE
+
+
+def power_to_db(power: torch.Tensor, amin: float = 1e-10, top_db: float | None = 80.0) -> torch.Tensor:
+    """10 log10(power) with reference 1.0, floored at ``top_db`` below each clip's maximum."""
+    db = 10.0 * torch.log10(power.clamp_min(amin))
+    if top_db is not None:
+        peak = db.amax(dim=tuple(range(1, db.dim())), keepdim=True)
+        db = torch.maximum(db, peak - top_db)
+    return db
+
+
+class MelSpectrogram(nn.Module):
+    """Power mel spectrogram of a batch of waveforms: (batch, samples) -> (batch, n_mels, frames).
+
+    Frames are centred (the signal is zero-padded by n_fft/2 on each side), as librosa does.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        n_fft: int = 512,
+        hop_length: int = 256,
+        n_mels: int = 96,
+        fmin: float = 0.0,
+        fmax: float | None = 6000.0,
+    ):
+        super().__init__()
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+        self.register_buffer("filterbank", torch.from_numpy(fb), persistent=False)
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def n_frames(self, n_samples: int) -> int:
+        return 1 + n_samples // self.hop_length
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(
+            waveform,
+            self.n_fft,
+            self.hop_length,
+            window=self.window.to(waveform.dtype),
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
+        power = spec.real.square() + spec.imag.square()
+        return torch.matmul(self.filterbank.to(power.dtype), power)
+
+
+class LogMel(nn.Module):
+    """The spectrogram front-ends' input: log-mel, (batch, samples) -> (batch, frames, n_mels)."""
+
+    def __init__(self, n_mels: int = 96, **mel_kwargs):
+        super().__init__()
+        self.mel = MelSpectrogram(n_mels=n_mels, **mel_kwargs)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return power_to_db(self.mel(waveform)).transpose(1, 2)
+
+
+class MFCCStatistics(nn.Module):
+    """The MFCC baseline: 20 MFCCs, their first and second differences along time, and the
+    mean and standard deviation of each over time: 120 values per clip.
+
+    MFCCs follow librosa.feature.mfcc's defaults (n_fft 2048, hop 512, 128 mel bands up to
+    Nyquist, dB with an 80 dB floor, orthonormal DCT-II).
+    """
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE, n_mfcc: int = 20, n_mels: int = 128):
+        super().__init__()
+        self.mel = MelSpectrogram(sample_rate, n_fft=2048, hop_length=512, n_mels=n_mels, fmax=None)
+        dct = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_mfcc]
+        self.register_buffer("dct", torch.from_numpy(dct.astype(np.float32)), persistent=False)
+
+    def mfcc(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) -> (batch, n_mfcc, frames)."""
+        return torch.matmul(self.dct.to(waveform.dtype), power_to_db(self.mel(waveform)))
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        mfcc = self.mfcc(waveform)
+        d1 = mfcc.diff(dim=-1)
+        d2 = d1.diff(dim=-1)
+        stats = []
+        for m in (mfcc, d1, d2):
+            stats += [m.mean(dim=-1), m.std(dim=-1, correction=0)]
+        return torch.cat(stats, dim=1)

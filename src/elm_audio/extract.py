@@ -1,0 +1,91 @@
+"""Batched feature extraction: worker processes decode while the front-end computes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .audio import SAMPLE_RATE, AudioError, fit_length, load
+from .datasets.base import Clip
+from .frontends import FrontEnd
+
+
+class ClipAudio(torch.utils.data.Dataset):
+    """Decoded, resampled, length-fitted clips. A clip that fails to decode comes back as
+    ``None`` with the reason, so the caller decides whether that stops the run."""
+
+    def __init__(self, clips: Sequence[Clip], n_samples: int, fit: str, sample_rate: int = SAMPLE_RATE):
+        self.clips = list(clips)
+        self.n_samples = n_samples
+        self.fit = fit
+        self.sample_rate = sample_rate
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str]:
+        try:
+            signal = load(self.clips[i].path, self.sample_rate)
+            return i, fit_length(signal, self.n_samples, self.fit), ""
+        except AudioError as err:
+            return i, None, err.reason
+
+
+def _collate(items):
+    good = [(i, x) for i, x, _ in items if x is not None]
+    bad = [(i, reason) for i, x, reason in items if x is None]
+    rows = [i for i, _ in good]
+    batch = torch.from_numpy(np.stack([x for _, x in good])) if good else None
+    return rows, batch, bad
+
+
+@dataclass
+class ExtractSettings:
+    batch_size: int = 8
+    num_workers: int = 1
+    on_bad_clip: str = "error"  # or "skip"
+    progress: bool = True
+
+
+def extract(
+    frontend: FrontEnd,
+    clips: Sequence[Clip],
+    out: np.ndarray,
+    device: torch.device,
+    fit: str,
+    settings: ExtractSettings,
+) -> dict[str, str]:
+    """Write one feature row per clip into ``out``; return the clips left out and why.
+
+    Under ``on_bad_clip=error`` the first clip that fails to decode raises AudioError.
+    """
+    if settings.on_bad_clip not in ("error", "skip"):
+        raise ValueError(f"dataset.on_bad_clip={settings.on_bad_clip!r} must be error or skip")
+    loader = DataLoader(
+        ClipAudio(clips, frontend.input_samples, fit),
+        batch_size=settings.batch_size,
+        num_workers=settings.num_workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+        prefetch_factor=2 if settings.num_workers > 0 else None,
+    )
+    bad: dict[str, str] = {}
+    frontend = frontend.to(device).eval()
+    with torch.inference_mode(), tqdm(
+        total=len(clips), desc=f"extracting {type(frontend).__name__}", unit="clip", disable=not settings.progress
+    ) as bar:
+        for rows, batch, failed in loader:
+            for i, reason in failed:
+                if settings.on_bad_clip == "error":
+                    raise AudioError(clips[i].path, reason)
+                bad[clips[i].clip_id] = reason
+            if batch is not None:
+                out[rows] = frontend(batch.to(device, non_blocking=True)).float().cpu().numpy()
+            bar.update(len(rows) + len(failed))
+    return bad
+

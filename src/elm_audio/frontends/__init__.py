@@ -1,0 +1,8 @@
+"""Random-weight CNN front-ends (spec/method.md, "Front-ends") and the MFCC baseline.
+
+A front-end is one module here and one YAML file in conf/frontend/ naming its class.
+"""
+
+from .base import FrontEnd, LayerInfo
+
+__all__ = ["FrontEnd", "LayerInfo"]

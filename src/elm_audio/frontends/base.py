@@ -1,0 +1,116 @@
+"""What every front-end shares: its input, seeded random weights, and the feature vector
+made of the means of selected feature maps (spec/method.md, "Feature vector", "Weights")."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..dsp import LogMel
+
+WAVEFORM_SAMPLES = 350_000
+SPECTROGRAM_FRAMES = 1_376
+N_MELS = 96
+HOP_LENGTH = 256
+
+InputKind = Literal["waveform", "spectrogram"]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer whose feature-map means enter the feature vector."""
+
+    name: str
+    shape: tuple[int, ...]  # (channels, *positions) of one clip's feature map
+    n_features: int
+
+
+class FrontEnd(nn.Module):
+    """A random-weight CNN mapping a batch of waveforms to one feature vector per clip.
+
+    Subclasses build their layers in ``__init__`` and implement ``features`` on the prepared
+    input, passing every feature map that contributes to the vector through ``tap``. Nothing
+    mixes clips of a batch (no batch normalization), so a clip's vector does not depend on
+    what else is in its batch.
+    """
+
+    input_kind: ClassVar[InputKind]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._trace: list[LayerInfo] | None = None
+        if self.input_kind == "spectrogram":
+            self.logmel = LogMel(n_mels=N_MELS, hop_length=HOP_LENGTH)
+
+    @property
+    def input_samples(self) -> int:
+        """Waveform length a clip is fitted to before it enters the front-end."""
+        if self.input_kind == "waveform":
+            return WAVEFORM_SAMPLES
+        # centred frames: 1 + samples // hop = 1,376 frames
+        return (SPECTROGRAM_FRAMES - 1) * HOP_LENGTH
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one clip's input to ``features``."""
+        if self.input_kind == "waveform":
+            return (WAVEFORM_SAMPLES,)
+        return (SPECTROGRAM_FRAMES, N_MELS)
+
+    def prepare(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) waveform -> the front-end's input (waveform or log-mel)."""
+        if self.input_kind == "spectrogram":
+            return self.logmel(waveform)
+        return waveform
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.features(self.prepare(waveform))
+
+    def tap(self, name: str, fmap: torch.Tensor) -> torch.Tensor:
+        """Mean of every feature map of ``fmap`` (batch, channels, *positions) -> (batch, channels)."""
+        if self._trace is not None:
+            self._trace.append(LayerInfo(name, tuple(fmap.shape[1:]), int(fmap.shape[1])))
+        return fmap.flatten(2).mean(dim=-1)
+
+    def trace(self, x: torch.Tensor) -> list[LayerInfo]:
+        """Run ``features`` on a prepared input and list the layers that were tapped."""
+        self._trace = []
+        try:
+            self.features(x)
+            return self._trace
+        finally:
+            self._trace = None
+
+    @torch.no_grad()
+    def init_weights(self, seed: int) -> "FrontEnd":
+        """TensorFlow 1's variance_scaling_initializer defaults: truncated normal (cut at two
+        standard deviations) with std sqrt(1.3 * 2 / fan_in); biases zero. Drawn on the CPU
+        in module order from one generator, so a seed gives the same weights everywhere."""
+        generator = torch.Generator().manual_seed(int(seed))
+        for module in self.modules():
+            if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+                weight = module.weight
+                fan_in = weight[0].numel()
+                std = math.sqrt(1.3 * 2.0 / fan_in)
+                cpu = torch.empty(weight.shape, dtype=torch.float32)
+                nn.init.trunc_normal_(cpu, 0.0, std, -2 * std, 2 * std, generator=generator)
+                weight.copy_(cpu)
+                if module.bias is not None:
+                    module.bias.zero_()
+        return self
+
+
+def pad_same(x: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor:
+    """TensorFlow's 'same' padding along the last axis (the odd extra sample goes last)."""
+    length = x.shape[-1]
+    out = -(-length // stride)
+    total = max((out - 1) * stride + kernel - length, 0)
+    return F.pad(x, (total // 2, total - total // 2))

@@ -1,0 +1,66 @@
+"""Musically motivated front-ends (Pons et al.): vertical "timbral" filters and 1-D
+"temporal" filters over the spectrogram's energy envelope, alone or side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import N_MELS, FrontEnd, pad_same
+
+# (frames, share of the 96 bands, width multiple): heights int(0.9 * 96) = 86, int(0.4 * 96) = 38
+TIMBRAL_FILTERS = ((7, 0.9, 1), (3, 0.9, 2), (1, 0.9, 4), (7, 0.4, 1), (3, 0.4, 2), (1, 0.4, 4))
+TEMPORAL_LENGTHS = (165, 128, 64, 32)  # music
+TIME_LENGTHS = (64, 32, 16, 8)  # short environmental sounds
+
+
+class Musical(FrontEnd):
+    """One wide layer of timbral and/or temporal filters.
+
+    Timbral: each filter spans ``frames`` x ``bands`` (time zero-padded to keep the length),
+    ReLU, then max-pooled over all remaining frequency positions. Temporal: the mean over the
+    96 bands gives an energy envelope; 1-D convolutions (same padding), ReLU, with
+    n-r, 2n-r, 4n-r, 8n-r filters where r = n/4, so timbral and temporal have similar weight.
+    """
+
+    input_kind = "spectrogram"
+
+    def __init__(
+        self,
+        width: int,
+        timbral: bool = True,
+        temporal_lengths: Sequence[int] = (),
+    ):
+        super().__init__()
+        if not timbral and not temporal_lengths:
+            raise ValueError("a musical front-end needs timbral filters, temporal lengths or both")
+        self.timbral = nn.ModuleList()
+        if timbral:
+            for frames, share, mult in TIMBRAL_FILTERS:
+                bands = int(share * N_MELS)
+                self.timbral.append(nn.Conv2d(1, width * mult, kernel_size=(frames, bands)))
+        remove = width // 4
+        self.temporal = nn.ModuleList(
+            nn.Conv1d(1, width * 2**i - remove, kernel_size=length)
+            for i, length in enumerate(temporal_lengths)
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        means = []
+        spec = x.unsqueeze(1)  # (batch, 1, frames, mels)
+        for conv in self.timbral:
+            frames, bands = conv.kernel_size
+            half = (frames - 1) // 2
+            h = F.relu(conv(F.pad(spec, (0, 0, half, half))))
+            h = h.amax(dim=-1)  # max over every frequency position left: (batch, ch, frames)
+            means.append(self.tap(f"timbral_{frames}x{bands}", h))
+        if len(self.temporal):
+            envelope = x.mean(dim=-1).unsqueeze(1)  # (batch, 1, frames)
+            for conv in self.temporal:
+                (length,) = conv.kernel_size
+                h = F.relu(conv(pad_same(envelope, length)))
+                means.append(self.tap(f"temporal_{length}", h))
+        return torch.cat(means, dim=1)

@@ -1,0 +1,92 @@
+"""Waveform front-ends: sample-level (Lee et al.), frame-level, and frame-level with many
+filter lengths, the last two followed by the residual back-end that makes them as deep."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import FrontEnd, pad_same
+
+
+class SampleLevel(FrontEnd):
+    """Conv 3 stride 3 (valid); then ``blocks`` x (conv 3 same, ReLU, max-pool 3)."""
+
+    input_kind = "waveform"
+
+    def __init__(self, width: int, blocks: int = 6):
+        super().__init__()
+        self.stem = nn.Conv1d(1, width, kernel_size=3, stride=3)
+        self.convs = nn.ModuleList(nn.Conv1d(width, width, kernel_size=3, padding=1) for _ in range(blocks))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu_(self.stem(x.unsqueeze(1)))
+        means = [self.tap("conv0", h)]
+        for i, conv in enumerate(self.convs, start=1):
+            # each step frees the previous map: at most two 116,666-long maps live at once
+            h = F.max_pool1d(F.relu_(conv(h)), 3)
+            means.append(self.tap(f"pool{i}", h))
+        return torch.cat(means, dim=1)
+
+
+class BackEnd(nn.Module):
+    """(1) conv 7 (valid) over all input channels; (2) conv 7 (padded 3) + residual to (1);
+    max-pool 2; (3) conv 7 (padded 3) + residual to the pooled map. All ReLU."""
+
+    def __init__(self, in_channels: int, width: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(in_channels, width, kernel_size=7)
+        self.conv2 = nn.Conv1d(width, width, kernel_size=7, padding=3)
+        self.conv3 = nn.Conv1d(width, width, kernel_size=7, padding=3)
+
+    def forward(self, h: torch.Tensor, tap) -> list[torch.Tensor]:
+        c1 = F.relu(self.conv1(h))
+        means = [tap("backend_conv1", c1)]
+        r2 = F.relu(self.conv2(c1)) + c1
+        means.append(tap("backend_res2", r2))
+        pooled = F.max_pool1d(r2, 2)
+        r3 = F.relu(self.conv3(pooled)) + pooled
+        means.append(tap("backend_res3", r3))
+        return means
+
+
+class FrameLevel(FrontEnd):
+    """Conv 512 stride 32 (valid), ReLU; then the back-end."""
+
+    input_kind = "waveform"
+
+    def __init__(self, width: int, length: int = 512, stride: int = 32):
+        super().__init__()
+        self.frame = nn.Conv1d(1, width, kernel_size=length, stride=stride)
+        self.backend = BackEnd(width, width)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.frame(x.unsqueeze(1)))
+        means = [self.tap("frame_conv", h)]
+        means += self.backend(h, self.tap)
+        return torch.cat(means, dim=1)
+
+
+class FrameLevelMany(FrontEnd):
+    """Parallel convs of several lengths, stride 32, same padding, concatenated; then the back-end."""
+
+    input_kind = "waveform"
+
+    def __init__(self, width: int, lengths: Sequence[int] = (512, 256, 128, 64, 32), stride: int = 32):
+        super().__init__()
+        self.frames = nn.ModuleList(nn.Conv1d(1, width, kernel_size=n, stride=stride) for n in lengths)
+        self.backend = BackEnd(width * len(lengths), width)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        wave = x.unsqueeze(1)
+        maps, means = [], []
+        for conv in self.frames:
+            (length,), (stride,) = conv.kernel_size, conv.stride
+            h = F.relu(conv(pad_same(wave, length, stride)))
+            means.append(self.tap(f"frame_conv_{length}", h))
+            maps.append(h)
+        means += self.backend(torch.cat(maps, dim=1), self.tap)
+        return torch.cat(means, dim=1)

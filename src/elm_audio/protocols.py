@@ -1,0 +1,117 @@
+"""Evaluation protocols (spec/method.md, "Datasets and protocols").
+
+Fixed partitions: fit on train, validate on validation, score on test.
+
+Folds, ``honest`` (default): for test fold k the validation fold is the next one (k+1, the last
+wrapping to the first) and the model is fitted on the remaining folds, so no test fold takes
+part in any choice. ``paper``: the original code's cross-validation, fitting on all other folds
+and scoring on fold k; the same scores choose the hyper-parameters and report the result
+(``val_accuracy`` equals ``test_accuracy``), which flatters every figure a little.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+
+from .datasets.base import ClipIndex
+
+Mode = Literal["honest", "paper"]
+MODES = ("honest", "paper")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One fit: which rows train, validate (None under the paper's protocol) and test."""
+
+    name: str
+    train: np.ndarray
+    validation: np.ndarray | None
+    test: np.ndarray
+
+
+@dataclass
+class SplitResult:
+    name: str
+    val_accuracy: float
+    test_accuracy: float
+    test_rows: np.ndarray
+    test_predictions: np.ndarray
+
+
+@dataclass
+class Evaluation:
+    splits: list[SplitResult]
+    fit_seconds: float
+    mode: str
+    metrics: dict[str, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        val = np.array([s.val_accuracy for s in self.splits])
+        test = np.array([s.test_accuracy for s in self.splits])
+        self.metrics = {
+            "val_accuracy": float(val.mean()),
+            "test_accuracy": float(test.mean()),
+            "test_accuracy_std": float(test.std()),
+            "fit_seconds": self.fit_seconds,
+        }
+        if len(self.splits) > 1:
+            for s in self.splits:
+                self.metrics[f"{s.name}_test_accuracy"] = s.test_accuracy
+                if self.mode == "honest":
+                    self.metrics[f"{s.name}_val_accuracy"] = s.val_accuracy
+
+
+def make_splits(index: ClipIndex, mode: Mode = "honest") -> list[Split]:
+    if mode not in MODES:
+        raise ValueError(f"protocol.mode={mode!r} is not one of {', '.join(MODES)}")
+    if index.protocol == "partitions":
+        part = np.array([c.partition for c in index.clips])
+        rows = {p: np.flatnonzero(part == p) for p in ("train", "validation", "test")}
+        return [Split("partition", rows["train"], rows["validation"], rows["test"])]
+    fold = np.array([c.fold for c in index.clips])
+    folds = index.folds
+    if len(folds) < (3 if mode == "honest" else 2):
+        raise ValueError(
+            f"dataset {index.dataset} has {len(folds)} fold(s); the {mode} protocol needs at least "
+            f"{3 if mode == 'honest' else 2}"
+        )
+    splits = []
+    for i, k in enumerate(folds):
+        test = np.flatnonzero(fold == k)
+        if mode == "honest":
+            v = folds[(i + 1) % len(folds)]
+            validation = np.flatnonzero(fold == v)
+            train = np.flatnonzero((fold != k) & (fold != v))
+        else:
+            validation = None
+            train = np.flatnonzero(fold != k)
+        splits.append(Split(f"fold{k}", train, validation, test))
+    return splits
+
+
+def evaluate(
+    make_classifier: Callable[[], ClassifierMixin],
+    features: np.ndarray,
+    labels: np.ndarray,
+    splits: list[Split],
+    mode: Mode = "honest",
+) -> Evaluation:
+    """Fit one classifier per split and score it; validation and test use the same fit."""
+    results = []
+    start = time.perf_counter()
+    for split in splits:
+        model = make_classifier().fit(features[split.train], labels[split.train])
+        predictions = model.predict(features[split.test])
+        test_acc = float(np.mean(predictions == labels[split.test]))
+        if split.validation is not None:
+            val_acc = float(np.mean(model.predict(features[split.validation]) == labels[split.validation]))
+        else:
+            val_acc = test_acc
+        results.append(SplitResult(split.name, val_acc, test_acc, split.test, predictions))
+    return Evaluation(results, time.perf_counter() - start, mode)

@@ -1,0 +1,96 @@
+"""MLflow: where runs go, one experiment per dataset, and the flattened config as params.
+
+Default store: SQLite at ``mlruns/mlflow.db`` under the working directory, artifacts under
+``mlruns/``. ``MLFLOW_TRACKING_URI`` wins over ``tracking.uri`` where set.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from filelock import FileLock
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+DEFAULT_DIR = "mlruns"
+# Runs of one sweep are children of the sweep's parent run (set by the sweeper).
+PARENT_RUN_ENV = "ELM_AUDIO_PARENT_RUN_ID"
+
+
+def resolve_uri(configured: str | None) -> str:
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    if configured:
+        return str(configured)
+    return f"sqlite:///{(Path.cwd() / DEFAULT_DIR / 'mlflow.db').as_posix()}"
+
+
+def local_sqlite_path(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :])
+    return None
+
+
+def connect(configured: str | None) -> str:
+    """Point MLflow at the store, creating a local SQLite store once even when several
+    processes start at the same moment (MLflow's schema migration is not safe to race)."""
+    uri = resolve_uri(configured)
+    mlflow.set_tracking_uri(uri)
+    db = local_sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(db) + ".lock"):
+            MlflowClient(uri).search_experiments(max_results=1)
+    return uri
+
+
+def experiment_id(name: str, uri: str) -> str:
+    """Get or create the experiment, tolerating another process creating it meanwhile."""
+    client = MlflowClient(uri)
+    for attempt in range(5):
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        db = local_sqlite_path(uri)
+        location = (db.parent / "artifacts").as_uri() if db is not None else None
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException:
+            time.sleep(0.2 * (attempt + 1))
+    raise RuntimeError(f"could not get or create the MLflow experiment {name!r} at {uri}")
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def git_commit() -> str | None:
+    """The commit of the elm_audio checkout being run, where it is one."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def ui_hint(uri: str, experiment: str, run_id: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+    return f"mlflow ui --backend-store-uri {uri}   then http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id}"
