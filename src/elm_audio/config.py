@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 CONFIG_DIR = Path(__file__).parent / "conf"
@@ -30,3 +31,8 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
 def choices(group: str) -> list[str]:
     """The options of a config group, e.g. every front-end name."""
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def build(node: DictConfig, **kwargs):
+    """Instantiate a config node whose ``_target_`` is one of ours or a trusted library's."""
+    return instantiate(node, _execution_whitelist_=EXECUTION_WHITELIST, **kwargs)

@@ -15,11 +15,10 @@ import sys
 from typing import Any
 
 import torch
-from hydra.utils import execution_whitelist
 from omegaconf import DictConfig
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import EXECUTION_WHITELIST, choices, compose
+from .config import choices, compose
 from .frontends import FrontEnd
 
 
@@ -53,11 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     if frontends == [None]:  # the config's default front-end at the requested (or default) size
         sizes = [given.get("feature_size")]
     out = []
-    with execution_whitelist(EXECUTION_WHITELIST):
-        for fe in frontends:
-            for size in sizes:
-                overrides = [f"frontend={fe}"] * (fe is not None) + [f"feature_size={size}"] * (size is not None)
-                out.append(describe(compose(overrides + rest)))
+    for fe in frontends:
+        for size in sizes:
+            overrides = [f"frontend={fe}"] * (fe is not None) + [f"feature_size={size}"] * (size is not None)
+            out.append(describe(compose(overrides + rest)))
     print(json.dumps(out if len(out) > 1 else out[0], indent=1))
 
 

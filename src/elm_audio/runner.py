@@ -14,7 +14,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from hydra.utils import instantiate
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -23,6 +22,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 from . import tracking
 from .cache import FeatureCache, Features, cache_key
 from .classifiers import build_classifier
+from .config import build
 from .datasets import ClipIndex, Dataset
 from .describe import profile
 from .devices import resolve_device
@@ -35,11 +35,11 @@ NOT_PARAMS = ("classifier.search_space", "classifier.paper_grid")
 
 
 def build_frontend(cfg: DictConfig) -> FrontEnd:
-    return instantiate(cfg.frontend.net).init_weights(cfg.seed)
+    return build(cfg.frontend.net).init_weights(cfg.seed)
 
 
 def build_dataset(cfg: DictConfig) -> Dataset:
-    return instantiate(cfg.dataset)
+    return build(cfg.dataset)
 
 
 @dataclass

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..config import build
 from .elm import ELMClassifier
 
 __all__ = ["ELMClassifier", "build_classifier"]
@@ -17,6 +17,6 @@ def build_classifier(cfg: DictConfig, seed: int, device: str = "cpu") -> Pipelin
     kwargs = {"random_state": seed}
     if "device" in cfg.estimator:
         kwargs["device"] = device
-    estimator = instantiate(cfg.estimator, **kwargs)
+    estimator = build(cfg.estimator, **kwargs)
     steps = [StandardScaler()] if cfg.get("standardize", True) else []
     return make_pipeline(*steps, estimator)

@@ -54,13 +54,13 @@ class Musical(FrontEnd):
         for conv in self.timbral:
             frames, bands = conv.kernel_size
             half = (frames - 1) // 2
-            h = F.relu(conv(F.pad(spec, (0, 0, half, half))))
+            h = F.relu_(conv(F.pad(spec, (0, 0, half, half))))
             h = h.amax(dim=-1)  # max over every frequency position left: (batch, ch, frames)
             means.append(self.tap(f"timbral_{frames}x{bands}", h))
         if len(self.temporal):
             envelope = x.mean(dim=-1).unsqueeze(1)  # (batch, 1, frames)
             for conv in self.temporal:
                 (length,) = conv.kernel_size
-                h = F.relu(conv(pad_same(envelope, length)))
+                h = F.relu_(conv(pad_same(envelope, length)))
                 means.append(self.tap(f"temporal_{length}", h))
         return torch.cat(means, dim=1)

@@ -23,7 +23,7 @@ class SingleLayer(FrontEnd):
         self.freq_positions = N_MELS - bands + 1
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.conv(x.unsqueeze(1)))
+        h = F.relu_(self.conv(x.unsqueeze(1)))
         if self.freq_positions == 1:
             return self.tap("conv", h)
         return self.tap("pool", F.max_pool2d(h, (1, self.freq_positions)))

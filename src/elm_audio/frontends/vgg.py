@@ -26,7 +26,7 @@ class VGG(FrontEnd):
         h = x.unsqueeze(1)  # (batch, 1, frames, mels)
         means = []
         for i, (conv, pool) in enumerate(zip(self.convs, POOLS), start=1):
-            h = F.max_pool2d(F.elu(conv(h)), pool)
+            h = F.max_pool2d(F.elu_(conv(h)), pool)
             means.append(self.tap(f"pool{i}", h))
         return torch.cat(means, dim=1)
 

@@ -43,12 +43,12 @@ class BackEnd(nn.Module):
         self.conv3 = nn.Conv1d(width, width, kernel_size=7, padding=3)
 
     def forward(self, h: torch.Tensor, tap) -> list[torch.Tensor]:
-        c1 = F.relu(self.conv1(h))
+        c1 = F.relu_(self.conv1(h))
         means = [tap("backend_conv1", c1)]
-        r2 = F.relu(self.conv2(c1)) + c1
+        r2 = F.relu_(self.conv2(c1)) + c1
         means.append(tap("backend_res2", r2))
         pooled = F.max_pool1d(r2, 2)
-        r3 = F.relu(self.conv3(pooled)) + pooled
+        r3 = F.relu_(self.conv3(pooled)) + pooled
         means.append(tap("backend_res3", r3))
         return means
 
@@ -64,7 +64,7 @@ class FrameLevel(FrontEnd):
         self.backend = BackEnd(width, width)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.frame(x.unsqueeze(1)))
+        h = F.relu_(self.frame(x.unsqueeze(1)))
         means = [self.tap("frame_conv", h)]
         means += self.backend(h, self.tap)
         return torch.cat(means, dim=1)
@@ -85,7 +85,7 @@ class FrameLevelMany(FrontEnd):
         maps, means = [], []
         for conv in self.frames:
             (length,), (stride,) = conv.kernel_size, conv.stride
-            h = F.relu(conv(pad_same(wave, length, stride)))
+            h = F.relu_(conv(pad_same(wave, length, stride)))
             means.append(self.tap(f"frame_conv_{length}", h))
             maps.append(h)
         means += self.backend(torch.cat(maps, dim=1), self.tap)

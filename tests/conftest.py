@@ -1,0 +1,68 @@
+"""Shared fixtures: generated audio in real formats, and running the CLI in a clean folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+WRITE_KW = {
+    "wav": {},
+    "au": {},
+    "flac": {},
+    "ogg": {"format": "OGG", "subtype": "VORBIS"},
+    "mp3": {"format": "MP3", "subtype": "MPEG_LAYER_III"},
+}
+
+# Small end-to-end runs: a handful of short synth clips, no progress bar.
+QUICK = [
+    "dataset.clips_per_class=6",
+    "dataset.duration=2.0",
+    "dataset.n_folds=3",
+    "extract.progress=false",
+    "extract.num_workers=0",
+]
+
+
+def tone(freq: float, seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(seed)
+    mono = 0.4 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))
+    return np.stack([mono] * channels, axis=1).astype(np.float32)
+
+
+def write_audio(path: Path, signal: np.ndarray, sr: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, signal, sr, **WRITE_KW[path.suffix.lstrip(".").lower()])
+    return path
+
+
+@pytest.fixture
+def class_folder(tmp_path: Path) -> Path:
+    """<root>/<class>/<clip>: two classes (low and high tones), six clips each, in mixed formats
+    and sample rates, some stereo, as a real collection would be."""
+    root = tmp_path / "collection"
+    formats = ["wav", "flac", "ogg", "mp3", "au", "wav"]
+    for label, base in (("low", 220.0), ("high", 1760.0)):
+        for i, ext in enumerate(formats):
+            sr = (44_100, 22_050, 16_000)[i % 3]
+            write_audio(root / label / f"{label}_{i}.{ext}", tone(base * (1 + 0.03 * i), 1.5, sr, 1 + i % 2, i), sr)
+    return root
+
+
+def run_cli(module: str, *args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> <args>`` as a user would, in ``cwd``."""
+    full_env = {**os.environ, "ELM_AUDIO_CACHE": str(cwd / "cache"), "HYDRA_FULL_ERROR": "0"}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

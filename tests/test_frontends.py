@@ -1,0 +1,188 @@
+"""Front-ends against spec/method.md's table: structure, weights, and per-clip features."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from elm_audio.config import choices, compose
+from elm_audio.describe import profile
+from elm_audio.runner import build_frontend
+
+# spec/method.md, "Front-ends": n small / large, and the feature counts per tapped layer as a
+# function of n (r = n / 4).
+SPEC = {
+    "sample_level": ((23, 512), lambda n: [n] * 7),
+    "frame_level": ((40, 896), lambda n: [n] * 4),
+    "frame_level_many": ((20, 448), lambda n: [n] * 8),
+    "vgg": ((32, 717), lambda n: [n] * 5),
+    "cnn_7x96": ((160, 3585), lambda n: [n]),
+    "cnn_7x86": ((160, 3585), lambda n: [n]),
+    "timbral": ((8, 256), lambda n: [n, 2 * n, 4 * n, n, 2 * n, 4 * n]),
+    "temporal": ((8, 256), lambda n: [n - n // 4, 2 * n - n // 4, 4 * n - n // 4, 8 * n - n // 4]),
+    "timbral_temporal": (
+        (4, 128),
+        lambda n: [n, 2 * n, 4 * n, n, 2 * n, 4 * n, n - n // 4, 2 * n - n // 4, 4 * n - n // 4, 8 * n - n // 4],
+    ),
+    "timbral_time": (
+        (4, 128),
+        lambda n: [n, 2 * n, 4 * n, n, 2 * n, 4 * n, n - n // 4, 2 * n - n // 4, 4 * n - n // 4, 8 * n - n // 4],
+    ),
+}
+# The feature-vector lengths of the spec's table, small and large.
+LENGTHS = {
+    "sample_level": (161, 3584),
+    "frame_level": (160, 3584),
+    "frame_level_many": (160, 3584),
+    "vgg": (160, 3585),
+    "cnn_7x96": (160, 3585),
+    "cnn_7x86": (160, 3585),
+    "timbral": (112, 3584),
+    "temporal": (112, 3584),
+    "timbral_temporal": (112, 3584),
+    "timbral_time": (112, 3584),
+    "mfcc": (120, 120),
+}
+# Filter shapes (time x frequency, or length / stride) the paper names.
+KERNELS = {
+    "sample_level": {((3,), (3,))} | {((3,), (1,))},
+    "frame_level": {((512,), (32,)), ((7,), (1,))},
+    "frame_level_many": {((k,), (32,)) for k in (512, 256, 128, 64, 32)} | {((7,), (1,))},
+    "vgg": {((3, 3), (1, 1))},
+    "cnn_7x96": {((7, 96), (1, 1))},
+    "cnn_7x86": {((7, 86), (1, 1))},
+    "timbral": {((t, f), (1, 1)) for t in (7, 3, 1) for f in (86, 38)},
+    "temporal": {((k,), (1,)) for k in (165, 128, 64, 32)},
+    "timbral_temporal": {((t, f), (1, 1)) for t in (7, 3, 1) for f in (86, 38)}
+    | {((k,), (1,)) for k in (165, 128, 64, 32)},
+    "timbral_time": {((t, f), (1, 1)) for t in (7, 3, 1) for f in (86, 38)} | {((k,), (1,)) for k in (64, 32, 16, 8)},
+}
+SIZES = ("small", "large")
+
+
+def frontend(name: str, size: str = "small", seed: int = 0):
+    return build_frontend(compose([f"frontend={name}", f"feature_size={size}", f"seed={seed}"]))
+
+
+def test_every_front_end_of_the_spec_has_a_config():
+    assert set(choices("frontend")) == set(LENGTHS)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("name", sorted(LENGTHS))
+def test_feature_length_and_layer_breakdown_follow_the_spec(name, size):
+    info = profile(frontend(name, size))
+    assert info["feature_dim"] == LENGTHS[name][SIZES.index(size)]
+    assert sum(layer["n_features"] for layer in info["layers"]) == info["feature_dim"]
+    if name in SPEC:
+        widths, per_layer = SPEC[name]
+        assert [layer["n_features"] for layer in info["layers"]] == per_layer(widths[SIZES.index(size)])
+        assert info["input"] == ("waveform" if name.startswith(("sample", "frame")) else "spectrogram")
+    assert info["input_shape"] == ([350_000] if info["input"] == "waveform" else [1376, 96])
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_filter_shapes_and_strides_are_the_papers(name):
+    convs = [m for m in frontend(name).modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+    assert {(tuple(m.kernel_size), tuple(m.stride)) for m in convs} == KERNELS[name]
+    assert all(m.padding in ((0,), (0, 0), (1,), (1, 1), (3,)) for m in convs)
+
+
+def test_layer_shapes_match_the_architectures():
+    layers = {l["name"]: l["shape"] for l in profile(frontend("vgg"))["layers"]}
+    # pools (4,2) (4,3) (5,2) (4,2) (4,4) take 1,376 x 96 down to 1 x 1
+    assert [layers[f"pool{i}"][1:] for i in range(1, 6)] == [[344, 48], [86, 16], [17, 8], [4, 4], [1, 1]]
+    sample = profile(frontend("sample_level"))["layers"]
+    assert [l["shape"][1] for l in sample] == [116_666, 38_888, 12_962, 4_320, 1_440, 480, 160]
+    frame = profile(frontend("frame_level"))["layers"]
+    assert [l["shape"][1] for l in frame] == [10_922, 10_916, 10_916, 5_458]
+    many = profile(frontend("frame_level_many"))["layers"]
+    assert [l["shape"][1] for l in many][:5] == [10_938] * 5  # 'same': ceil(350,000 / 32)
+    assert profile(frontend("cnn_7x86"))["layers"][0]["shape"] == [160, 1370, 1]  # after the 1 x 11 pool
+    timbral = profile(frontend("timbral"))["layers"]
+    assert all(l["shape"][1] == 1376 for l in timbral)  # time padded to keep the length
+
+
+def test_mfcc_has_one_size_whatever_feature_size_says():
+    assert profile(frontend("mfcc", "small"))["feature_dim"] == profile(frontend("mfcc", "large"))["feature_dim"] == 120
+
+
+def test_flops_count_multiply_adds_twice():
+    # cnn_7x96 small: one conv, 160 filters of 7 x 96 at 1,370 positions
+    assert profile(frontend("cnn_7x96"))["gflops_per_clip"] == pytest.approx(2 * 160 * 7 * 96 * 1370 / 1e9)
+    assert profile(frontend("cnn_7x96"))["n_params"] == 160 * 7 * 96 + 160
+
+
+def test_weights_are_truncated_normal_with_tf1_he_scaling_and_zero_biases():
+    model = frontend("vgg", "large")
+    conv = model.convs[2]
+    w = conv.weight.detach().numpy().ravel()
+    std = math.sqrt(1.3 * 2 / (717 * 9))
+    assert np.abs(w).max() <= 2 * std + 1e-7
+    # a normal truncated at two standard deviations keeps 0.8796 of its standard deviation
+    assert w.std() == pytest.approx(0.8796 * std, rel=0.01)
+    assert abs(w.mean()) < 0.01 * std
+    assert all(float(m.bias.detach().abs().max()) == 0.0 for m in model.convs)
+
+
+def clips(front, n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(front.input_samples) / 12_000
+    tones = torch.stack([torch.sin(2 * math.pi * (110 * (i + 1)) * t) for i in range(n)])
+    return (0.3 * tones + 0.05 * torch.randn(n, front.input_samples, generator=g)).float()
+
+
+@pytest.mark.parametrize("name", sorted(LENGTHS))
+def test_a_clips_features_do_not_depend_on_its_batch(name):
+    front = frontend(name).eval()
+    x = clips(front, 4)
+    with torch.inference_mode():
+        together = front(x)
+        alone = torch.cat([front(x[i : i + 1]) for i in range(4)])
+        reordered = front(x[[2, 0, 3, 1]])
+        other_company = front(torch.cat([x[:1], clips(front, 2, seed=9)]))
+    assert together.shape == (4, LENGTHS[name][0])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(reordered, together[[2, 0, 3, 1]], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(other_company[0], together[0], rtol=1e-4, atol=1e-5)
+
+
+SEED_SCRIPT = """
+import json, sys, torch, math
+sys.path.insert(0, {tests!r})
+from test_frontends import frontend, clips
+out = {{}}
+for name in {names!r}:
+    front = frontend(name, seed=7).eval()
+    with torch.inference_mode():
+        out[name] = front(clips(front, 1)).tolist()
+print(json.dumps(out))
+"""
+
+
+def test_the_same_seed_gives_the_same_features_in_another_process_and_another_seed_does_not():
+    names = sorted(SPEC)
+    script = SEED_SCRIPT.format(tests=str(__import__("pathlib").Path(__file__).parent), names=names)
+    other = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    for name in names:
+        here = frontend(name, seed=7).eval()
+        different = frontend(name, seed=8).eval()
+        with torch.inference_mode():
+            mine = here(clips(here, 1))
+            theirs = different(clips(here, 1))
+        torch.testing.assert_close(mine, torch.tensor(other[name]), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(mine, theirs, rtol=1e-2), name
+
+
+def test_large_sample_level_runs_one_clip_at_batch_size_one():
+    """The heaviest first layers (512 maps of 116,666 samples); benchmarks/memory.py measures
+    the peak memory of every large front-end."""
+    front = frontend("sample_level", "large").eval()
+    with torch.inference_mode():
+        out = front(clips(front, 1))
+    assert out.shape == (1, 3584) and torch.isfinite(out).all()
