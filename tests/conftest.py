@@ -44,13 +44,13 @@ def write_audio(path: Path, signal: np.ndarray, sr: int) -> Path:
 
 @pytest.fixture
 def class_folder(tmp_path: Path) -> Path:
-    """<root>/<class>/<clip>: two classes (low and high tones), six clips each, in mixed formats
-    and sample rates, some stereo, as a real collection would be."""
+    """<root>/<class>/<clip>: two classes (low and high tones), twelve clips each, in mixed
+    formats and sample rates, some stereo, as a real collection would be."""
     root = tmp_path / "collection"
     formats = ["wav", "flac", "ogg", "mp3", "au", "wav"]
     for label, base in (("low", 220.0), ("high", 1760.0)):
-        for i, ext in enumerate(formats):
-            sr = (44_100, 22_050, 16_000)[i % 3]
+        for i in range(12):
+            ext, sr = formats[i % 6], (44_100, 22_050, 16_000)[i % 3]
             write_audio(root / label / f"{label}_{i}.{ext}", tone(base * (1 + 0.03 * i), 1.5, sr, 1 + i % 2, i), sr)
     return root
 

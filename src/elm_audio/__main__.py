@@ -5,18 +5,20 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from .audio import AudioError
 from .config import CONFIG_DIR, CONFIG_NAME, EXECUTION_WHITELIST
+from .datasets import DatasetError
 
 
-@hydra.main(
-    config_path=str(CONFIG_DIR),
-    config_name=CONFIG_NAME,
-    execution_whitelist=EXECUTION_WHITELIST,
-)
+@hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, execution_whitelist=EXECUTION_WHITELIST)
 def main(cfg: DictConfig) -> float:
     from .runner import run
 
-    return run(cfg)
+    try:
+        return run(cfg)
+    except (DatasetError, AudioError) as err:
+        # the data or the config is at fault, not the code: say what to do, without a traceback
+        raise SystemExit(f"elm_audio: {err}") from None
 
 
 if __name__ == "__main__":

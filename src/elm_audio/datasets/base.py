@@ -37,9 +37,13 @@ class ClipIndex:
 
     def __post_init__(self) -> None:
         ids = Counter(c.clip_id for c in self.clips)
-        dupes = [i for i, n in ids.items() if n > 1]
+        dupes = sorted(i for i, n in ids.items() if n > 1)
         if dupes:
-            raise DatasetError(f"dataset {self.dataset}: clip ids occur twice: {', '.join(sorted(dupes)[:5])}")
+            files = [c.path for c in self.clips if c.clip_id == dupes[0]]
+            raise DatasetError(
+                f"dataset {self.dataset}: {len(dupes)} clip(s) stored twice under one name, e.g. "
+                f"{' and '.join(files)}; keep one file per clip"
+            )
         labels = {c.label for c in self.clips}
         if len(labels) < 2:
             raise DatasetError(

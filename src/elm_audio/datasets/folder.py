@@ -87,13 +87,17 @@ class Folder(Dataset):
         missing = set(PARTITIONS) - set(self.split_lists)
         if missing:
             raise DatasetError(f"dataset.split_lists needs {', '.join(PARTITIONS)}; missing {', '.join(sorted(missing))}")
-        clips = []
+        clips: dict[str, Clip] = {}
         for partition in PARTITIONS:
             key = f"dataset.split_lists.{partition}"
             for rel in read_list(Path(self.split_lists[partition]).expanduser(), key):
                 cid = Path(rel).with_suffix("").as_posix()
                 if cid not in by_id:
                     raise DatasetError(f"{key} names {rel}, which is not under dataset.root={root}")
+                if cid in clips:
+                    raise DatasetError(
+                        f"{key} names {rel}, already listed in {clips[cid].partition}; a clip belongs to one partition"
+                    )
                 label, path = by_id[cid]
-                clips.append(Clip(cid, str(path), label, partition=partition))
-        return ClipIndex(self.name, clips, "partitions")
+                clips[cid] = Clip(cid, str(path), label, partition=partition)
+        return ClipIndex(self.name, list(clips.values()), "partitions")

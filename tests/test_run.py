@@ -1,0 +1,145 @@
+"""End to end: ``python -m elm_audio`` as a user runs it, checked through what MLflow holds."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import QUICK, run_cli
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+
+def store(cwd: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
+
+
+def runs(cwd: Path, dataset: str = "synth"):
+    client = store(cwd)
+    exp = client.get_experiment_by_name(f"elm_audio/{dataset}")
+    return client, client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def artifact(client: MlflowClient, run_id: str, path: str, tmp: Path) -> Path:
+    return Path(client.download_artifacts(run_id, path, str(tmp)))
+
+
+def cache_entries(cwd: Path) -> list[Path]:
+    root = cwd / "cache"
+    return [p for p in root.iterdir() if p.is_dir() and p.name != "synth"] if root.exists() else []
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """The README's first command, unchanged, in an empty folder."""
+    cwd = tmp_path_factory.mktemp("default")
+    proc = run_cli("elm_audio", cwd=cwd)
+    return cwd, proc
+
+
+def test_default_run_prints_a_summary_that_says_where_it_was_logged(default_run):
+    cwd, proc = default_run
+    out = proc.stdout
+    for expected in ("dataset      synth", "front-end    vgg, feature size small (160 values", "classifier   svm"):
+        assert expected in out
+    client, (run,) = runs(cwd)
+    assert f"run {run.info.run_id}" in out
+    assert f"mlflow ui --backend-store-uri sqlite:///{cwd / 'mlruns' / 'mlflow.db'}" in out
+    assert f"validation   {run.data.metrics['val_accuracy']:.4f}" in out
+
+
+def test_default_run_logs_the_design_params_metrics_tags_and_artifacts(default_run, tmp_path):
+    cwd, _ = default_run
+    client, (run,) = runs(cwd)
+    p, m, t = run.data.params, run.data.metrics, run.data.tags
+    assert p["frontend.name"] == "vgg" and p["feature_size"] == "small" and p["classifier.C"] == "2.0"
+    assert p["feature_dim"] == "160" and int(p["n_params"]) > 0 and p["seed"] == "0"
+    for name in ("val_accuracy", "test_accuracy", "test_accuracy_std", "extract_seconds", "fit_seconds", "gflops_per_clip"):
+        assert name in m
+    assert [k for k in sorted(m) if k.endswith("_test_accuracy") and k.startswith("fold")] == [
+        f"fold{k}_test_accuracy" for k in range(1, 6)
+    ]
+    assert (t["frontend"], t["dataset"], t["feature_size"]) == ("vgg", "synth", "small")
+    listed = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "confusion_matrix.png", "predictions.csv", "features"} <= listed
+    assert artifact(client, run.info.run_id, "confusion_matrix.png", tmp_path).read_bytes()[:4] == b"\x89PNG"
+
+    # per-clip predictions agree with the per-fold metrics; every clip is tested once
+    preds = pd.read_csv(artifact(client, run.info.run_id, "predictions.csv", tmp_path))
+    assert len(preds) == 180 and preds["clip_id"].is_unique
+    for fold, group in preds.groupby("split"):
+        assert m[f"{fold}_test_accuracy"] == pytest.approx((group["label"] == group["prediction"]).mean())
+    assert m["test_accuracy"] == pytest.approx(np.mean([m[f"fold{k}_test_accuracy"] for k in range(1, 6)]))
+    assert m["test_accuracy"] > 1 / 6 + 0.2  # well above chance on six classes
+
+    # the stored feature matrix is the cached one, with labels and clip ids
+    saved = np.load(artifact(client, run.info.run_id, "features/features.npz", tmp_path))
+    (entry,) = cache_entries(cwd)
+    np.testing.assert_array_equal(saved["features"], np.load(entry / "features.npy"))
+    assert saved["features"].shape == (180, 160)
+    assert sorted(set(saved["labels"])) == sorted(set(preds["label"]))
+    assert set(saved["clip_ids"]) == set(preds["clip_id"])
+    cfg = artifact(client, run.info.run_id, "config.yaml", tmp_path).read_text()
+    assert "frontend:" in cfg and "name: vgg" in cfg
+
+
+def test_a_run_that_needs_the_same_features_loads_them_and_points_at_their_run(default_run):
+    cwd, _ = default_run
+    run_cli("elm_audio", "classifier=elm", "extract.progress=false", cwd=cwd)
+    client, (first, second) = runs(cwd)
+    assert len(cache_entries(cwd)) == 1
+    assert second.data.tags["features_run_id"] == first.info.run_id
+    assert "features" not in {a.path for a in client.list_artifacts(second.info.run_id)}
+    assert second.data.params["classifier.name"] == "elm"
+
+
+def test_paper_protocol_scores_and_selects_on_the_same_folds(tmp_path):
+    run_cli("elm_audio", *QUICK, "protocol.mode=paper", "frontend=mfcc", cwd=tmp_path)
+    _, (run,) = runs(tmp_path)
+    m = run.data.metrics
+    assert m["val_accuracy"] == m["test_accuracy"]
+    assert run.data.tags["protocol.mode"] == "paper" and "fold1_val_accuracy" not in m
+
+
+def test_a_folder_of_recordings_in_mixed_formats_runs(class_folder, tmp_path):
+    proc = run_cli(
+        "elm_audio", "dataset=folder", f"dataset.root={class_folder}", "dataset.n_folds=3",
+        "frontend=mfcc", "extract.progress=false", cwd=tmp_path,
+    )
+    assert "dataset      folder: 24 clips, 2 classes, 3 folds" in proc.stdout
+    _, (run,) = runs(tmp_path, "folder")
+    assert run.data.metrics["test_accuracy"] > 0.8  # low against high tones, from 8 training clips
+
+
+def test_unknown_front_end_names_the_key_and_the_choices(tmp_path):
+    proc = run_cli("elm_audio", "frontend=resnet", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "frontend" in proc.stderr and "resnet" in proc.stderr and "timbral_temporal" in proc.stderr
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_missing_root_stops_before_anything_is_logged(tmp_path):
+    proc = run_cli("elm_audio", "dataset=folder", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "dataset=folder needs dataset.root=<folder>" in proc.stderr
+    assert not (tmp_path / "mlruns").exists() and not cache_entries(tmp_path)
+
+
+def test_an_unreadable_clip_stops_the_run_naming_it_and_leaves_no_cache_entry(class_folder, tmp_path):
+    bad = class_folder / "low" / "broken.wav"
+    bad.write_bytes(b"not audio at all")
+    args = ["dataset=folder", f"dataset.root={class_folder}", "dataset.n_folds=3", "frontend=mfcc", *QUICK[-2:]]
+    proc = run_cli("elm_audio", *args, cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and str(bad) in proc.stderr and "on_bad_clip=skip" in proc.stderr
+    assert not cache_entries(tmp_path)
+    assert not list((tmp_path / "cache").glob(".tmp-*"))
+
+    run_cli("elm_audio", *args, "dataset.on_bad_clip=skip", cwd=tmp_path)
+    client, runs_ = runs(tmp_path, "folder")
+    done = [r for r in runs_ if r.info.status == "FINISHED"][-1]
+    assert done.data.tags["bad_clips"] == "1"
+    listing = io.StringIO(client.download_artifacts(done.info.run_id, "bad_clips.tsv", str(tmp_path)))
+    assert "low/broken" in Path(listing.getvalue()).read_text()
