@@ -1,0 +1,53 @@
+import json
+
+import pytest
+from conftest import QUICK, run_cli
+from test_frontends import LENGTHS
+
+from elm_audio.config import compose
+from elm_audio.describe import describe
+
+
+def test_describe_prints_one_object_for_one_front_end_and_size(tmp_path):
+    out = json.loads(run_cli("elm_audio.describe", "frontend=cnn_7x86", "feature_size=large", cwd=tmp_path).stdout)
+    assert out["frontend"] == "cnn_7x86" and out["feature_size"] == "large"
+    assert out["input"] == "spectrogram" and out["input_shape"] == [1376, 96]
+    assert out["feature_dim"] == 3585 and out["n_params"] == 3585 * (7 * 86 + 1)
+    assert out["gflops_per_clip"] == pytest.approx(2 * 3585 * 7 * 86 * 1370 * 11 / 1e9, rel=1e-3)
+    assert out["layers"] == [{"name": "pool", "shape": [3585, 1370, 1], "n_features": 3585}]
+
+
+def test_describe_all_lists_every_front_end_at_both_sizes(tmp_path):
+    out = json.loads(run_cli("elm_audio.describe", "frontend=all", cwd=tmp_path).stdout)
+    assert isinstance(out, list) and len(out) == 2 * len(LENGTHS)
+    for row in out:
+        assert row["feature_dim"] == LENGTHS[row["frontend"]][("small", "large").index(row["feature_size"])]
+        assert {"input", "input_shape", "n_params", "gflops_per_clip", "layers"} <= set(row)
+    large = {r["frontend"]: r["gflops_per_clip"] for r in out if r["feature_size"] == "large"}
+    # VGG: 3x3 'same' convs at 1376x96, then after each pool 344x48, 86x16, 17x8, 4x4; 717 maps
+    positions = [1376 * 96, 344 * 48, 86 * 16, 17 * 8, 4 * 4]
+    inputs = [1, 717, 717, 717, 717]
+    assert large["vgg"] == pytest.approx(sum(2 * p * c * 717 * 9 for p, c in zip(positions, inputs)) / 1e9, rel=1e-3)
+    assert all(g > 0 for g in large.values())
+
+
+def test_describe_agrees_with_the_run_config():
+    row = describe(compose(["frontend=temporal", "feature_size=small"]))
+    assert row["feature_dim"] == 112 and row["input"] == "spectrogram"
+
+
+@pytest.mark.slow
+def test_every_front_end_completes_a_run_on_the_default_dataset(tmp_path):
+    """The design's architecture grid, run as one Hydra multirun with the basic sweeper."""
+    names = ",".join(sorted(LENGTHS))
+    run_cli("elm_audio", "-m", f"frontend={names}", "hydra/sweeper=basic", *QUICK, cwd=tmp_path)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("elm_audio/synth")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.data.tags["frontend"] for r in runs) == sorted(LENGTHS)
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert int(r.data.params["feature_dim"]) == LENGTHS[r.data.tags["frontend"]][0]
+        assert r.data.metrics["gflops_per_clip"] > 0 and int(r.data.params["n_params"]) >= 0
