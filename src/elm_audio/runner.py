@@ -23,7 +23,9 @@ from . import tracking
 from .cache import FeatureCache, Features, cache_key
 from .classifiers import build_classifier
 from .config import build
-from .datasets import ClipIndex, Dataset
+from .datasets import ClipIndex, Dataset, DatasetError
+from .datasets.base import Survey
+from .datasets.check import CheckReport
 from .describe import profile
 from .devices import resolve_device
 from .extract import ExtractSettings, extract
@@ -46,6 +48,8 @@ def build_dataset(cfg: DictConfig) -> Dataset:
 class Prepared:
     """Everything a run needs before it starts logging: checked inputs and the cache key."""
 
+    dataset: Dataset
+    survey: Survey
     index: ClipIndex
     frontend: FrontEnd
     profile: dict
@@ -53,7 +57,9 @@ class Prepared:
 
 
 def prepare(cfg: DictConfig) -> Prepared:
-    index = build_dataset(cfg).index(cfg.protocol.mode)
+    dataset = build_dataset(cfg)
+    survey = dataset.survey(cfg.protocol.mode)
+    index = dataset.to_index(survey)  # a copy missing files the protocol needs stops here, with the report
     frontend = build_frontend(cfg)
     spec = {
         "clips": [(c.clip_id, c.path, _size(c.path)) for c in index.clips],
@@ -62,7 +68,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         "seed": int(cfg.seed),
         "precision": str(cfg.get("precision", "fp32")),
     }
-    return Prepared(index, frontend, profile(frontend), cache_key(spec))
+    return Prepared(dataset, survey, index, frontend, profile(frontend), cache_key(spec))
 
 
 def _size(path: str) -> int:
@@ -79,10 +85,15 @@ def features_for(cfg: DictConfig, prepared: Prepared, cache: FeatureCache) -> tu
     if found is not None:
         return found, False
     index, frontend = prepared.index, prepared.frontend
+    # Before extracting, read every header: an unreadable clip stops the run now, not hours in.
+    report = CheckReport.from_survey(prepared.dataset, prepared.survey, read_headers=True, progress=cfg.extract.progress)
+    if report.bad_clips and prepared.dataset.on_bad_clip == "error":
+        raise DatasetError(report.render())
+    mlflow.log_text(report.render(), "data_check.txt")
     settings = ExtractSettings(
         batch_size=cfg.extract.batch_size,
         num_workers=cfg.extract.num_workers,
-        on_bad_clip=cfg.dataset.get("on_bad_clip", "error"),
+        on_bad_clip=prepared.dataset.on_bad_clip,
         progress=cfg.extract.progress,
     )
 

@@ -9,6 +9,7 @@ from typing import Literal
 
 PARTITIONS = ("train", "validation", "test")
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".mp3", ".ogg")
+BAD_CLIP_POLICIES = ("error", "skip")
 
 ProtocolKind = Literal["partitions", "folds"]
 
@@ -24,6 +25,10 @@ class Clip:
     label: str
     fold: int | None = None  # 1-based, for datasets evaluated by cross-validation
     partition: str | None = None  # train / validation / test, for fixed partitions
+
+    @property
+    def group(self) -> str:
+        return self.partition if self.partition is not None else f"fold{self.fold}"
 
 
 @dataclass
@@ -69,6 +74,28 @@ class ClipIndex:
         return ClipIndex(self.dataset, [c for c in self.clips if c.clip_id not in clip_ids], self.protocol, self.notes)
 
 
+@dataclass(frozen=True)
+class Expected:
+    """The counts a complete copy has; None where a dataset does not fix them."""
+
+    total: int | None = None
+    classes: tuple[str, ...] | None = None
+    per_class: dict[str, int] | None = None
+    per_group: dict[str, int] | None = None  # per partition or fold
+
+
+@dataclass
+class Survey:
+    """What a copy on disk holds against what the protocol needs, without reading audio."""
+
+    clips: list[Clip]  # the protocol's clips that were found
+    protocol: ProtocolKind
+    root: Path
+    missing: list[str] = field(default_factory=list)  # files the protocol needs, not found (as named)
+    extra: list[str] = field(default_factory=list)  # files or folders that should not be there
+    notes: dict[str, str] = field(default_factory=dict)
+
+
 def require_root(root: str | None, dataset: str, hint: str) -> Path:
     """The dataset's root folder, or a DatasetError that says how to set it."""
     if root in (None, "", "???"):
@@ -84,13 +111,43 @@ def audio_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
-class Dataset:
-    """A configured dataset: ``index(mode)`` lists its clips and assigns folds or partitions.
+def subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
-    ``mode`` is the protocol mode (honest or paper); some datasets fold differently under it.
+
+class Dataset:
+    """A configured dataset.
+
+    ``survey(mode)`` lists what the protocol needs and what was found; ``index(mode)`` turns it
+    into a ClipIndex, refusing a copy that misses files the protocol needs. ``mode`` is the
+    protocol mode (honest or paper): some datasets fold differently under it.
     """
 
     name: str
+    on_bad_clip: str = "error"
+    expected: Expected = Expected()
+    hint: str = ""  # how to lay the dataset out, for error messages
+
+    def __init__(self, name: str, root: str | None, on_bad_clip: str = "error"):
+        if on_bad_clip not in BAD_CLIP_POLICIES:
+            raise DatasetError(f"dataset.on_bad_clip={on_bad_clip!r} must be one of {', '.join(BAD_CLIP_POLICIES)}")
+        self.name = name
+        self.root = root
+        self.on_bad_clip = on_bad_clip
+
+    def survey(self, mode: str = "honest") -> Survey:
+        raise NotImplementedError
 
     def index(self, mode: str = "honest") -> ClipIndex:
-        raise NotImplementedError
+        return self.to_index(self.survey(mode))
+
+    def to_index(self, survey: Survey) -> ClipIndex:
+        if survey.missing:
+            from .check import CheckReport  # the full report says what else is wrong with the copy
+
+            report = CheckReport.from_survey(self, survey)
+            raise DatasetError(
+                f"dataset.root={survey.root} lacks {len(survey.missing)} file(s) the {self.name} protocol needs.\n"
+                + report.render()
+            )
+        return ClipIndex(self.name, survey.clips, survey.protocol, survey.notes)

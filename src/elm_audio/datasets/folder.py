@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from .base import PARTITIONS, Clip, ClipIndex, Dataset, DatasetError, audio_files, require_root
+from .base import PARTITIONS, Clip, Dataset, DatasetError, Survey, audio_files, require_root, subfolders
 
 
 def stratified_folds(labels: list[str], n_folds: int, seed: int | None) -> list[int]:
@@ -33,9 +33,32 @@ def read_list(path: Path, key: str) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
+def assign_partitions(found: dict[str, tuple[str, Path]], lists: dict[str, list[str]], key: str) -> tuple[list[Clip], list[str]]:
+    """Clips of each partition list, matched by clip id (the path without extension), and the
+    listed entries that were not found."""
+    clips: dict[str, Clip] = {}
+    missing: list[str] = []
+    for partition in PARTITIONS:
+        for rel in lists[partition]:
+            cid = Path(rel).with_suffix("").as_posix()
+            if cid in clips:
+                raise DatasetError(
+                    f"{key}.{partition} names {rel}, already listed in {clips[cid].partition}; "
+                    "a clip belongs to one partition"
+                )
+            if cid not in found:
+                missing.append(rel)
+                continue
+            label, path = found[cid]
+            clips[cid] = Clip(cid, str(path), label, partition=partition)
+    return list(clips.values()), missing
+
+
 class Folder(Dataset):
     """``root/<class>/<clip>.<ext>``. Split by stratified k-fold (shuffled with ``fold_seed``),
     or by ``split_lists`` (train / validation / test files naming clips relative to the root)."""
+
+    hint = "point it at a folder holding one sub-folder of audio files per class"
 
     def __init__(
         self,
@@ -46,20 +69,24 @@ class Folder(Dataset):
         split_lists: dict[str, str] | None = None,
         on_bad_clip: str = "error",
     ):
-        if on_bad_clip not in ("error", "skip"):
-            raise DatasetError(f"dataset.on_bad_clip={on_bad_clip!r} must be error or skip")
-        self.on_bad_clip = on_bad_clip
-        self.name = name
-        self.root = root
+        super().__init__(name, root, on_bad_clip)
         self.n_folds = int(n_folds)
         self.fold_seed = int(fold_seed)
         self.split_lists = dict(split_lists) if split_lists else None
 
-    def scan(self) -> tuple[Path, list[tuple[str, Path]]]:
-        """The root, and (label, path) for every audio file one level below it."""
-        root = require_root(self.root, self.name, "point it at a folder holding one sub-folder of audio files per class")
-        classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        found = [(c.name, f) for c in classes for f in audio_files(c)]
+    def scan(self) -> tuple[Path, dict[str, tuple[str, Path]]]:
+        """The root, and clip id -> (label, path) for every audio file one level below it."""
+        root = require_root(self.root, self.name, self.hint)
+        found: dict[str, tuple[str, Path]] = {}
+        for folder in subfolders(root):
+            for f in audio_files(folder):
+                cid = f.relative_to(root).with_suffix("").as_posix()
+                if cid in found:
+                    raise DatasetError(
+                        f"dataset {self.name}: one clip stored twice under one name, {found[cid][1]} and {f}; "
+                        "keep one file per clip"
+                    )
+                found[cid] = (folder.name, f)
         if not found:
             raise DatasetError(
                 f"dataset.root={root} holds no audio files in class sub-folders "
@@ -67,37 +94,25 @@ class Folder(Dataset):
             )
         return root, found
 
-    def index(self, mode: str = "honest") -> ClipIndex:
+    def survey(self, mode: str = "honest") -> Survey:
         root, found = self.scan()
-        clip_id = lambda path: path.relative_to(root).with_suffix("").as_posix()  # noqa: E731
         if self.split_lists:
-            return self._index_from_lists(root, found, clip_id)
-        labels = [label for label, _ in found]
+            missing_keys = set(PARTITIONS) - set(self.split_lists)
+            if missing_keys:
+                raise DatasetError(
+                    f"dataset.split_lists needs {', '.join(PARTITIONS)}; missing {', '.join(sorted(missing_keys))}"
+                )
+            lists = {
+                p: read_list(Path(self.split_lists[p]).expanduser(), f"dataset.split_lists.{p}") for p in PARTITIONS
+            }
+            clips, missing = assign_partitions(found, lists, "dataset.split_lists")
+            return Survey(clips, "partitions", root, missing=missing)
+        labels = [label for label, _ in found.values()]
         if len(set(labels)) < 2:
             raise DatasetError(
-                f"dataset.root={root} has {len(set(labels))} class folder(s) with audio ({', '.join(sorted(set(labels)))}); "
-                "a classification needs at least two sub-folders of audio files"
+                f"dataset.root={root} has {len(set(labels))} class folder(s) with audio "
+                f"({', '.join(sorted(set(labels)))}); a classification needs at least two sub-folders of audio files"
             )
         folds = stratified_folds(labels, self.n_folds, self.fold_seed)
-        clips = [Clip(clip_id(p), str(p), label, fold=k) for (label, p), k in zip(found, folds)]
-        return ClipIndex(self.name, clips, "folds", {"fold_seed": str(self.fold_seed)})
-
-    def _index_from_lists(self, root: Path, found, clip_id) -> ClipIndex:
-        by_id = {clip_id(p): (label, p) for label, p in found}
-        missing = set(PARTITIONS) - set(self.split_lists)
-        if missing:
-            raise DatasetError(f"dataset.split_lists needs {', '.join(PARTITIONS)}; missing {', '.join(sorted(missing))}")
-        clips: dict[str, Clip] = {}
-        for partition in PARTITIONS:
-            key = f"dataset.split_lists.{partition}"
-            for rel in read_list(Path(self.split_lists[partition]).expanduser(), key):
-                cid = Path(rel).with_suffix("").as_posix()
-                if cid not in by_id:
-                    raise DatasetError(f"{key} names {rel}, which is not under dataset.root={root}")
-                if cid in clips:
-                    raise DatasetError(
-                        f"{key} names {rel}, already listed in {clips[cid].partition}; a clip belongs to one partition"
-                    )
-                label, path = by_id[cid]
-                clips[cid] = Clip(cid, str(path), label, partition=partition)
-        return ClipIndex(self.name, list(clips.values()), "partitions")
+        clips = [Clip(cid, str(path), label, fold=k) for (cid, (label, path)), k in zip(found.items(), folds)]
+        return Survey(clips, "folds", root, notes={"fold_seed": str(self.fold_seed)})

@@ -21,7 +21,7 @@ import soundfile as sf
 from filelock import FileLock
 from scipy.signal import butter, sosfilt
 
-from .base import ClipIndex
+from .base import Survey
 from .folder import Folder
 
 SYNTH_RATE = 22_050
@@ -124,6 +124,6 @@ class Synth(Folder):
                 shutil.rmtree(tmp, ignore_errors=True)
         return target
 
-    def index(self, mode: str = "honest") -> ClipIndex:
+    def survey(self, mode: str = "honest") -> Survey:
         self.generate()
-        return super().index(mode)
+        return super().survey(mode)

@@ -1,0 +1,36 @@
+"""``python -m elm_audio.data check dataset=<name> dataset.root=<path> [overrides]``
+
+Reads the dataset's layout and every file header, prints a report, and exits 0 when the copy
+gives the dataset's protocol, 1 when it cannot, 2 when the dataset cannot be read at all.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..config import build, compose
+from ..datasets import DatasetError
+from ..datasets.check import CheckReport
+
+USAGE = "usage: python -m elm_audio.data check dataset=<name> dataset.root=<path> [other overrides]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] != "check":
+        print(USAGE, file=sys.stderr)
+        return 2
+    try:
+        cfg = compose(args[1:])
+        dataset = build(cfg.dataset)
+        survey = dataset.survey(cfg.protocol.mode)
+    except DatasetError as err:
+        print(f"elm_audio: {err}", file=sys.stderr)
+        return 2
+    report = CheckReport.from_survey(dataset, survey, read_headers=True, progress=sys.stderr.isatty())
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
