@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -73,6 +74,9 @@ def extract(
         collate_fn=_collate,
         persistent_workers=False,
         prefetch_factor=2 if settings.num_workers > 0 else None,
+        # Linux's default, named explicitly: inside joblib's loky workers the default
+        # multiprocessing context is loky's, which DataLoader cannot start workers with.
+        multiprocessing_context="fork" if settings.num_workers > 0 and sys.platform.startswith("linux") else None,
     )
     bad: dict[str, str] = {}
     frontend = frontend.to(device).eval()

@@ -33,7 +33,7 @@ from .frontends import FrontEnd
 from .protocols import Evaluation, evaluate, make_splits
 
 # Config nodes that describe a search rather than this run: kept out of the params.
-NOT_PARAMS = ("classifier.search_space", "classifier.paper_grid")
+NOT_PARAMS = ("classifier.search_space", "classifier.paper_grid", "sweep.")
 
 
 def build_frontend(cfg: DictConfig) -> FrontEnd:
@@ -114,9 +114,8 @@ def run(cfg: DictConfig) -> float:
     prepared = prepare(cfg)  # bad config or data stops here, before anything is logged
     uri = tracking.connect(cfg.tracking.uri)
     experiment = tracking.experiment_id(f"elm_audio/{cfg.dataset.name}", uri)
-    parent = os.environ.get(tracking.PARENT_RUN_ENV)
     cache = FeatureCache(cfg.cache.dir)
-    with mlflow.start_run(experiment_id=experiment, parent_run_id=parent or None) as active:
+    with mlflow.start_run(experiment_id=experiment, parent_run_id=cfg.sweep.parent_run_id) as active:
         run_id = active.info.run_id
         _log_config(cfg, prepared)
         with cache.lock(prepared.key):
@@ -169,17 +168,11 @@ def _log_config(cfg: DictConfig, prepared: Prepared) -> None:
     commit = tracking.git_commit()
     if commit:
         tags["git_commit"] = commit
-    sweep = os.environ.get(tracking.PARENT_RUN_ENV)
-    if sweep:
-        tags["sweep_id"] = sweep
-        tags["trial"] = str(_trial_number())
+    if cfg.sweep.study is not None:  # a trial of an Optuna sweep (set by the sweeper)
+        tags.update({"elm_audio.role": "trial", "sweep_id": cfg.sweep.study, "trial": str(cfg.sweep.trial)})
+    else:
+        tags["elm_audio.role"] = "run"
     mlflow.set_tags(tags)
-
-
-def _trial_number() -> int:
-    from hydra.core.hydra_config import HydraConfig
-
-    return int(HydraConfig.get().job.num) if HydraConfig.initialized() else 0
 
 
 def _log_features(features: Features, uri: str, experiment: str, computed_here: bool) -> None:

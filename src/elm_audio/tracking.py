@@ -18,8 +18,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 DEFAULT_DIR = "mlruns"
-# Runs of one sweep are children of the sweep's parent run (set by the sweeper).
-PARENT_RUN_ENV = "ELM_AUDIO_PARENT_RUN_ID"
 
 
 def resolve_uri(configured: str | None) -> str:

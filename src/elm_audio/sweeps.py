@@ -1,0 +1,215 @@
+"""Optuna sweeps: shared storages, the paper's grid, and the sweep's parent run in MLflow.
+
+Used by the Hydra sweeper plugin ``hydra_plugins.elm_audio_sweeper``; nothing here runs a trial.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import mlflow
+import numpy as np
+import optuna
+from matplotlib.figure import Figure
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from . import tracking
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+JOURNAL_PREFIX = "journal:"
+
+
+def retry(what: str, action: Callable[[], T], attempts: int = 6) -> T:
+    """Several processes creating the same tables or study at the same moment race; the losers
+    see integrity or 'already exists' errors. Trying again finds what the winner created."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as err:  # sqlalchemy, optuna and mlflow raise their own kinds
+            if attempt == attempts - 1:
+                raise
+            log.info("%s: %s; trying again", what, err)
+            time.sleep(0.3 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def open_storage(url: str | None) -> BaseStorage:
+    """None (in memory, this process only), an RDB URL (sqlite:///..., postgresql://...), or
+    ``journal:<path>``, a journal file on a disk every server sees."""
+    if url is None or str(url) == "":
+        return InMemoryStorage()
+    url = str(url)
+    if url.startswith(JOURNAL_PREFIX):
+        path = Path(url[len(JOURNAL_PREFIX) :]).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if "://" not in url:
+        raise ValueError(
+            f"hydra.sweeper.storage={url!r}: expected an RDB URL (sqlite:///study.db, "
+            "postgresql://user:pw@host/db) or journal:<path to a file on a shared disk>"
+        )
+    return retry("creating the Optuna tables", lambda: RDBStorage(url))
+
+
+def redact(url: str | None) -> str:
+    """A storage URL without its password, for logs and MLflow."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(url)) if url else "in-memory"
+
+
+def default_study_name(cfg) -> str:
+    return (
+        f"elm_audio-{cfg.dataset.name}-{cfg.frontend.name}-{cfg.feature_size.name}-"
+        f"{cfg.classifier.name}-seed{cfg.seed}-{cfg.protocol.mode}"
+    )
+
+
+def load_study(storage: BaseStorage, name: str | None, sampler, direction: str) -> optuna.Study:
+    return retry(
+        "creating the Optuna study",
+        lambda: optuna.create_study(
+            storage=storage, study_name=name, sampler=sampler, direction=direction, load_if_exists=True
+        ),
+    )
+
+
+def process_seed(seed: int | None) -> int | None:
+    """Servers sharing a study must not draw the same trials: mix the host and process into the
+    sampler's seed (a shared sweep cannot be replayed exactly anyway)."""
+    if seed is None:
+        return None
+    return (int(seed) * 1_000_003 + hash((socket.gethostname(), os.getpid()))) % (2**31 - 1)
+
+
+def expand_grid(blocks: Sequence[Mapping[str, Sequence[Any]]] | Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """scikit-learn's param_grid: a block is a product of value lists; a list of blocks is their
+    union (the paper's rbf x gamma x C, and linear x C)."""
+    if isinstance(blocks, Mapping):
+        blocks = [blocks]
+    points = []
+    for block in blocks:
+        keys = list(block)
+        for values in itertools.product(*(list(block[k]) for k in keys)):
+            point = dict(zip(keys, values))
+            if point not in points:
+                points.append(point)
+    return points
+
+
+def grid_search_space(points: list[dict[str, Any]]) -> dict[str, str]:
+    """Hydra sweep syntax, a choice per key over every value the grid takes."""
+    space: dict[str, list] = {}
+    for point in points:
+        for key, value in point.items():
+            if value not in space.setdefault(key, []):
+                space[key].append(value)
+    return {k: "choice(" + ", ".join(str(v) for v in values) + ")" for k, values in space.items()}
+
+
+def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+class SweepRun:
+    """The sweep's parent run: created before the first trial, summarized after the last."""
+
+    def __init__(self, cfg, study: optuna.Study, storage_url: str | None, space: Mapping[str, str], n_trials: int):
+        self.uri = tracking.connect(cfg.tracking.uri)
+        self.experiment = tracking.experiment_id(f"elm_audio/{cfg.dataset.name}", self.uri)
+        self.client = MlflowClient(self.uri)
+        self.study = study
+        tags = {
+            "elm_audio.role": "sweep",
+            "sweep_id": study.study_name,
+            "optuna.storage": redact(storage_url),
+            "dataset": cfg.dataset.name,
+            "frontend": cfg.frontend.name,
+            "feature_size": cfg.feature_size.name,
+            "classifier": cfg.classifier.name,
+        }
+        commit = tracking.git_commit()
+        if commit:
+            tags["git_commit"] = commit
+        run = self.client.create_run(self.experiment, tags=tags, run_name=f"sweep {study.study_name}")
+        self.run_id = run.info.run_id
+        params = {f"search_space.{k}": str(v) for k, v in space.items()}
+        params.update(n_trials=n_trials, study_name=study.study_name, sampler=type(study.sampler).__name__)
+        for key, value in params.items():
+            self.client.log_param(self.run_id, key, value)
+
+    def child_runs(self) -> list[mlflow.entities.Run]:
+        return self.client.search_runs(
+            [self.experiment], filter_string=f"tags.sweep_id = '{self.study.study_name}' and tags.`elm_audio.role` = 'trial'"
+        )
+
+    def finish(self, failed: bool = False) -> dict[str, Any]:
+        """Record the best trial (of the whole study, all servers), its params and test
+        accuracy, the nested test accuracy, and a figure of the objective across trials."""
+        summary: dict[str, Any] = {}
+        try:
+            trials = completed(self.study)
+            if trials:
+                best = self.study.best_trial
+                children = {r.data.tags.get("trial"): r for r in self.child_runs()}
+                best_run = children.get(str(best.number))
+                summary = {"trial": best.number, "val_accuracy": best.value, "params": best.params}
+                self.client.log_metric(self.run_id, "best_val_accuracy", best.value)
+                self.client.log_metric(self.run_id, "n_trials_complete", len(trials))
+                for key, value in best.params.items():
+                    self.client.log_param(self.run_id, f"best.{key}", value)
+                self.client.set_tag(self.run_id, "best_trial", str(best.number))
+                if best_run is not None:
+                    summary["run_id"] = best_run.info.run_id
+                    summary["test_accuracy"] = best_run.data.metrics.get("test_accuracy")
+                    self.client.set_tag(self.run_id, "best_run_id", best_run.info.run_id)
+                    for name in ("test_accuracy", "test_accuracy_std"):
+                        if name in best_run.data.metrics:
+                            self.client.log_metric(self.run_id, f"best_{name}", best_run.data.metrics[name])
+                nested = nested_test_accuracy([r.data.metrics for r in children.values()])
+                if nested is not None:
+                    summary["nested_test_accuracy"] = nested
+                    self.client.log_metric(self.run_id, "nested_test_accuracy", nested)
+                self.client.log_figure(self.run_id, objective_figure(trials), "objective.png")
+        finally:
+            status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
+            self.client.set_terminated(self.run_id, status)
+        return summary
+
+
+def nested_test_accuracy(runs_metrics: list[Mapping[str, float]]) -> float | None:
+    """For each test fold k, the trial with the best validation accuracy on k's validation fold,
+    scored on fold k: a test figure no hyper-parameter choice has seen (honest folds only)."""
+    folds = sorted({m[:-len("_val_accuracy")] for r in runs_metrics for m in r if re.fullmatch(r"fold\d+_val_accuracy", m)})
+    if not folds:
+        return None
+    scores = []
+    for fold in folds:
+        candidates = [r for r in runs_metrics if f"{fold}_val_accuracy" in r and f"{fold}_test_accuracy" in r]
+        best = max(candidates, key=lambda r: r[f"{fold}_val_accuracy"])
+        scores.append(best[f"{fold}_test_accuracy"])
+    return float(np.mean(scores))
+
+
+def objective_figure(trials: list[optuna.trial.FrozenTrial]) -> Figure:
+    numbers = [t.number for t in trials]
+    values = [t.value for t in trials]
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    ax.scatter(numbers, values, s=18, label="trial")
+    ax.step(numbers, np.maximum.accumulate(values), where="post", color="C1", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("val_accuracy")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
