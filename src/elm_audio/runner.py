@@ -153,6 +153,7 @@ def _log_config(cfg: DictConfig, prepared: Prepared) -> None:
         feature_size=cfg.feature_size.name,
         feature_dim=prepared.profile["feature_dim"],
         n_params=prepared.profile["n_params"],
+        n_clips=len(prepared.index.clips),
         cache_key=prepared.key,
     )
     mlflow.log_params(params)

@@ -1,0 +1,46 @@
+"""``python -m elm_audio.report [--tracking-uri URI] [--dataset NAME ...] [--out DIR]``
+
+For each dataset with runs (or those named), writes into ``<out>/<dataset>/`` and into an MLflow
+run of its own (tag elm_audio.role=report): table.md and table.csv, bars_<size>.png,
+significance_<size>_<classifier>.png with pairs_<size>_<classifier>.csv, and cost.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from ..tracking import resolve_uri
+from .build import build
+from .collect import experiments
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m elm_audio.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri", help="MLflow store (default: as runs use: MLFLOW_TRACKING_URI or ./mlruns)")
+    parser.add_argument("--dataset", action="append", help="report this dataset only (repeatable)")
+    parser.add_argument("--out", default="reports", help="output folder (default: reports)")
+    args = parser.parse_args(argv)
+    uri = args.tracking_uri or resolve_uri(None)
+    found = experiments(MlflowClient(uri), args.dataset)
+    if not found:
+        wanted = f" for {', '.join(args.dataset)}" if args.dataset else ""
+        print(f"elm_audio.report: no elm_audio runs{wanted} in {uri}", file=sys.stderr)
+        return 1
+    for dataset, experiment_id in sorted(found.items()):
+        report = build(uri, dataset, experiment_id, Path(args.out))
+        print(f"{dataset}: {len(report.summary)} cell(s) compared")
+        for note in report.notes:
+            print(f"  {note}")
+        for path in report.files:
+            print(f"  wrote {path}")
+        if report.run_id:
+            print(f"  logged as MLflow run {report.run_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

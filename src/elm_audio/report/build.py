@@ -1,0 +1,169 @@
+"""One dataset's report: table (Markdown and CSV), figures, significance, notes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from ..config import choices
+from . import figures
+from .collect import load_runs
+from .published import TRAINED, is_papers, published
+from .stats import pairwise, select_best, summarize
+
+SIZES = ("small", "large")
+ALPHA = 0.05
+
+
+@dataclass
+class Report:
+    dataset: str
+    summary: pd.DataFrame
+    pairs: dict[tuple[str, str], pd.DataFrame]
+    notes: list[str]
+    files: list[Path] = field(default_factory=list)
+    run_id: str | None = None
+
+
+def cell_text(row: pd.Series) -> str:
+    text = f"{100 * row['mean']:.1f}"
+    if not np.isnan(row["std_folds"]):
+        text += f" ±{100 * row['std_folds']:.1f} (folds)"
+    if not np.isnan(row["std_seeds"]):
+        text += f" ±{100 * row['std_seeds']:.1f} (seeds)"
+    return text + f" · n={row['n_runs']}"
+
+
+def table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """One row per front-end; a column per feature size and classifier; cost; the paper's."""
+    combos = [(s, c) for s in SIZES for c in sorted(summary["classifier"].unique()) if ((summary["feature_size"] == s) & (summary["classifier"] == c)).any()]
+    rows = []
+    for fe in figures.frontend_order(summary):
+        mine = summary[summary["frontend"] == fe]
+        row = {"front-end": fe, "input": mine["input"].iloc[0]}
+        for size, clf in combos:
+            hit = mine[(mine["feature_size"] == size) & (mine["classifier"] == clf)]
+            row[f"{size} · {clf}"] = cell_text(hit.iloc[0]) if len(hit) else "—"
+        for size in SIZES:
+            hit = mine[mine["feature_size"] == size]
+            if len(hit):
+                row[f"GFLOP/clip {size}"] = f"{hit['gflops_per_clip'].mean():.3g}"
+                row[f"extract ms/clip {size}"] = f"{hit['extract_ms_per_clip'].mean():.3g}"
+        if is_papers(dataset):
+            paper = [f"{v} ({s} · {c})" for s, c in combos if (v := published(dataset, fe, s, c)) is not None]
+            row["published (Pons & Serra 2019)"] = "; ".join(dict.fromkeys(paper)) or "—"
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("—")
+
+
+def missing_notes(runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    notes = []
+    for status in ("RUNNING", "SCHEDULED"):
+        n = int((runs["status"] == status).sum())
+        if n:
+            notes.append(f"{n} run(s) still {status.lower()} were left out; report again when the sweep ends.")
+    failed = int((runs["status"] == "FAILED").sum())
+    if failed:
+        notes.append(f"{failed} failed run(s) were left out.")
+    present = set(summary["frontend"])
+    absent = [fe for fe in choices("frontend") if fe not in present]
+    if absent:
+        notes.append("No runs for front-end(s): " + ", ".join(absent) + ".")
+    for fe, group in summary.groupby("frontend"):
+        sizes = set(group["feature_size"])
+        if fe != "mfcc" and sizes != set(SIZES):
+            notes.append(f"{fe}: only feature size {', '.join(sorted(sizes))}.")
+    single = summary[summary["n_seeds"] < 2]
+    if len(single):
+        notes.append(
+            f"{len(single)} cell(s) ran one seed only: no variance over seeds there "
+            "(sweep seed=1,2,3 to separate it from the variance over folds)."
+        )
+    return notes
+
+
+def significance_notes(pairs: pd.DataFrame, size: str, clf: str) -> list[str]:
+    tested = pairs[pairs["p"].notna()]
+    notes = [
+        f"{size} · {clf}: {len(tested)} pair(s) of front-ends tested (paired t-test over matched seeds and folds, "
+        f"Holm's correction over the pairs); significant at {ALPHA}: "
+        + str(int((tested["p_holm"] < ALPHA).sum()))
+    ]
+    for _, r in tested[tested["p_holm"] < ALPHA].sort_values("p_holm").iterrows():
+        better, worse = (r["a"], r["b"]) if r["mean_diff"] > 0 else (r["b"], r["a"])
+        notes.append(
+            f"  {better} > {worse}: {100 * abs(r['mean_diff']):.1f} points, p={r['p']:.3g}, "
+            f"Holm p={r['p_holm']:.3g} ({r['n_pairs']} pairs)"
+        )
+    return notes
+
+
+def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
+    runs = load_runs(uri, experiment_id)
+    best = select_best(runs)
+    if best.empty:
+        return Report(dataset, pd.DataFrame(), {}, [f"{dataset}: no finished runs to compare."])
+    summary = summarize(best)
+    folder = out / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    report = Report(dataset, summary, {}, missing_notes(runs, summary))
+    files = report.files
+
+    def save_figure(fig, name: str) -> None:
+        fig.savefig(folder / name, dpi=130)
+        files.append(folder / name)
+
+    for size in SIZES:
+        if (summary["feature_size"] == size).any():
+            save_figure(figures.bars(summary, size, f"{dataset}: feature size {size}"), f"bars_{size}.png")
+    significance = []
+    for (size, clf), part in summary.groupby(["feature_size", "classifier"]):
+        if part["frontend"].nunique() < 2:
+            continue
+        pairs = pairwise(best, size, clf)
+        report.pairs[(size, clf)] = pairs
+        significance += significance_notes(pairs, size, clf)
+        order = [fe for fe in figures.frontend_order(summary) if fe in set(part["frontend"])]
+        save_figure(figures.significance(pairs, order, f"{dataset}: {size} · {clf}"), f"significance_{size}_{clf}.png")
+        pairs.assign(feature_size=size, classifier=clf).to_csv(folder / f"pairs_{size}_{clf}.csv", index=False)
+        files.append(folder / f"pairs_{size}_{clf}.csv")
+    save_figure(figures.cost(summary, f"{dataset}: accuracy against cost"), "cost.png")
+
+    shown = table(summary, dataset)
+    summary.to_csv(folder / "table.csv", index=False)
+    legend = [
+        "Cells: mean test accuracy (%) of the best-validation run of each seed, over folds and seeds; "
+        "±: standard deviation over folds (the data) and over seeds (the random weights); "
+        "n: runs the best ones were chosen from.",
+    ]
+    if is_papers(dataset):
+        legend.append(
+            "Published: Pons & Serra (ICASSP 2019), mean over 3 runs, as printed; their fold datasets used "
+            f"the paper's protocol (protocol.mode=paper). Trained CNNs (other papers): {TRAINED[dataset]}."
+        )
+    markdown = "\n".join(
+        [f"# {dataset}: front-ends compared", "", shown.to_markdown(index=False), "", "## Notes", ""]
+        + [f"- {n}" for n in legend + report.notes]
+        + ["", "## Significance", ""]
+        + [f"- {n}" if not n.startswith("  ") else f"  - {n.strip()}" for n in significance or ["Fewer than two front-ends per cell: nothing to test."]]
+    )
+    (folder / "table.md").write_text(markdown + "\n")
+    files += [folder / "table.md", folder / "table.csv"]
+    report.notes += significance
+    report.run_id = log_report(uri, experiment_id, folder, summary)
+    return report
+
+
+def log_report(uri: str, experiment_id: str, folder: Path, summary: pd.DataFrame) -> str:
+    client = MlflowClient(uri)
+    run = client.create_run(experiment_id, tags={"elm_audio.role": "report"}, run_name="report")
+    client.log_param(run.info.run_id, "cells", len(summary))
+    client.log_artifacts(run.info.run_id, str(folder))
+    client.set_terminated(run.info.run_id)
+    mlflow.set_tracking_uri(uri)
+    return run.info.run_id

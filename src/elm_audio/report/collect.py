@@ -1,0 +1,77 @@
+"""Runs out of MLflow, one row each, with what the comparison needs."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from functools import cache
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+FOLD_METRIC = re.compile(r"^metrics\.(fold\d+)_test_accuracy$")
+COLUMNS = {
+    "tags.dataset": "dataset",
+    "tags.frontend": "frontend",
+    "tags.feature_size": "feature_size",
+    "tags.classifier": "classifier",
+    "tags.protocol.mode": "protocol",
+    "tags.sweep_id": "sweep_id",
+    "params.seed": "seed",
+    "params.frontend.net._target_": "target",
+    "params.n_clips": "n_clips",
+    "metrics.val_accuracy": "val_accuracy",
+    "metrics.test_accuracy": "test_accuracy",
+    "metrics.gflops_per_clip": "gflops_per_clip",
+    "metrics.extract_seconds": "extract_seconds",
+    "tags.features_logged": "features_logged",
+}
+
+
+def experiments(client: MlflowClient, datasets: list[str] | None) -> dict[str, str]:
+    """dataset name -> experiment id, for elm_audio's experiments."""
+    found = {
+        e.name.split("/", 1)[1]: e.experiment_id
+        for e in client.search_experiments(max_results=1000)
+        if e.name.startswith("elm_audio/")
+    }
+    return {d: i for d, i in found.items() if not datasets or d in datasets}
+
+
+def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
+    """Every run and trial of an experiment (not sweep parents or reports), with its per-fold
+    test accuracies in ``folds`` (a dict; one entry, ``test``, for fixed partitions)."""
+    mlflow.set_tracking_uri(uri)
+    raw = mlflow.search_runs([experiment_id], max_results=100_000, output_format="pandas")
+    if raw.empty or "tags.elm_audio.role" not in raw:
+        return pd.DataFrame(columns=[*COLUMNS.values(), "run_id", "status", "folds", "input"])
+    raw = raw[raw["tags.elm_audio.role"].isin(["run", "trial"])]
+    out = pd.DataFrame({new: raw[old] if old in raw else None for old, new in COLUMNS.items()})
+    out["run_id"] = raw["run_id"].values
+    out["status"] = raw["status"].values
+    out["start_time"] = raw["start_time"].values
+    fold_cols = [c for c in raw.columns if FOLD_METRIC.match(c)]
+    out["folds"] = [
+        {FOLD_METRIC.match(c)[1]: row[c] for c in fold_cols if pd.notna(row[c])} or {"test": row["metrics.test_accuracy"]}
+        for _, row in raw.iterrows()
+    ]
+    out["seed"] = pd.to_numeric(out["seed"], errors="coerce").astype("Int64")
+    out["n_clips"] = pd.to_numeric(out["n_clips"], errors="coerce")
+    out["input"] = [input_kind(t) for t in out["target"]]
+    return out.reset_index(drop=True)
+
+
+@cache
+def input_kind(target: str | None) -> str:
+    """waveform or spectrogram, from the front-end class a run names (mfcc: baseline)."""
+    if not isinstance(target, str) or "." not in target:
+        return "unknown"
+    module, name = target.rsplit(".", 1)
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return "unknown"
+    if name == "MFCC":
+        return "baseline"
+    return getattr(cls, "input_kind", "unknown")

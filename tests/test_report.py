@@ -1,0 +1,184 @@
+"""The cross-architecture report, checked against the runs' own metrics and known statistics."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import QUICK, run_cli
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+from elm_audio.report.build import table
+from elm_audio.report.stats import holm, paired_test
+
+NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "compare_architectures.ipynb"
+FRONTENDS = ("mfcc", "temporal", "timbral_temporal")
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """Three front-ends x both sizes x two seeds on the default dataset, plus a small Optuna
+    sweep in one cell, then the report."""
+    cwd = tmp_path_factory.mktemp("report")
+    run_cli(
+        "elm_audio", "-m", f"frontend={','.join(FRONTENDS)}", "feature_size=small,large", "seed=1,2",
+        "hydra/sweeper=basic", *QUICK, cwd=cwd,
+    )  # fmt: skip
+    run_cli("elm_audio", "-m", "frontend=temporal", "seed=1", "hydra.sweeper.n_trials=3", *QUICK, cwd=cwd)
+    proc = run_cli("elm_audio.report", "--out", str(cwd / "reports"), cwd=cwd)
+    return cwd, proc
+
+
+def mlflow_runs(cwd: Path) -> list:
+    client = MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("elm_audio/synth")
+    return client, exp, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def expected_cell(runs, frontend: str, size: str, clf: str) -> dict:
+    """From the raw metrics: per seed the best-validation run (earliest on ties), its folds."""
+    cell = [
+        r for r in runs
+        if r.data.tags.get("elm_audio.role") in ("run", "trial") and r.data.tags["frontend"] == frontend
+        and r.data.tags["feature_size"] == size and r.data.tags["classifier"] == clf
+    ]  # fmt: skip
+    per_seed = {}
+    for seed in sorted({r.data.params["seed"] for r in cell}):
+        mine = sorted((r for r in cell if r.data.params["seed"] == seed), key=lambda r: (-r.data.metrics["val_accuracy"], r.info.start_time))
+        per_seed[seed] = [mine[0].data.metrics[f"fold{k}_test_accuracy"] for k in (1, 2, 3)]
+    values = np.array(list(per_seed.values()))
+    return {
+        "mean": values.mean(),
+        "std_folds": values.std(axis=1).mean(),
+        "std_seeds": values.mean(axis=1).std(),
+        "n_runs": len(cell),
+        "per_seed": per_seed,
+    }
+
+
+def test_the_table_holds_the_best_validation_runs_numbers(logged):
+    cwd, _ = logged
+    _, _, runs = mlflow_runs(cwd)
+    csv = pd.read_csv(cwd / "reports" / "synth" / "table.csv")
+    assert set(csv["frontend"]) == set(FRONTENDS) and set(csv["feature_size"]) == {"small", "large"}
+    for _, row in csv.iterrows():
+        exp = expected_cell(runs, row["frontend"], row["feature_size"], row["classifier"])
+        assert row["mean"] == pytest.approx(exp["mean"])
+        assert row["std_folds"] == pytest.approx(exp["std_folds"])
+        assert row["std_seeds"] == pytest.approx(exp["std_seeds"])
+        assert row["n_runs"] == exp["n_runs"] and row["n_seeds"] == 2 and row["n_folds"] == 3
+    swept = csv[(csv["frontend"] == "temporal") & (csv["feature_size"] == "small")].iloc[0]
+    assert swept["n_runs"] == 2 + 3  # two seeds' runs and the sweep's three trials
+    md = (cwd / "reports" / "synth" / "table.md").read_text()
+    assert f"{100 * swept['mean']:.1f} ±{100 * swept['std_folds']:.1f} (folds) ±{100 * swept['std_seeds']:.1f} (seeds) · n=5" in md
+
+
+def test_the_significance_is_a_paired_test_on_matched_seeds_and_folds(logged):
+    cwd, _ = logged
+    _, _, runs = mlflow_runs(cwd)
+    pairs = pd.read_csv(cwd / "reports" / "synth" / "pairs_large_svm.csv")
+    assert len(pairs) == 3  # three front-ends: three pairs
+    raw_p = []
+    for _, row in pairs.iterrows():
+        a = expected_cell(runs, row["a"], "large", "svm")["per_seed"]
+        b = expected_cell(runs, row["b"], "large", "svm")["per_seed"]
+        xa = np.concatenate([a[s] for s in sorted(a)])
+        xb = np.concatenate([b[s] for s in sorted(b)])
+        assert row["n_pairs"] == 6 and row["mean_diff"] == pytest.approx(np.mean(xa - xb))
+        expected_p = stats.ttest_rel(xa, xb).pvalue if np.ptp(xa - xb) > 0 else (1.0 if np.allclose(xa, xb) else 0.0)
+        assert row["p"] == pytest.approx(expected_p)
+        raw_p.append(expected_p)
+    m = len(raw_p)
+    order = np.argsort(raw_p)
+    manual = np.maximum.accumulate([min(1, (m - i) * raw_p[j]) for i, j in enumerate(order)])
+    assert pairs["p_holm"].to_numpy()[order] == pytest.approx(manual)
+
+
+def test_paired_test_on_a_textbook_case():
+    """Student's sleep data (Cushny & Peebles): R's t.test(paired=TRUE) gives t = -4.0621,
+    df = 9, p = 0.002833."""
+    drug1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
+    drug2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
+    t, p = paired_test(np.array(drug1), np.array(drug2))
+    assert t == pytest.approx(-4.0621, abs=1e-4) and p == pytest.approx(0.002833, abs=1e-6)
+    assert paired_test(np.ones(4), np.ones(4)) == (0.0, 1.0)
+
+
+def test_holm_correction_on_a_known_case():
+    # sorted 0.01, 0.03, 0.04 -> 3 x 0.01, max(0.03, 2 x 0.03), max(0.06, 1 x 0.04)
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])
+
+
+def test_the_report_writes_its_figures_and_an_mlflow_run(logged):
+    cwd, proc = logged
+    folder = cwd / "reports" / "synth"
+    for name in ("bars_small.png", "bars_large.png", "significance_small_svm.png", "significance_large_svm.png", "cost.png"):
+        assert (folder / name).read_bytes()[:4] == b"\x89PNG", name
+    client, exp, runs = mlflow_runs(cwd)
+    (report,) = [r for r in runs if r.data.tags.get("elm_audio.role") == "report"]
+    assert {"table.md", "table.csv", "cost.png", "bars_large.png"} <= {a.path for a in client.list_artifacts(report.info.run_id)}
+    assert f"logged as MLflow run {report.info.run_id}" in proc.stdout
+
+
+def test_an_incomplete_set_of_runs_is_reported_with_what_is_missing(logged, tmp_path):
+    cwd, proc = logged
+    md = (cwd / "reports" / "synth" / "table.md").read_text()
+    assert "No runs for front-end(s): cnn_7x86, cnn_7x96, frame_level" in md
+    # a sweep still running: its unfinished run is left out and said so
+    client, exp, _ = mlflow_runs(cwd)
+    client.create_run(exp.experiment_id, tags={"elm_audio.role": "trial", "frontend": "vgg", "feature_size": "small", "classifier": "svm"})
+    again = run_cli("elm_audio.report", "--out", str(tmp_path / "r"), cwd=cwd)
+    assert "1 run(s) still running were left out" in again.stdout
+    # a store with one seed of one front-end still gives a report
+    single = tmp_path / "single"
+    single.mkdir()
+    run_cli("elm_audio", "frontend=mfcc", *QUICK, cwd=single)
+    out = run_cli("elm_audio.report", cwd=single).stdout
+    assert "ran one seed only" in out and "mfcc" not in out.split("No runs for front-end(s):")[1].split("\n")[0]
+    assert (single / "reports" / "synth" / "table.md").exists()
+
+
+def test_nothing_to_report_says_so(tmp_path):
+    proc = run_cli("elm_audio.report", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "no elm_audio runs" in proc.stderr
+
+
+def test_published_numbers_stand_beside_ours_for_the_papers_datasets():
+    summary = pd.DataFrame(
+        [
+            {"frontend": "vgg", "feature_size": "large", "classifier": "svm", "mean": 0.6, "std_folds": np.nan,
+             "std_seeds": 0.01, "n_runs": 3, "n_seeds": 3, "gflops_per_clip": 168.6, "extract_ms_per_clip": 900.0, "input": "spectrogram"},
+            {"frontend": "mfcc", "feature_size": "large", "classifier": "svm", "mean": 0.5, "std_folds": np.nan,
+             "std_seeds": np.nan, "n_runs": 1, "n_seeds": 1, "gflops_per_clip": 0.2, "extract_ms_per_clip": 5.0, "input": "baseline"},
+        ]
+    )  # fmt: skip
+    shown = table(summary, "gtzan").set_index("front-end")
+    assert shown.loc["vgg", "published (Pons & Serra 2019)"] == "59.65 (large · svm)"
+    assert shown.loc["mfcc", "published (Pons & Serra 2019)"] == "53.44 (large · svm)"
+    assert "published (Pons & Serra 2019)" not in table(summary, "synth").columns
+
+
+def test_the_notebook_runs_top_to_bottom_on_the_default_datasets_runs(logged):
+    from nbclient import NotebookClient
+
+    cwd, _ = logged
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    env_before = dict(os.environ)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
+    os.environ["ELM_AUDIO_DATASET"] = "synth"
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "runs of synth in sqlite:///" in text and "timbral_temporal" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 5  # bars x2, significance x2, cost
