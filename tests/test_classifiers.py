@@ -4,7 +4,7 @@ from sklearn.base import clone
 from sklearn.datasets import make_blobs
 from sklearn.svm import SVC
 
-from elm_audio.classifiers import ELMClassifier, build_classifier
+from elm_audio.classifiers import ELMClassifier, KernelSVC, build_classifier
 from elm_audio.config import compose
 
 
@@ -65,9 +65,73 @@ def test_classifier_configs_build_standardized_pipelines_from_their_keys():
     cfg = compose(["classifier=svm", "classifier.C=8", "classifier.kernel=linear"])
     pipe = build_classifier(cfg.classifier, seed=0)
     scaler, svc = pipe.steps[0][1], pipe.steps[-1][1]
-    assert type(scaler).__name__ == "StandardScaler" and isinstance(svc, SVC)
+    assert type(scaler).__name__ == "StandardScaler" and isinstance(svc, KernelSVC)
     assert (svc.C, svc.kernel, svc.gamma) == (8.0, "linear", "auto")
     elm = build_classifier(compose(["classifier=elm", "classifier.hidden_units=250"]).classifier, seed=5)
     assert elm.steps[-1][1].get_params()["hidden_units"] == 250 and elm.steps[-1][1].random_state == 5
     raw = build_classifier(compose(["classifier=elm", "classifier.standardize=false"]).classifier, seed=0)
     assert len(raw.steps) == 1
+
+
+def features_like(n=900, d=600, seed=0, class_sep=1.5):
+    """Many noisy dimensions, ten classes: what the front-ends hand the classifiers."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n, d, n_informative=40, n_redundant=60, n_classes=10, n_clusters_per_class=2,
+                               class_sep=class_sep, random_state=seed)  # fmt: skip
+    X = (X - X.mean(0)) / X.std(0)
+    return X[: n * 4 // 5], y[: n * 4 // 5], X[n * 4 // 5 :], y[n * 4 // 5 :]
+
+
+@pytest.mark.parametrize("kernel,gamma", [("rbf", "auto"), ("rbf", 0.0005), ("rbf", "scale"), ("linear", "auto")])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_kernel_svc_predicts_as_libsvms_own_kernel_does(kernel, gamma, dtype):
+    Xtr, ytr, Xte, yte = features_like()
+    plain = SVC(C=2.0, kernel=kernel, gamma=gamma).fit(Xtr, ytr)
+    fast = KernelSVC(C=2.0, kernel=kernel, gamma=gamma, dtype=dtype).fit(Xtr, ytr)
+    agree = np.mean(plain.predict(Xte) == fast.predict(Xte))
+    assert agree >= 0.99
+    assert abs(np.mean(plain.predict(Xte) == yte) - np.mean(fast.predict(Xte) == yte)) <= 0.005
+    if dtype == "float64":
+        np.testing.assert_allclose(fast.decision_function(Xte), plain.decision_function(Xte), atol=1e-6)
+
+
+def test_kernel_svc_reuses_the_kernel_matrix_of_an_earlier_fit_with_the_same_data_and_gamma():
+    from elm_audio.classifiers import svm
+
+    Xtr, ytr, _, _ = features_like(n=300, d=200)
+    svm._GRAM_CACHE.clear()
+    KernelSVC(C=0.1, gamma=0.01).fit(Xtr, ytr)
+    KernelSVC(C=8.0, gamma=0.01).fit(Xtr, ytr)  # another C: same matrix
+    assert len(svm._GRAM_CACHE) == 1
+    KernelSVC(C=8.0, gamma=0.02).fit(Xtr, ytr)
+    KernelSVC(C=8.0, gamma=0.02).fit(Xtr[:-1], ytr[:-1])
+    assert len(svm._GRAM_CACHE) == 3
+
+
+def test_kernel_svc_refuses_other_kernels_by_key():
+    with pytest.raises(ValueError, match="classifier.kernel='poly'"):
+        KernelSVC(kernel="poly").fit(*blobs())
+
+
+def faithful_elm(Xtr, ytr, Xte, hidden, seed):
+    """The original code's ELM: float64 pseudo-inverse of the ReLU hidden layer."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((Xtr.shape[1], hidden)) / np.sqrt(Xtr.shape[1])
+    b = rng.standard_normal(hidden)
+    classes = np.unique(ytr)
+    H = np.maximum(Xtr @ w + b, 0)
+    beta = np.linalg.pinv(H) @ (ytr[:, None] == classes[None, :]).astype(float)
+    return classes[(np.maximum(Xte @ w + b, 0) @ beta).argmax(1)]
+
+
+def test_the_default_ridge_elm_is_as_accurate_as_the_faithful_pseudo_inverse():
+    from elm_audio.config import compose
+
+    Xtr, ytr, Xte, yte = features_like(n=2000, d=400, class_sep=3.0)
+    cfg = compose(["classifier=elm", "classifier.hidden_units=500"]).classifier
+    assert cfg.alpha > 0  # the default solves the ridge system, in float32
+    ours = [np.mean(build_classifier(cfg, seed=s).fit(Xtr, ytr).predict(Xte) == yte) for s in range(4)]
+    paper = [np.mean(faithful_elm((Xtr - Xtr.mean(0)) / Xtr.std(0), ytr, (Xte - Xtr.mean(0)) / Xtr.std(0), 500, s) == yte) for s in range(4)]
+    assert np.mean(paper) > 0.5  # a problem the ELM can learn
+    assert np.mean(ours) >= np.mean(paper) - 0.02

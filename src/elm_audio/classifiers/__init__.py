@@ -8,8 +8,9 @@ from sklearn.preprocessing import StandardScaler
 
 from ..config import build
 from .elm import ELMClassifier
+from .svm import KernelSVC
 
-__all__ = ["ELMClassifier", "build_classifier"]
+__all__ = ["ELMClassifier", "KernelSVC", "build_classifier"]
 
 
 def build_classifier(cfg: DictConfig, seed: int, device: str = "cpu") -> Pipeline:

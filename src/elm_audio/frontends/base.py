@@ -93,7 +93,8 @@ class FrontEnd(nn.Module):
     def init_weights(self, seed: int) -> "FrontEnd":
         """TensorFlow 1's variance_scaling_initializer defaults: truncated normal (cut at two
         standard deviations) with std sqrt(1.3 * 2 / fan_in); biases zero. Drawn on the CPU
-        in module order from one generator, so a seed gives the same weights everywhere."""
+        in module order from one generator, so a seed gives the same weights everywhere.
+        The weights are never trained, so they need no gradients."""
         generator = torch.Generator().manual_seed(int(seed))
         for module in self.modules():
             if isinstance(module, (nn.Conv1d, nn.Conv2d)):
@@ -105,7 +106,7 @@ class FrontEnd(nn.Module):
                 weight.copy_(cpu)
                 if module.bias is not None:
                     module.bias.zero_()
-        return self
+        return self.requires_grad_(False)
 
 
 def pad_same(x: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor:
@@ -114,3 +115,27 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor:
     out = -(-length // stride)
     total = max((out - 1) * stride + kernel - length, 0)
     return F.pad(x, (total // 2, total - total // 2))
+
+
+
+def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -> torch.Tensor:
+    """max over frequency positions of a one-channel (frames x bands) convolution of a
+    spectrogram (batch, frames, mels), valid in frequency: (batch, filters, frames').
+
+    Computed with the mel bands as input channels: at each frequency offset the filter is a
+    1-D convolution over time with ``bands`` input channels, and a running maximum replaces
+    the max-pool, so the unpooled map (filters x frames x offsets) is never held. This runs
+    near the matmul rate where a one-input-channel 2-D convolution does not. Apply the
+    activation after: ReLU and ELU commute with the maximum.
+    """
+    frames, bands = conv.kernel_size
+    weight = conv.weight[:, 0].transpose(1, 2)  # (filters, bands, frames)
+    x = spec.transpose(1, 2)  # (batch, mels, frames)
+    if pad_time:
+        x = F.pad(x, (pad_time, pad_time))
+    x = x.contiguous()
+    out = None
+    for f0 in range(x.shape[1] - bands + 1):
+        h = F.conv1d(x[:, f0 : f0 + bands], weight, conv.bias)
+        out = h if out is None else torch.maximum(out, h, out=out)
+    return out

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import N_MELS, FrontEnd, pad_same
+from .base import N_MELS, FrontEnd, frequency_max_conv, pad_same
 
 # (frames, share of the 96 bands, width multiple): heights int(0.9 * 96) = 86, int(0.4 * 96) = 38
 TIMBRAL_FILTERS = ((7, 0.9, 1), (3, 0.9, 2), (1, 0.9, 4), (7, 0.4, 1), (3, 0.4, 2), (1, 0.4, 4))
@@ -50,12 +50,10 @@ class Musical(FrontEnd):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         means = []
-        spec = x.unsqueeze(1)  # (batch, 1, frames, mels)
         for conv in self.timbral:
             frames, bands = conv.kernel_size
-            half = (frames - 1) // 2
-            h = F.relu_(conv(F.pad(spec, (0, 0, half, half))))
-            h = h.amax(dim=-1)  # max over every frequency position left: (batch, ch, frames)
+            # time padded to keep the length; max over every frequency position left
+            h = F.relu_(frequency_max_conv(x, conv, pad_time=(frames - 1) // 2))
             means.append(self.tap(f"timbral_{frames}x{bands}", h))
         if len(self.temporal):
             envelope = x.mean(dim=-1).unsqueeze(1)  # (batch, 1, frames)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import N_MELS, FrontEnd
+from .base import N_MELS, FrontEnd, frequency_max_conv
 
 
 class SingleLayer(FrontEnd):
@@ -23,7 +23,6 @@ class SingleLayer(FrontEnd):
         self.freq_positions = N_MELS - bands + 1
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu_(self.conv(x.unsqueeze(1)))
-        if self.freq_positions == 1:
-            return self.tap("conv", h)
-        return self.tap("pool", F.max_pool2d(h, (1, self.freq_positions)))
+        # (batch, filters, frames, 1): the conv's single frequency position, or the 1 x 11 pool's
+        h = F.relu_(frequency_max_conv(x, self.conv)).unsqueeze(-1)
+        return self.tap("conv" if self.freq_positions == 1 else "pool", h)
