@@ -186,3 +186,37 @@ def test_large_sample_level_runs_one_clip_at_batch_size_one():
     with torch.inference_mode():
         out = front(clips(front, 1))
     assert out.shape == (1, 3584) and torch.isfinite(out).all()
+
+
+def plain_reference(front, spec: torch.Tensor) -> torch.Tensor:
+    """The spectrogram front-ends written directly from spec/method.md with 2-D convolutions and
+    max-pools, against which the faster formulations are checked."""
+    import torch.nn.functional as F
+
+    from elm_audio.frontends.vgg import POOLS
+
+    x = spec.unsqueeze(1)
+    name = type(front).__name__
+    if name == "VGG":
+        means, h = [], x
+        for conv, pool in zip(front.convs, POOLS):
+            h = F.max_pool2d(F.elu(conv(h)), pool)
+            means.append(h.mean(dim=(2, 3)))
+        return torch.cat(means, 1)
+    if name == "SingleLayer":
+        h = F.relu(front.conv(x))
+        return F.max_pool2d(h, (1, h.shape[-1])).mean(dim=(2, 3))
+    means = []
+    for conv in front.timbral:
+        half = (conv.kernel_size[0] - 1) // 2
+        h = F.relu(F.conv2d(F.pad(x, (0, 0, half, half)), conv.weight, conv.bias))
+        means.append(F.max_pool2d(h, (1, h.shape[-1])).mean(dim=(2, 3)))
+    return torch.cat(means, 1)
+
+
+@pytest.mark.parametrize("name", ["vgg", "cnn_7x96", "cnn_7x86", "timbral"])
+def test_fast_formulations_equal_the_plain_layers(name):
+    front = frontend(name).eval()
+    with torch.inference_mode():
+        spec = front.prepare(clips(front, 2))
+        torch.testing.assert_close(front.features(spec), plain_reference(front, spec), rtol=1e-4, atol=1e-5)

@@ -66,7 +66,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         "audio": OmegaConf.to_container(cfg.audio, resolve=True),
         "frontend": OmegaConf.to_container(cfg.frontend.net, resolve=True),
         "seed": int(cfg.seed),
-        "precision": str(cfg.get("precision", "fp32")),
+        "precision": str(cfg.precision),
     }
     return Prepared(dataset, survey, index, frontend, profile(frontend), cache_key(spec))
 
@@ -95,6 +95,7 @@ def features_for(cfg: DictConfig, prepared: Prepared, cache: FeatureCache) -> tu
         num_workers=cfg.extract.num_workers,
         on_bad_clip=prepared.dataset.on_bad_clip,
         progress=cfg.extract.progress,
+        precision=cfg.precision,
     )
 
     def fill(rows: np.ndarray) -> dict:

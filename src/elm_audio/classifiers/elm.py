@@ -38,7 +38,7 @@ class ELMClassifier(ClassifierMixin, BaseEstimator):
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         gen = torch.Generator().manual_seed(seed)
         d = X.shape[1]
-        self.w1_ = (torch.randn(d, self.hidden_units, generator=gen) / np.sqrt(d)).to(self.device_)
+        self.w1_ = torch.randn(d, self.hidden_units, generator=gen).div_(np.sqrt(d)).to(self.device_)
         self.b1_ = torch.randn(self.hidden_units, generator=gen).to(self.device_)
         dtype = torch.float64 if self.alpha == 0 else torch.float32
         h = self._hidden(X, dtype)
