@@ -25,7 +25,6 @@ import torch
 from sklearn.datasets import make_classification
 from sklearn.svm import SVC
 
-from elm_audio.audio import SAMPLE_RATE
 from elm_audio.classifiers import ELMClassifier, KernelSVC, svm
 from elm_audio.config import choices, compose
 from elm_audio.datasets import Clip
@@ -68,7 +67,7 @@ def gemm_gflops() -> float:
     rates = []
     for n in (2048, 4096):
         a, b = torch.randn(n, n), torch.randn(n, n)
-        rates.append(2 * n**3 / best_time(lambda: a @ b, 4) / 1e9)
+        rates.append(2 * n**3 / best_time(lambda a=a, b=b: a @ b, 4) / 1e9)
     return max(rates)
 
 

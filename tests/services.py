@@ -82,7 +82,8 @@ def mlflow_server(backend_uri: str, artifacts: Path):
                         break
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"MLflow server did not start: {(artifacts.parent / 'mlflow_server.log').read_text()}")
+                    log_text = (artifacts.parent / "mlflow_server.log").read_text()
+                    raise RuntimeError(f"MLflow server did not start: {log_text}") from None
                 time.sleep(0.5)
         yield url
     finally:

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
 from sklearn.svm import SVC
@@ -135,3 +136,15 @@ def test_the_default_ridge_elm_is_as_accurate_as_the_faithful_pseudo_inverse():
     paper = [np.mean(faithful_elm((Xtr - Xtr.mean(0)) / Xtr.std(0), ytr, (Xte - Xtr.mean(0)) / Xtr.std(0), 500, s) == yte) for s in range(4)]
     assert np.mean(paper) > 0.5  # a problem the ELM can learn
     assert np.mean(ours) >= np.mean(paper) - 0.02
+
+
+def test_the_run_device_reaches_both_classifiers():
+    from elm_audio.config import compose
+
+    for name in ("svm", "elm"):
+        estimator = build_classifier(compose([f"classifier={name}", "device=cpu"]).classifier, seed=0).steps[-1][1]
+        assert estimator.device == "cpu"
+        if not torch.cuda.is_available():
+            cuda = build_classifier(compose([f"classifier={name}", "device=cuda"]).classifier, seed=0)
+            with pytest.raises(ValueError, match="device=cuda: CUDA is not available"):
+                cuda.fit(*blobs())

@@ -143,3 +143,22 @@ def test_an_unreadable_clip_stops_the_run_naming_it_and_leaves_no_cache_entry(cl
     assert done.data.tags["bad_clips"] == "1"
     listing = io.StringIO(client.download_artifacts(done.info.run_id, "bad_clips.tsv", str(tmp_path)))
     assert "low/broken" in Path(listing.getvalue()).read_text()
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("device=cuda", "device=cuda: CUDA is not available"),
+        ("precision=fp16", "precision=fp16 needs device=cuda"),
+        ("audio.fit=stretch", "audio.fit='stretch' is not one of"),
+        ("protocol.mode=cheat", "protocol.mode='cheat' is not one of"),
+    ],
+)
+def test_a_bad_config_value_names_the_key_before_anything_is_logged(tmp_path, override, message):
+    import torch
+
+    if override == "device=cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = run_cli("elm_audio", override, *QUICK, "device=cpu" if override != "device=cuda" else "seed=0", cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlruns").exists()

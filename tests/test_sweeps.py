@@ -186,7 +186,7 @@ def test_two_servers_share_one_study_on_postgresql_and_one_mlflow_server(tmp_pat
                 )  # fmt: skip
             )
         outputs = [p.communicate(timeout=600) for p in procs]
-        for p, (out, err) in zip(procs, outputs):
+        for p, (_, err) in zip(procs, outputs):
             assert p.returncode == 0, err[-3000:]
 
         study = optuna.load_study(study_name="shared", storage=f"{pg}/optuna")

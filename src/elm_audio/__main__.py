@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from .audio import AudioError
-from .config import CONFIG_DIR, CONFIG_NAME, EXECUTION_WHITELIST
+from .config import CONFIG_DIR, CONFIG_NAME, EXECUTION_WHITELIST, ConfigError
 from .datasets import DatasetError
 
 
@@ -16,7 +16,7 @@ def main(cfg: DictConfig) -> float:
 
     try:
         return run(cfg)
-    except (DatasetError, AudioError) as err:
+    except (DatasetError, AudioError, ConfigError) as err:
         # the data or the config is at fault, not the code: say what to do, without a traceback
         raise SystemExit(f"elm_audio: {err}") from None
 

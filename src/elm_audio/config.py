@@ -12,6 +12,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 CONFIG_DIR = Path(__file__).parent / "conf"
+
+
+class ConfigError(ValueError):
+    """A config key with a value that cannot work; the message names the key and the choices."""
+
+
 CONFIG_NAME = "config"
 # Targets that config files may instantiate (Hydra 1.4's execution whitelist).
 EXECUTION_WHITELIST = [

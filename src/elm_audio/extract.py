@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE, AudioError, fit_length, load
+from .config import ConfigError
 from .datasets.base import Clip
 from .frontends import FrontEnd
 
@@ -71,11 +72,11 @@ class ExtractSettings:
 def autocast(device: torch.device, precision: str):
     """The front-end's convolutions and products in reduced precision; the log-mel stays float64."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} must be one of {', '.join(PRECISIONS)}")
+        raise ConfigError(f"precision={precision!r} must be one of {', '.join(PRECISIONS)}")
     if PRECISIONS[precision] is None:
         return contextlib.nullcontext()
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision=fp16 needs device=cuda; on the CPU use precision=bf16")
+        raise ConfigError("precision=fp16 needs device=cuda; on the CPU use precision=bf16")
     return torch.autocast(device.type, dtype=PRECISIONS[precision])
 
 

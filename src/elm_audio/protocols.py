@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 from sklearn.base import ClassifierMixin
 
+from .config import ConfigError
 from .datasets.base import ClipIndex
 
 Mode = Literal["honest", "paper"]
@@ -69,7 +70,7 @@ class Evaluation:
 
 def make_splits(index: ClipIndex, mode: Mode = "honest") -> list[Split]:
     if mode not in MODES:
-        raise ValueError(f"protocol.mode={mode!r} is not one of {', '.join(MODES)}")
+        raise ConfigError(f"protocol.mode={mode!r} is not one of {', '.join(MODES)}")
     if index.protocol == "partitions":
         part = np.array([c.partition for c in index.clips])
         rows = {p: np.flatnonzero(part == p) for p in ("train", "validation", "test")}

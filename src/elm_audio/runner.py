@@ -28,7 +28,8 @@ from .datasets.base import Survey
 from .datasets.check import CheckReport
 from .describe import profile
 from .devices import resolve_device
-from .extract import ExtractSettings, extract
+from .audio import check_fit
+from .extract import ExtractSettings, autocast, extract
 from .frontends import FrontEnd
 from .protocols import Evaluation, evaluate, make_splits
 
@@ -57,9 +58,13 @@ class Prepared:
 
 
 def prepare(cfg: DictConfig) -> Prepared:
+    # config mistakes stop here, before anything is read or logged
+    autocast(resolve_device(cfg.device), cfg.precision)
+    check_fit(cfg.audio.fit)
     dataset = build_dataset(cfg)
     survey = dataset.survey(cfg.protocol.mode)
     index = dataset.to_index(survey)  # a copy missing files the protocol needs stops here, with the report
+    make_splits(index, cfg.protocol.mode)  # an unknown protocol.mode too
     frontend = build_frontend(cfg)
     spec = {
         "clips": [(c.clip_id, c.path, _size(c.path)) for c in index.clips],
@@ -142,8 +147,7 @@ def _evaluate(cfg: DictConfig, prepared: Prepared, features: Features) -> tuple[
     X = features.matrix[rows]
     y = np.array([c.label for c in index.clips])
     splits = make_splits(index, cfg.protocol.mode)
-    device = str(resolve_device(cfg.device))
-    evaluation = evaluate(lambda: build_classifier(cfg.classifier, cfg.seed, device), X, y, splits, cfg.protocol.mode)
+    evaluation = evaluate(lambda: build_classifier(cfg.classifier, cfg.seed), X, y, splits, cfg.protocol.mode)
     return evaluation, rows
 
 
@@ -160,16 +164,7 @@ def _log_config(cfg: DictConfig, prepared: Prepared) -> None:
     mlflow.log_params(params)
     mlflow.log_metric("gflops_per_clip", prepared.profile["gflops_per_clip"])
     mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-    tags = {
-        "frontend": cfg.frontend.name,
-        "dataset": cfg.dataset.name,
-        "feature_size": cfg.feature_size.name,
-        "classifier": cfg.classifier.name,
-        "protocol.mode": cfg.protocol.mode,
-    }
-    commit = tracking.git_commit()
-    if commit:
-        tags["git_commit"] = commit
+    tags = tracking.config_tags(cfg)
     if cfg.sweep.study is not None:  # a trial of an Optuna sweep (set by the sweeper)
         tags.update({"elm_audio.role": "trial", "sweep_id": cfg.sweep.study, "trial": str(cfg.sweep.trial)})
     else:

@@ -130,17 +130,11 @@ class SweepRun:
         self.client = MlflowClient(self.uri)
         self.study = study
         tags = {
+            **tracking.config_tags(cfg),
             "elm_audio.role": "sweep",
             "sweep_id": study.study_name,
             "optuna.storage": redact(storage_url),
-            "dataset": cfg.dataset.name,
-            "frontend": cfg.frontend.name,
-            "feature_size": cfg.feature_size.name,
-            "classifier": cfg.classifier.name,
         }
-        commit = tracking.git_commit()
-        if commit:
-            tags["git_commit"] = commit
         run = self.client.create_run(self.experiment, tags=tags, run_name=f"sweep {study.study_name}")
         self.run_id = run.info.run_id
         params = {f"search_space.{k}": str(v) for k, v in space.items()}

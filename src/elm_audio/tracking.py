@@ -73,6 +73,22 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
+def config_tags(cfg) -> dict[str, str]:
+    """Tags that say what a run or sweep compared: front-end, dataset, size, classifier,
+    protocol, and the code's commit where known."""
+    tags = {
+        "frontend": cfg.frontend.name,
+        "dataset": cfg.dataset.name,
+        "feature_size": cfg.feature_size.name,
+        "classifier": cfg.classifier.name,
+        "protocol.mode": cfg.protocol.mode,
+    }
+    commit = git_commit()
+    if commit:
+        tags["git_commit"] = commit
+    return tags
+
+
 def git_commit() -> str | None:
     """The commit of the elm_audio checkout being run, where it is one."""
     try:

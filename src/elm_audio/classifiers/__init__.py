@@ -13,11 +13,8 @@ from .svm import KernelSVC
 __all__ = ["ELMClassifier", "KernelSVC", "build_classifier"]
 
 
-def build_classifier(cfg: DictConfig, seed: int, device: str = "cpu") -> Pipeline:
+def build_classifier(cfg: DictConfig, seed: int) -> Pipeline:
     """A fresh, unfitted pipeline from the ``classifier`` config group."""
-    kwargs = {"random_state": seed}
-    if "device" in cfg.estimator:
-        kwargs["device"] = device
-    estimator = build(cfg.estimator, **kwargs)
+    estimator = build(cfg.estimator, random_state=seed)
     steps = [StandardScaler()] if cfg.get("standardize", True) else []
     return make_pipeline(*steps, estimator)

@@ -45,7 +45,9 @@ class UrbanSound8K(Dataset):
             try:
                 fold = int(row["fold"])
             except ValueError:
-                raise DatasetError(f"{root}/metadata/UrbanSound8K.csv line {line}: fold {row['fold']!r} is not a number")
+                raise DatasetError(
+                    f"{root}/metadata/UrbanSound8K.csv line {line}: fold {row['fold']!r} is not a number"
+                ) from None
             rel = f"audio/fold{fold}/{row['slice_file_name']}"
             listed.add(rel)
             if (root / rel).is_file():
