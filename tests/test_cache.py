@@ -76,7 +76,7 @@ def test_a_killed_extraction_is_redone_by_the_next_run(tmp_path):
 
 
 def test_the_key_changes_with_everything_that_determines_the_features(tmp_path):
-    base = ["dataset.clips_per_class=2", "dataset.duration=0.5", "dataset.n_folds=2", f"cache.dir={tmp_path}"]
+    base = ["dataset.clips_per_class=3", "dataset.duration=0.5", "dataset.n_folds=3", f"cache.dir={tmp_path}"]
 
     def key(*extra):
         return prepare(compose(base + list(extra))).key
@@ -88,7 +88,7 @@ def test_the_key_changes_with_everything_that_determines_the_features(tmp_path):
         key("feature_size=large"),
         key("frontend=timbral"),
         key("audio.fit=crop_or_zero"),
-        key("dataset.clips_per_class=3"),
+        key("dataset.clips_per_class=4"),
     ]
     assert reference not in changed and len(set(changed)) == len(changed)
     # what only affects the classifier or the protocol shares the features

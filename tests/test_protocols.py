@@ -64,3 +64,9 @@ def test_evaluation_scores_each_fold_on_its_own_test_clips():
     paper = evaluate(stump, X, labels, make_splits(index, "paper"), "paper").metrics
     assert paper["val_accuracy"] == paper["test_accuracy"]
     assert "fold1_val_accuracy" not in paper
+
+
+def test_too_few_folds_for_the_honest_protocol_says_what_to_change():
+    with pytest.raises(ValueError, match="protocol.mode=honest needs at least 3 .* raise dataset.n_folds"):
+        make_splits(fold_index(n_folds=2), "honest")
+    assert len(make_splits(fold_index(n_folds=2), "paper")) == 2

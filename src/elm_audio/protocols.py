@@ -78,9 +78,10 @@ def make_splits(index: ClipIndex, mode: Mode = "honest") -> list[Split]:
     fold = np.array([c.fold for c in index.clips])
     folds = index.folds
     if len(folds) < (3 if mode == "honest" else 2):
-        raise ValueError(
-            f"dataset {index.dataset} has {len(folds)} fold(s); the {mode} protocol needs at least "
-            f"{3 if mode == 'honest' else 2}"
+        raise ConfigError(
+            f"dataset {index.dataset} has {len(folds)} fold(s); protocol.mode={mode} needs at least "
+            f"{3 if mode == 'honest' else 2} (a test fold, a validation fold and one to train on): "
+            "raise dataset.n_folds"
         )
     splits = []
     for i, k in enumerate(folds):
