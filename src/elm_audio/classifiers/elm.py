@@ -11,6 +11,19 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..devices import resolve_device
 
 
+def lower_gram(h: torch.Tensor, blocks: int = 4) -> torch.Tensor:
+    """The lower block triangle of h'h, all that a Cholesky factorization reads: 10 of 16 block
+    products instead of the full product. The blocks above the diagonal are left as zeros."""
+    n = h.shape[1]
+    edges = [n * i // blocks for i in range(blocks + 1)]
+    gram = torch.zeros(n, n, dtype=h.dtype, device=h.device)
+    for i in range(blocks):
+        rows = h[:, edges[i] : edges[i + 1]]
+        for j in range(i + 1):
+            gram[edges[i] : edges[i + 1], edges[j] : edges[j + 1]] = rows.T @ h[:, edges[j] : edges[j + 1]]
+    return gram
+
+
 class ELMClassifier(ClassifierMixin, BaseEstimator):
     """A random ReLU hidden layer and a least-squares output layer.
 
@@ -47,7 +60,7 @@ class ELMClassifier(ClassifierMixin, BaseEstimator):
         if self.alpha == 0:
             self.w2_ = torch.linalg.pinv(h) @ targets
         elif h.shape[1] <= h.shape[0]:  # primal: (H'H + aI) W2 = H'Y
-            gram = h.T @ h
+            gram = lower_gram(h)
             gram.diagonal().add_(self.alpha)
             self.w2_ = torch.cholesky_solve(h.T @ targets, torch.linalg.cholesky(gram))
         else:  # dual: W2 = H' (HH' + aI)^-1 Y
