@@ -82,3 +82,15 @@ def test_read_info_reads_the_header(tmp_path):
     info = read_info(path)
     assert (info.sample_rate, info.frames, info.channels) == (22_050, 33_075, 2)
     assert info.duration == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "mp3"])
+def test_decoding_only_the_start_gives_the_same_samples(tmp_path, ext):
+    sr = 44_100
+    path = write_audio(tmp_path / f"long.{ext}", tone(523.0, 6.0, sr, channels=2, seed=3), sr)
+    full = load(path)
+    start = load(path, max_samples=24_000)  # 2 s of the 6 at 12 kHz
+    assert 24_000 <= len(start) < len(full)
+    np.testing.assert_allclose(start[:24_000], full[:24_000], atol=1e-5)
+    short = load(path, max_samples=10 * 12_000)  # more than the file holds: all of it
+    np.testing.assert_array_equal(short, full)

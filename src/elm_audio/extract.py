@@ -34,7 +34,7 @@ class ClipAudio(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str]:
         try:
-            signal = load(self.clips[i].path, self.sample_rate)
+            signal = load(self.clips[i].path, self.sample_rate, max_samples=self.n_samples)
             return i, fit_length(signal, self.n_samples, self.fit), ""
         except AudioError as err:
             return i, None, err.reason
