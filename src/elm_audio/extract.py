@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -40,9 +41,11 @@ class ClipAudio(torch.utils.data.Dataset):
             return i, None, err.reason
 
 
-def _lower_priority(worker_id: int) -> None:
-    """Decoding needs a few percent of a core: at a lower priority it takes the cycles the
-    network leaves idle instead of competing with the network's threads."""
+def _quiet_worker(worker_id: int) -> None:
+    """Decoding needs a few percent of one core. One thread per native pool (BLAS, OpenMP),
+    whose idle threads would otherwise spin on the cores the network computes on, and a lower
+    priority, so the worker takes the cycles the network leaves idle."""
+    threadpool_limits(1)
     try:
         os.nice(5)
     except OSError:
@@ -99,7 +102,7 @@ def extract(
         batch_size=settings.batch_size,
         num_workers=settings.num_workers,
         collate_fn=_collate,
-        worker_init_fn=_lower_priority,
+        worker_init_fn=_quiet_worker,
         persistent_workers=False,
         prefetch_factor=2 if settings.num_workers > 0 else None,
         # Linux's default, named explicitly: inside joblib's loky workers the default
