@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE, AudioError, fit_length, load
 from .config import ConfigError
-from .datasets.base import Clip
+from .datasets.base import BAD_CLIP_POLICIES, Clip
 from .frontends import FrontEnd
 
 
@@ -67,7 +67,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 class ExtractSettings:
     batch_size: int = 8
     num_workers: int = 1
-    on_bad_clip: str = "error"  # or "skip"
+    on_bad_clip: str = "error"  # one of BAD_CLIP_POLICIES
     progress: bool = True
     precision: str = "fp32"  # bf16 (CPU or CUDA) or fp16 (CUDA): autocast the front-end
 
@@ -95,8 +95,8 @@ def extract(
 
     Under ``on_bad_clip=error`` the first clip that fails to decode raises AudioError.
     """
-    if settings.on_bad_clip not in ("error", "skip"):
-        raise ValueError(f"dataset.on_bad_clip={settings.on_bad_clip!r} must be error or skip")
+    if settings.on_bad_clip not in BAD_CLIP_POLICIES:
+        raise ConfigError(f"dataset.on_bad_clip={settings.on_bad_clip!r} must be one of {', '.join(BAD_CLIP_POLICIES)}")
     loader = DataLoader(
         ClipAudio(clips, frontend.input_samples, fit),
         batch_size=settings.batch_size,

@@ -92,9 +92,10 @@ def features_for(cfg: DictConfig, prepared: Prepared, cache: FeatureCache) -> tu
     index, frontend = prepared.index, prepared.frontend
     # Before extracting, read every header: an unreadable clip stops the run now, not hours in.
     report = CheckReport.from_survey(prepared.dataset, prepared.survey, read_headers=True, progress=cfg.extract.progress)
+    text = report.render()
     if report.bad_clips and prepared.dataset.on_bad_clip == "error":
-        raise DatasetError(report.render())
-    mlflow.log_text(report.render(), "data_check.txt")
+        raise DatasetError(text)
+    mlflow.log_text(text, "data_check.txt")
     settings = ExtractSettings(
         batch_size=cfg.extract.batch_size,
         num_workers=cfg.extract.num_workers,

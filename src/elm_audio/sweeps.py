@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import optuna
 from matplotlib.figure import Figure
-from mlflow.entities import RunStatus
+from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
@@ -139,8 +139,7 @@ class SweepRun:
         self.run_id = run.info.run_id
         params = {f"search_space.{k}": str(v) for k, v in space.items()}
         params.update(n_trials=n_trials, study_name=study.study_name, sampler=type(study.sampler).__name__)
-        for key, value in params.items():
-            self.client.log_param(self.run_id, key, value)
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def child_runs(self) -> list[mlflow.entities.Run]:
         return self.client.search_runs(
@@ -160,8 +159,7 @@ class SweepRun:
                 summary = {"trial": best.number, "val_accuracy": best.value, "params": best.params}
                 self.client.log_metric(self.run_id, "best_val_accuracy", best.value)
                 self.client.log_metric(self.run_id, "n_trials_complete", len(trials))
-                for key, value in best.params.items():
-                    self.client.log_param(self.run_id, f"best.{key}", value)
+                self.client.log_batch(self.run_id, params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()])
                 self.client.set_tag(self.run_id, "best_trial", str(best.number))
                 if best_run is not None:
                     summary["run_id"] = best_run.info.run_id
