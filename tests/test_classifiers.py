@@ -16,7 +16,7 @@ def blobs(n=300, d=20, seed=0):
 
 
 def hidden(model, X):
-    return np.maximum(X.astype(np.float64) @ model.w1_.double().numpy() + model.b1_.double().numpy(), 0)
+    return np.maximum(X.astype(np.float64) @ model.w1_.double().numpy().T + model.b1_.double().numpy(), 0)
 
 
 def targets(model, y):
@@ -148,3 +148,19 @@ def test_the_run_device_reaches_both_classifiers():
             cuda = build_classifier(compose([f"classifier={name}", "device=cuda"]).classifier, seed=0)
             with pytest.raises(ValueError, match="device=cuda: CUDA is not available"):
                 cuda.fit(*blobs())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_the_classifiers_product_is_torch_linear_in_float32_arithmetic(dtype, with_bias):
+    from elm_audio.classifiers.products import linear
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 500, generator=gen, dtype=dtype)
+    weight = torch.randn(700, 1000, generator=gen, dtype=dtype)[:, ::2]  # a strided view, as the ELM's blocks
+    bias = torch.randn(700, generator=gen, dtype=dtype) if with_bias else None
+    exact = x.double() @ weight.double().T + (bias.double() if with_bias else 0)
+    out = linear(x, weight, bias)
+    assert out.shape == (300, 700) and out.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert (out.double() - exact).abs().max() <= tol * exact.abs().max()

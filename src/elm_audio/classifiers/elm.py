@@ -9,18 +9,20 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
+from .products import linear
 
 
 def lower_gram(h: torch.Tensor, blocks: int = 4) -> torch.Tensor:
     """The lower block triangle of h'h, all that a Cholesky factorization reads: 10 of 16 block
     products instead of the full product. The blocks above the diagonal are left as zeros."""
-    n = h.shape[1]
+    ht = h.T.contiguous()
+    n = ht.shape[0]
     edges = [n * i // blocks for i in range(blocks + 1)]
     gram = torch.zeros(n, n, dtype=h.dtype, device=h.device)
     for i in range(blocks):
-        rows = h[:, edges[i] : edges[i + 1]]
+        rows = ht[edges[i] : edges[i + 1]]
         for j in range(i + 1):
-            gram[edges[i] : edges[i + 1], edges[j] : edges[j + 1]] = rows.T @ h[:, edges[j] : edges[j + 1]]
+            gram[edges[i] : edges[i + 1], edges[j] : edges[j + 1]] = linear(rows, ht[edges[j] : edges[j + 1]])
     return gram
 
 
@@ -40,7 +42,7 @@ class ELMClassifier(ClassifierMixin, BaseEstimator):
 
     def _hidden(self, X: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         x = torch.as_tensor(X, dtype=dtype, device=self.device_)
-        return torch.relu(x @ self.w1_.to(dtype) + self.b1_.to(dtype))
+        return linear(x, self.w1_.to(dtype), self.b1_.to(dtype)).relu_()
 
     def fit(self, X, y) -> "ELMClassifier":
         X, y = validate_data(self, X, y, dtype=np.float32)
@@ -51,7 +53,8 @@ class ELMClassifier(ClassifierMixin, BaseEstimator):
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         gen = torch.Generator().manual_seed(seed)
         d = X.shape[1]
-        self.w1_ = torch.randn(d, self.hidden_units, generator=gen).div_(np.sqrt(d)).to(self.device_)
+        # (hidden_units, n_features), as torch.nn.Linear's weight
+        self.w1_ = torch.randn(self.hidden_units, d, generator=gen).div_(np.sqrt(d)).to(self.device_)
         self.b1_ = torch.randn(self.hidden_units, generator=gen).to(self.device_)
         dtype = torch.float64 if self.alpha == 0 else torch.float32
         h = self._hidden(X, dtype)
@@ -64,7 +67,7 @@ class ELMClassifier(ClassifierMixin, BaseEstimator):
             gram.diagonal().add_(self.alpha)
             self.w2_ = torch.cholesky_solve(h.T @ targets, torch.linalg.cholesky(gram))
         else:  # dual: W2 = H' (HH' + aI)^-1 Y
-            gram = h @ h.T
+            gram = linear(h, h)
             gram.diagonal().add_(self.alpha)
             self.w2_ = h.T @ torch.cholesky_solve(targets, torch.linalg.cholesky(gram))
         return self

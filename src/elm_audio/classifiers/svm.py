@@ -19,6 +19,7 @@ from sklearn.svm import SVC
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
+from .products import linear
 
 KERNELS = ("rbf", "linear")
 _GRAM_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -27,7 +28,7 @@ _GRAM_CACHE_BYTES = 2 * 1024**3
 
 def kernel_matrix(a: torch.Tensor, b: torch.Tensor, kernel: str, gamma: float) -> torch.Tensor:
     """K[i, j] = exp(-gamma ||a_i - b_j||^2), or a_i . b_j; computed in the inputs' dtype."""
-    dot = a @ b.T
+    dot = linear(a, b)
     if kernel == "linear":
         return dot
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * dot
