@@ -53,8 +53,11 @@ NOTES = {
     "(reshape + max, no indices), with ELU after the pool (it commutes with max): 3.5x faster, same output.",
     "frame_level": "the residual back-end's 7-tap convolutions over 896 channels are GEMM-bound; the frame "
     "convolution (one input channel, stride 32) is not.",
-    "end_to_end": "decoding (soundfile) and resampling (soxr) run in a DataLoader worker process while the "
-    "network computes; on 2 cores they compete with the network's two threads for the CPU.",
+    "end_to_end": "decoding (soundfile) and resampling (soxr) run in a DataLoader worker process at low "
+    "priority while the network computes. ratio: the median over rounds of extraction / network-only clips/s, "
+    "each round's two runs adjacent in time; steady_ratio: the same once the pipeline runs (median batch "
+    "times after the first); start_s: what an extraction pays once (forking the worker, the first batch's "
+    "decoding, copy-on-write faults after the fork), amortized over a real dataset's thousands of clips.",
 }
 
 
@@ -144,9 +147,30 @@ def write_folder(root: Path, n: int) -> list[Clip]:
     return clips
 
 
-def end_to_end(name: str, clips: list[Clip], batch: int) -> dict:
+class TimedSink:
+    """The feature file extract() writes to, noting when each batch arrives."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+        self.times = [time.perf_counter()]
+
+    def __setitem__(self, rows, values):
+        self.array[rows] = values
+        self.times.append(time.perf_counter())
+
+    def intervals(self) -> np.ndarray:
+        return np.diff(self.times)
+
+
+def end_to_end(name: str, clips: list[Clip], batch: int, rounds: int) -> dict:
     """The real extraction (a decoding worker, streaming to a memory-mapped file) against the
-    same loop over the same clips decoded beforehand: what decoding costs when it overlaps."""
+    same loop over the same clips decoded beforehand: what decoding costs when it overlaps.
+
+    The two run alternately, ``rounds`` times, and each round's ratio pairs runs that are
+    adjacent in time (this machine's speed drifts by 10-15% over tens of seconds). Batch
+    arrival times split an extraction into its start (forking the worker, decoding the first
+    batch, copy-on-write faults after the fork: paid once per extraction) and its steady rate.
+    """
     from elm_audio.audio import fit_length, load
 
     release_memory()
@@ -157,31 +181,42 @@ def end_to_end(name: str, clips: list[Clip], batch: int) -> dict:
     settings = ExtractSettings(batch_size=batch, num_workers=1, progress=False)
     sampler = RssSampler()
     sampler.start()
-    network, extraction = [], []
     with torch.inference_mode():
         front(waves[:batch])  # warm-up: oneDNN builds its kernels
-    for _ in range(2):  # interleaved: run-to-run drift affects both alike
+    network, extraction = [], []
+    for _ in range(rounds):
+        sink = TimedSink(out)
         with torch.inference_mode():
-            start = time.perf_counter()
             for i in range(0, len(clips), batch):
-                front.features(front.prepare(waves[i : i + batch]))
-            network.append(len(clips) / (time.perf_counter() - start))
+                sink[i : i + batch] = front.features(front.prepare(waves[i : i + batch])).numpy()
+        network.append(sink.intervals())
         first = len(sampler.samples)
-        start = time.perf_counter()
-        extract(front, clips, out, torch.device("cpu"), "crop_or_repeat", settings)
-        extraction.append(len(clips) / (time.perf_counter() - start))
+        sink = TimedSink(out)
+        extract(front, clips, sink, torch.device("cpu"), "crop_or_repeat", settings)
+        extraction.append(sink.intervals())
         during = sampler.samples[first:]
     peak = sampler.stop()
     middle = len(during) // 2
     decode_start = time.perf_counter()
     for c in clips:
-        load(c.path)
+        load(c.path, max_samples=front.input_samples)
+
+    def rate(runs: list[np.ndarray]) -> list[float]:
+        return [len(clips) / r.sum() for r in runs]
+
+    def steady(runs: list[np.ndarray]) -> float:  # median time of a batch after the first
+        return float(np.median(np.concatenate([r[1:] for r in runs])))
+
     return {
         "frontend": name,
         "clips": len(clips),
-        "clips_per_s": round(float(np.mean(extraction)), 3),
-        "network_clips_per_s": round(float(np.mean(network)), 3),
-        "ratio": round(float(np.mean(extraction) / np.mean(network)), 3),
+        "rounds": rounds,
+        "clips_per_s": round(float(np.median(rate(extraction))), 3),
+        "network_clips_per_s": round(float(np.median(rate(network))), 3),
+        "ratio": round(float(np.median(np.divide(rate(extraction), rate(network)))), 3),
+        "round_ratios": [round(float(r), 3) for r in np.divide(rate(extraction), rate(network))],
+        "steady_ratio": round(float(steady(network) / steady(extraction)), 3),
+        "start_s": round(float(np.median([r[0] for r in extraction]) - steady(network)), 2),
         "decode_clips_per_s_one_core": round(len(clips) / (time.perf_counter() - decode_start), 2),
         "peak_rss_mb": round(peak),
         # streaming: the second half of an extraction must not need more memory than the first
@@ -288,11 +323,12 @@ def main() -> None:
         # enough clips that the pipeline's start (the first batch decoded before any compute) is
         # a small part, as in a real dataset of thousands
         clips = write_folder(Path(tmp), 6 if args.quick else 24)
-        e2e = end_to_end("vgg", clips, batch=2)
+        e2e = end_to_end("vgg", clips, batch=2, rounds=2 if args.quick else 3)
         result["end_to_end"] = e2e
         result["peak_rss_mb"] = e2e["peak_rss_mb"]
     print(f"end to end (vgg large, WAV + MP3, decoding included): {e2e['clips_per_s']} clips/s = "
-          f"{e2e['ratio']:.2f} x the same clips decoded beforehand ({e2e['network_clips_per_s']}); peak RSS {e2e['peak_rss_mb']} MB "
+          f"{e2e['ratio']:.2f} x the same clips decoded beforehand ({e2e['network_clips_per_s']}; rounds {e2e['round_ratios']}); "
+          f"steady {e2e['steady_ratio']:.3f}, start {e2e['start_s']} s; peak RSS {e2e['peak_rss_mb']} MB "
           f"(first half {e2e['peak_rss_first_half_mb']} MB, second half {e2e['peak_rss_second_half_mb']} MB)")  # fmt: skip
 
     result["classifiers"] = classifiers()

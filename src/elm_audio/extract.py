@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from .audio import SAMPLE_RATE, AudioError, fit_length, load
@@ -60,6 +60,36 @@ def _collate(items):
     return rows, batch, bad
 
 
+def _batches(audio: ClipAudio, batch_size: int, num_workers: int) -> Iterator[tuple]:
+    """(rows, batch, failed) for consecutive batches of clips.
+
+    With workers, the first batch is decoded here, before they are forked: a forked worker's
+    first clips decode several times slower (copy-on-write faults on this process's memory),
+    and this way the network computes batch one while the workers start on batch two.
+    """
+    if num_workers == 0:
+        yield from DataLoader(audio, batch_size=batch_size, collate_fn=_collate)
+        return
+    head = range(min(batch_size, len(audio)))
+    first = _collate([audio[i] for i in head])
+    rest = range(len(head), len(audio))
+    workers = iter(
+        DataLoader(
+            Subset(audio, rest),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            collate_fn=_collate,
+            worker_init_fn=_quiet_worker,
+            prefetch_factor=2,
+            # Linux's default, named explicitly: inside joblib's loky workers the default
+            # multiprocessing context is loky's, which DataLoader cannot start workers with.
+            multiprocessing_context="fork" if sys.platform.startswith("linux") else None,
+        )
+    ) if rest else iter(())
+    yield first
+    yield from workers
+
+
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -97,18 +127,7 @@ def extract(
     """
     if settings.on_bad_clip not in BAD_CLIP_POLICIES:
         raise ConfigError(f"dataset.on_bad_clip={settings.on_bad_clip!r} must be one of {', '.join(BAD_CLIP_POLICIES)}")
-    loader = DataLoader(
-        ClipAudio(clips, frontend.input_samples, fit),
-        batch_size=settings.batch_size,
-        num_workers=settings.num_workers,
-        collate_fn=_collate,
-        worker_init_fn=_quiet_worker,
-        persistent_workers=False,
-        prefetch_factor=2 if settings.num_workers > 0 else None,
-        # Linux's default, named explicitly: inside joblib's loky workers the default
-        # multiprocessing context is loky's, which DataLoader cannot start workers with.
-        multiprocessing_context="fork" if settings.num_workers > 0 and sys.platform.startswith("linux") else None,
-    )
+    loader = _batches(ClipAudio(clips, frontend.input_samples, fit), settings.batch_size, settings.num_workers)
     bad: dict[str, str] = {}
     frontend = frontend.to(device).eval()
     reduced = autocast(device, settings.precision)
