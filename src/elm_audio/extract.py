@@ -72,10 +72,12 @@ def _batches(audio: ClipAudio, batch_size: int, num_workers: int) -> Iterator[tu
         return
     head = range(min(batch_size, len(audio)))
     first = _collate([audio[i] for i in head])
-    rest = range(len(head), len(audio))
-    workers = iter(
+    if len(head) == len(audio):
+        yield first
+        return
+    workers = iter(  # forks the workers, which start on batch two
         DataLoader(
-            Subset(audio, rest),
+            Subset(audio, range(len(head), len(audio))),
             batch_size=batch_size,
             num_workers=num_workers,
             collate_fn=_collate,
@@ -85,7 +87,7 @@ def _batches(audio: ClipAudio, batch_size: int, num_workers: int) -> Iterator[tu
             # multiprocessing context is loky's, which DataLoader cannot start workers with.
             multiprocessing_context="fork" if sys.platform.startswith("linux") else None,
         )
-    ) if rest else iter(())
+    )
     yield first
     yield from workers
 
