@@ -16,7 +16,7 @@ import sys
 CHILD = """
 import resource, sys, torch
 from elm_audio.config import compose
-from elm_audio.runner import build_frontend
+from elm_audio.components import build_frontend
 front = build_frontend(compose(["frontend=" + sys.argv[1], "feature_size=large"])).eval()
 idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 with torch.inference_mode():

@@ -32,10 +32,11 @@ from elm_audio.classifiers.products import linear
 from elm_audio.config import choices, compose
 from elm_audio.datasets import Clip
 from elm_audio.datasets.synth import synth_clip
-from elm_audio.describe import profile
+from elm_audio.frontends.profile import profile
 from elm_audio.extract import ExtractSettings, autocast, extract
 from elm_audio.protocols import evaluate, make_splits
-from elm_audio.runner import build_dataset, build_frontend, build_classifier
+from elm_audio.components import build_classifier, build_dataset, build_frontend
+from elm_audio.inputs import InputSettings
 
 REQUIRED = ("vgg", "cnn_7x86", "sample_level", "timbral_temporal")
 NOTES = {
@@ -202,7 +203,7 @@ def end_to_end(name: str, clips: list[Clip], batch: int, rounds: int) -> dict:
     def extraction_run() -> None:
         first = len(sampler.samples)
         sink = TimedSink(out)
-        extract(front, clips, sink, torch.device("cpu"), "crop_or_repeat", settings)
+        extract(front, clips, sink, torch.device("cpu"), settings)
         extraction.append(sink.intervals())
         during[:] = sampler.samples[first:]
 
@@ -296,8 +297,8 @@ def precision_accuracy(overrides: list[str], label: str) -> dict:
     for precision in ("fp32", "bf16"):
         feats = np.zeros((len(index.clips), dim), np.float32)
         start = time.perf_counter()
-        extract(front, index.clips, feats, torch.device("cpu"), cfg.audio.fit,
-                ExtractSettings(progress=False, num_workers=1, precision=precision))  # fmt: skip
+        extract(front, index.clips, feats, torch.device("cpu"),
+                ExtractSettings(progress=False, num_workers=1, precision=precision, inputs=InputSettings(cfg.audio.fit)))  # fmt: skip
         seconds = time.perf_counter() - start
         ev = evaluate(lambda: build_classifier(cfg.classifier, 0), feats, y, make_splits(index, "honest"))
         result[precision] = {"test_accuracy": round(ev.metrics["test_accuracy"], 4), "extract_s": round(seconds, 1)}

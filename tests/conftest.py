@@ -1,4 +1,5 @@
-"""Shared fixtures: generated audio in real formats, and running the CLI in a clean folder."""
+"""Shared helpers and fixtures: generated audio in real formats, running the CLI in a clean
+folder, reading the MLflow store a run wrote, front-ends and clips, and spec/method.md's table."""
 
 from __future__ import annotations
 
@@ -7,9 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import math
+
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+from mlflow.tracking import MlflowClient
+
+from elm_audio.components import build_frontend
+from elm_audio.config import compose
 
 WRITE_KW = {
     "wav": {},
@@ -66,3 +74,47 @@ def run_cli(module: str, *args: str, cwd: Path, env: dict | None = None, check: 
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+# spec/method.md, "Front-ends": the feature-vector lengths, small and large.
+LENGTHS = {
+    "sample_level": (161, 3584),
+    "frame_level": (160, 3584),
+    "frame_level_many": (160, 3584),
+    "vgg": (160, 3585),
+    "cnn_7x96": (160, 3585),
+    "cnn_7x86": (160, 3585),
+    "timbral": (112, 3584),
+    "temporal": (112, 3584),
+    "timbral_temporal": (112, 3584),
+    "timbral_time": (112, 3584),
+    "mfcc": (120, 120),
+}
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+GOLDEN = SHARED / "golden" / "elmarc"
+
+
+def local_uri(cwd: Path) -> str:
+    """The MLflow store a run in ``cwd`` writes by default."""
+    return f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
+
+
+def logged_runs(uri_or_cwd: str | Path, dataset: str = "synth", **search) -> tuple[MlflowClient, list]:
+    """The store's client and the runs of ``dataset``'s experiment, oldest first."""
+    uri = local_uri(uri_or_cwd) if isinstance(uri_or_cwd, Path) else uri_or_cwd
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(f"elm_audio/{dataset}")
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"], max_results=1000, **search)
+    return client, runs
+
+
+def frontend(name: str, size: str = "small", seed: int = 0, *overrides: str):
+    return build_frontend(compose([f"frontend={name}", f"feature_size={size}", f"seed={seed}", *overrides]))
+
+
+def clips(front, n: int, seed: int = 0) -> torch.Tensor:
+    """n waveforms of the front-end's input length: tones of different pitch in noise."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(front.input_samples) / 12_000
+    tones = torch.stack([torch.sin(2 * math.pi * (110 * (i + 1)) * t) for i in range(n)])
+    return (0.3 * tones + 0.05 * torch.randn(n, front.input_samples, generator=g)).float()

@@ -8,7 +8,7 @@ import pytest
 
 from elm_audio.cache import FeatureCache
 from elm_audio.config import compose
-from elm_audio.runner import prepare
+from elm_audio.plan import make_plan
 
 
 def _fill_slowly(counter_path, rows, delay=0.5):
@@ -79,7 +79,7 @@ def test_the_key_changes_with_everything_that_determines_the_features(tmp_path):
     base = ["dataset.clips_per_class=3", "dataset.duration=0.5", "dataset.n_folds=3", f"cache.dir={tmp_path}"]
 
     def key(*extra):
-        return prepare(compose(base + list(extra))).key
+        return make_plan(compose(base + list(extra))).key
 
     reference = key()
     assert key() == reference

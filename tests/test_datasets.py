@@ -6,7 +6,7 @@ from elm_audio.config import compose
 from elm_audio.datasets import DatasetError
 from elm_audio.datasets.folder import Folder
 from elm_audio.datasets.synth import RHYTHMS, TIMBRES, Synth
-from elm_audio.runner import build_dataset
+from elm_audio.components import build_dataset
 
 
 def test_folder_reads_one_class_per_sub_folder_with_stratified_folds(class_folder):

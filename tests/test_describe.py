@@ -1,8 +1,7 @@
 import json
 
 import pytest
-from conftest import QUICK, run_cli
-from test_frontends import LENGTHS
+from conftest import LENGTHS, QUICK, logged_runs, run_cli
 
 from elm_audio.config import compose
 from elm_audio.describe import describe
@@ -41,11 +40,7 @@ def test_every_front_end_completes_a_run_on_the_default_dataset(tmp_path):
     """The design's architecture grid, run as one Hydra multirun with the basic sweeper."""
     names = ",".join(sorted(LENGTHS))
     run_cli("elm_audio", "-m", f"frontend={names}", "hydra/sweeper=basic", *QUICK, cwd=tmp_path)
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("elm_audio/synth")
-    runs = client.search_runs([exp.experiment_id])
+    _, runs = logged_runs(tmp_path)
     assert sorted(r.data.tags["frontend"] for r in runs) == sorted(LENGTHS)
     for r in runs:
         assert r.info.status == "FINISHED"

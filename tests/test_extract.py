@@ -9,9 +9,9 @@ from conftest import tone, write_audio
 from elm_audio.audio import AudioError
 from elm_audio.config import compose
 from elm_audio.datasets import Clip
-from elm_audio.describe import profile
+from elm_audio.frontends.profile import profile
 from elm_audio.extract import ExtractSettings, extract
-from elm_audio.runner import build_frontend
+from elm_audio.components import build_frontend
 
 BROKEN = (0, 5)  # in the first batch (decoded before the workers start) and in a later one
 
@@ -33,7 +33,7 @@ def run(clips, workers, policy="skip"):
     front = build_frontend(compose(["frontend=temporal", "feature_size=small"]))
     out = np.full((len(clips), profile(front)["feature_dim"]), np.nan, np.float32)
     settings = ExtractSettings(batch_size=2, num_workers=workers, on_bad_clip=policy, progress=False)
-    return out, extract(front, clips, out, torch.device("cpu"), "crop_or_repeat", settings)
+    return out, extract(front, clips, out, torch.device("cpu"), settings)
 
 
 def test_workers_give_the_main_process_features_and_skip_the_same_clips(clips):

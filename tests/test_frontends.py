@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from elm_audio.config import choices, compose
-from elm_audio.describe import profile
-from elm_audio.runner import build_frontend
+from conftest import LENGTHS, clips, frontend
+
+from elm_audio.config import choices
+from elm_audio.frontends.profile import profile
 
 # spec/method.md, "Front-ends": n small / large, and the feature counts per tapped layer as a
 # function of n (r = n / 4).
@@ -34,20 +35,6 @@ SPEC = {
         lambda n: [n, 2 * n, 4 * n, n, 2 * n, 4 * n, n - n // 4, 2 * n - n // 4, 4 * n - n // 4, 8 * n - n // 4],
     ),
 }
-# The feature-vector lengths of the spec's table, small and large.
-LENGTHS = {
-    "sample_level": (161, 3584),
-    "frame_level": (160, 3584),
-    "frame_level_many": (160, 3584),
-    "vgg": (160, 3585),
-    "cnn_7x96": (160, 3585),
-    "cnn_7x86": (160, 3585),
-    "timbral": (112, 3584),
-    "temporal": (112, 3584),
-    "timbral_temporal": (112, 3584),
-    "timbral_time": (112, 3584),
-    "mfcc": (120, 120),
-}
 # Filter shapes (time x frequency, or length / stride) the paper names.
 KERNELS = {
     "sample_level": {((3,), (3,))} | {((3,), (1,))},
@@ -63,10 +50,6 @@ KERNELS = {
     "timbral_time": {((t, f), (1, 1)) for t in (7, 3, 1) for f in (86, 38)} | {((k,), (1,)) for k in (64, 32, 16, 8)},
 }
 SIZES = ("small", "large")
-
-
-def frontend(name: str, size: str = "small", seed: int = 0):
-    return build_frontend(compose([f"frontend={name}", f"feature_size={size}", f"seed={seed}"]))
 
 
 def test_every_front_end_of_the_spec_has_a_config():
@@ -130,13 +113,6 @@ def test_weights_are_truncated_normal_with_tf1_he_scaling_and_zero_biases():
     assert all(float(m.bias.detach().abs().max()) == 0.0 for m in model.convs)
 
 
-def clips(front, n: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    t = torch.arange(front.input_samples) / 12_000
-    tones = torch.stack([torch.sin(2 * math.pi * (110 * (i + 1)) * t) for i in range(n)])
-    return (0.3 * tones + 0.05 * torch.randn(n, front.input_samples, generator=g)).float()
-
-
 @pytest.mark.parametrize("name", sorted(LENGTHS))
 def test_a_clips_features_do_not_depend_on_its_batch(name):
     front = frontend(name).eval()
@@ -155,7 +131,7 @@ def test_a_clips_features_do_not_depend_on_its_batch(name):
 SEED_SCRIPT = """
 import json, sys, torch, math
 sys.path.insert(0, {tests!r})
-from test_frontends import frontend, clips
+from conftest import frontend, clips
 out = {{}}
 for name in {names!r}:
     front = frontend(name, seed=7).eval()

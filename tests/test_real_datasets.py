@@ -7,17 +7,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import logged_runs, run_cli
 from layouts import BALLROOM_FOLDERS, make_ballroom, make_extended_ballroom, make_gtzan, make_us8k, us8k_rows
 
 from elm_audio.config import compose
-from elm_audio.data.__main__ import main as data_main
+from elm_audio.data import main as data_main
 from elm_audio.datasets import DatasetError
 from elm_audio.datasets.check import CheckReport
 from elm_audio.datasets.gtzan import GENRES, split_lists
-from elm_audio.runner import build_dataset
+from elm_audio.components import build_dataset
 
-LISTS = Path(__file__).parents[1] / "src" / "elm_audio" / "data" / "gtzan_fault_filtered"
+LISTS = Path(__file__).parents[1] / "src" / "elm_audio" / "resources" / "gtzan_fault_filtered"
 
 
 def dataset(name: str, root: Path, *overrides: str):
@@ -109,11 +109,8 @@ def test_a_gtzan_run_stops_on_a_missing_clip_and_skips_an_unreadable_one_when_as
     assert not [p for p in (tmp_path / "cache").glob("*") if p.is_dir() and len(p.name) == 20]
 
     run_cli("elm_audio", *base, "dataset.on_bad_clip=skip", cwd=tmp_path)
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("elm_audio/gtzan")
-    (run,) = [r for r in client.search_runs([exp.experiment_id]) if r.info.status == "FINISHED"]
+    client, runs = logged_runs(tmp_path, "gtzan")
+    (run,) = [r for r in runs if r.info.status == "FINISHED"]
     assert run.data.tags["bad_clips"] == "1"
     listing = Path(client.download_artifacts(run.info.run_id, "bad_clips.tsv", str(tmp_path))).read_text()
     assert listing.startswith("jazz/jazz.00054\t")

@@ -9,8 +9,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUICK, run_cli
-from mlflow.tracking import MlflowClient
+from conftest import QUICK, local_uri, logged_runs, run_cli
 from scipy import stats
 
 from elm_audio.report.build import table
@@ -35,9 +34,8 @@ def logged(tmp_path_factory):
 
 
 def mlflow_runs(cwd: Path) -> list:
-    client = MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("elm_audio/synth")
-    return client, exp, client.search_runs([exp.experiment_id], max_results=1000)
+    client, runs = logged_runs(cwd)
+    return client, client.get_experiment_by_name("elm_audio/synth"), runs
 
 
 def expected_cell(runs, frontend: str, size: str, clf: str) -> dict:
@@ -170,7 +168,7 @@ def test_the_notebook_runs_top_to_bottom_on_the_default_datasets_runs(logged):
     cwd, _ = logged
     nb = nbformat.read(NOTEBOOK, as_version=4)
     env_before = dict(os.environ)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = local_uri(cwd)
     os.environ["ELM_AUDIO_DATASET"] = "synth"
     try:
         NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()

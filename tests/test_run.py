@@ -8,20 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUICK, run_cli
-from mlflow.tracking import MlflowClient
+from conftest import QUICK, logged_runs, run_cli
 
 pytestmark = pytest.mark.slow
 
 
-def store(cwd: Path) -> MlflowClient:
-    return MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
-
-
-def runs(cwd: Path, dataset: str = "synth"):
-    client = store(cwd)
-    exp = client.get_experiment_by_name(f"elm_audio/{dataset}")
-    return client, client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+runs = logged_runs
 
 
 def artifact(client: MlflowClient, run_id: str, path: str, tmp: Path) -> Path:

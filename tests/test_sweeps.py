@@ -13,8 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import QUICK, run_cli
-from mlflow.tracking import MlflowClient
+from conftest import QUICK, local_uri, logged_runs, run_cli
 from services import mlflow_server, postgres, postgres_bin
 
 from elm_audio.sweeps import expand_grid, nested_test_accuracy, open_storage
@@ -23,16 +22,10 @@ pytestmark = pytest.mark.slow
 
 
 def sweep_runs(uri: str, dataset: str = "synth"):
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(f"elm_audio/{dataset}")
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    client, runs = logged_runs(uri, dataset)
     parents = [r for r in runs if r.data.tags.get("elm_audio.role") == "sweep"]
     trials = [r for r in runs if r.data.tags.get("elm_audio.role") == "trial"]
     return client, parents, trials
-
-
-def local_uri(cwd: Path) -> str:
-    return f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"
 
 
 def features_logged(trials) -> list:

@@ -82,18 +82,14 @@ def load(path: str | Path, sample_rate: int = SAMPLE_RATE, max_samples: int | No
     return np.ascontiguousarray(mono)
 
 
-def check_fit(mode: str) -> None:
-    if mode not in FIT_MODES:
-        raise ConfigError(f"audio.fit={mode!r} is not one of {', '.join(FIT_MODES)}")
-
-
 def fit_length(signal: np.ndarray, length: int, mode: FitMode = "crop_or_repeat") -> np.ndarray:
     """Crop a longer signal to its first ``length`` samples; pad a shorter one.
 
     ``crop_or_repeat`` repeats the clip until it is long enough (what the paper does for
     UrbanSound8K), ``crop_or_zero`` appends silence.
     """
-    check_fit(mode)
+    if mode not in FIT_MODES:
+        raise ConfigError(f"audio.fit={mode!r} is not one of {', '.join(FIT_MODES)}")
     if len(signal) == 0:
         raise ValueError("cannot fit an empty signal")
     if len(signal) >= length:

@@ -9,37 +9,18 @@ so describing a 270-GFLOP network takes no time and no memory.
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
-from torch.utils.flop_counter import FlopCounterMode
 
+from .components import build_frontend
 from .config import choices, compose
-from .frontends import FrontEnd
-
-
-def profile(frontend: FrontEnd) -> dict[str, Any]:
-    meta = copy.deepcopy(frontend).to("meta")
-    x = torch.zeros((1, *meta.input_shape), device="meta")
-    with FlopCounterMode(display=False) as counter:
-        layers = meta.trace(x)
-    return {
-        "input": meta.input_kind,
-        "input_shape": list(meta.input_shape),
-        "feature_dim": sum(layer.n_features for layer in layers),
-        "n_params": sum(p.numel() for p in frontend.parameters()),
-        "gflops_per_clip": counter.get_total_flops() / 1e9,
-        "layers": [{"name": l.name, "shape": list(l.shape), "n_features": l.n_features} for l in layers],
-    }
+from .frontends.profile import profile
 
 
 def describe(cfg: DictConfig) -> dict[str, Any]:
-    from .runner import build_frontend
-
     return {"frontend": cfg.frontend.name, "feature_size": cfg.feature_size.name, **profile(build_frontend(cfg))}
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .audio import SAMPLE_RATE
@@ -28,9 +29,14 @@ def power_to_db(power: torch.Tensor, amin: float = 1e-10, top_db: float | None =
     return db
 
 
+STFT_PADDINGS = ("zeros", "reflect")
+_PAD_MODES = {"zeros": "constant", "reflect": "reflect"}
+
+
 class MelSpectrogram(nn.Module):
     """Power mel spectrogram of a batch of waveforms: (batch, samples) -> (batch, n_mels, frames),
-    in float64. Frames are centred (zero-padded by n_fft/2 on each side), as librosa does.
+    in float64. Frames are centred: the signal is padded by n_fft/2 on each side, with zeros
+    (librosa 0.10 and later) or by reflection (librosa 0.9 and earlier, the original code's).
     """
 
     def __init__(
@@ -53,16 +59,15 @@ class MelSpectrogram(nn.Module):
     def n_frames(self, n_samples: int) -> int:
         return 1 + n_samples // self.hop_length
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(
-            waveform.double(),
-            self.n_fft,
-            self.hop_length,
-            window=self.window,
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )
+    def pad(self, waveform: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
+        """The signal, padded by n_fft/2 on each side so that frames are centred."""
+        half = self.n_fft // 2
+        return F.pad(waveform.unsqueeze(1), (half, half), mode=_PAD_MODES[padding]).squeeze(1)
+
+    def forward(self, waveform: torch.Tensor, padding: str | None = "zeros") -> torch.Tensor:
+        """``padding=None``: the caller has padded the signal already (``pad``)."""
+        padded = waveform.double() if padding is None else self.pad(waveform.double(), padding)
+        spec = torch.stft(padded, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True)
         power = spec.real.square() + spec.imag.square()
         return torch.matmul(self.filterbank, power)
 
@@ -74,8 +79,8 @@ class LogMel(nn.Module):
         super().__init__()
         self.mel = MelSpectrogram(n_mels=n_mels, **mel_kwargs)
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return power_to_db(self.mel(waveform)).to(waveform.dtype).transpose(1, 2)
+    def forward(self, waveform: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
+        return power_to_db(self.mel(waveform, padding)).to(waveform.dtype).transpose(1, 2)
 
 
 class MFCCStatistics(nn.Module):
@@ -92,12 +97,12 @@ class MFCCStatistics(nn.Module):
         dct = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_mfcc]
         self.register_buffer("dct", torch.from_numpy(dct), persistent=False)
 
-    def mfcc(self, waveform: torch.Tensor) -> torch.Tensor:
+    def mfcc(self, waveform: torch.Tensor, padding: str | None = "zeros") -> torch.Tensor:
         """(batch, samples) -> (batch, n_mfcc, frames), in float64."""
-        return torch.matmul(self.dct, power_to_db(self.mel(waveform)))
+        return torch.matmul(self.dct, power_to_db(self.mel(waveform, padding)))
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        mfcc = self.mfcc(waveform)
+    def forward(self, waveform: torch.Tensor, padding: str | None = "zeros") -> torch.Tensor:
+        mfcc = self.mfcc(waveform, padding)
         d1 = mfcc.diff(dim=-1)
         d2 = d1.diff(dim=-1)
         stats = []

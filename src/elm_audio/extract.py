@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -14,29 +14,30 @@ from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from .audio import SAMPLE_RATE, AudioError, fit_length, load
+from .audio import SAMPLE_RATE, AudioError, load
 from .config import ConfigError
-from .datasets.base import BAD_CLIP_POLICIES, Clip
+from .datasets.index import BAD_CLIP_POLICIES, Clip
 from .frontends import FrontEnd
+from .inputs import InputSettings, fit_decoded, network_inputs, samples_to_decode
 
 
 class ClipAudio(torch.utils.data.Dataset):
-    """Decoded, resampled, length-fitted clips. A clip that fails to decode comes back as
-    ``None`` with the reason, so the caller decides whether that stops the run."""
+    """Decoded, resampled clips, fitted as the input stage says. A clip that fails to decode
+    comes back as ``None`` with the reason, so the caller decides whether that stops the run."""
 
-    def __init__(self, clips: Sequence[Clip], n_samples: int, fit: str, sample_rate: int = SAMPLE_RATE):
+    def __init__(self, clips: Sequence[Clip], frontend: FrontEnd, settings: InputSettings):
         self.clips = list(clips)
-        self.n_samples = n_samples
-        self.fit = fit
-        self.sample_rate = sample_rate
+        self.frontend = frontend
+        self.settings = settings
+        self.max_samples = samples_to_decode(frontend, settings)
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str]:
         try:
-            signal = load(self.clips[i].path, self.sample_rate, max_samples=self.n_samples)
-            return i, fit_length(signal, self.n_samples, self.fit), ""
+            signal = load(self.clips[i].path, SAMPLE_RATE, max_samples=self.max_samples)
+            return i, fit_decoded(signal, self.frontend, self.settings), ""
         except AudioError as err:
             return i, None, err.reason
 
@@ -56,8 +57,10 @@ def _collate(items):
     good = [(i, x) for i, x, _ in items if x is not None]
     bad = [(i, reason) for i, x, reason in items if x is None]
     rows = [i for i, _ in good]
-    batch = torch.from_numpy(np.stack([x for _, x in good])) if good else None
-    return rows, batch, bad
+    signals = [x for _, x in good]
+    if len({len(x) for x in signals}) == 1:  # one length: stacked here, in the worker
+        return rows, torch.from_numpy(np.stack(signals)), bad
+    return rows, signals or None, bad
 
 
 def _batches(audio: ClipAudio, batch_size: int, num_workers: int) -> Iterator[tuple]:
@@ -102,16 +105,22 @@ class ExtractSettings:
     on_bad_clip: str = "error"  # one of BAD_CLIP_POLICIES
     progress: bool = True
     precision: str = "fp32"  # bf16 (CPU or CUDA) or fp16 (CUDA): autocast the front-end
+    inputs: InputSettings = field(default_factory=InputSettings)
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """A ConfigError unless ``precision`` can run on ``device``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} must be one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("precision=fp16 needs device=cuda; on the CPU use precision=bf16")
 
 
 def autocast(device: torch.device, precision: str):
     """The front-end's convolutions and products in reduced precision; the log-mel stays float64."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r} must be one of {', '.join(PRECISIONS)}")
+    check_precision(device, precision)
     if PRECISIONS[precision] is None:
         return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("precision=fp16 needs device=cuda; on the CPU use precision=bf16")
     return torch.autocast(device.type, dtype=PRECISIONS[precision])
 
 
@@ -120,7 +129,6 @@ def extract(
     clips: Sequence[Clip],
     out: np.ndarray,
     device: torch.device,
-    fit: str,
     settings: ExtractSettings,
 ) -> dict[str, str]:
     """Write one feature row per clip into ``out``; return the clips left out and why.
@@ -129,7 +137,7 @@ def extract(
     """
     if settings.on_bad_clip not in BAD_CLIP_POLICIES:
         raise ConfigError(f"dataset.on_bad_clip={settings.on_bad_clip!r} must be one of {', '.join(BAD_CLIP_POLICIES)}")
-    loader = _batches(ClipAudio(clips, frontend.input_samples, fit), settings.batch_size, settings.num_workers)
+    loader = _batches(ClipAudio(clips, frontend, settings.inputs), settings.batch_size, settings.num_workers)
     bad: dict[str, str] = {}
     frontend = frontend.to(device).eval()
     reduced = autocast(device, settings.precision)
@@ -142,9 +150,10 @@ def extract(
                     raise AudioError(clips[i].path, reason)
                 bad[clips[i].clip_id] = reason
             if batch is not None:
-                x = frontend.prepare(batch.to(device, non_blocking=True))  # log-mel in full precision
-                with reduced:
-                    out[rows] = frontend.features(x).float().cpu().numpy()
+                # the log-mel in full precision, the network in the run's precision
+                for positions, x in network_inputs(frontend, batch, device, settings.inputs):
+                    with reduced:
+                        out[[rows[p] for p in positions]] = frontend.features(x).float().cpu().numpy()
             bar.update(len(rows) + len(failed))
     return bad
 

@@ -5,24 +5,28 @@ Used by the Hydra sweeper plugin ``hydra_plugins.elm_audio_sweeper``; nothing he
 
 from __future__ import annotations
 
-import itertools
-import os
 import logging
+import os
 import re
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import mlflow
 import numpy as np
 import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from matplotlib.figure import Figure
 from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+from sklearn.model_selection import ParameterGrid
 
 from . import tracking
 
@@ -75,7 +79,8 @@ def default_study_name(cfg) -> str:
     )
 
 
-def load_study(storage: BaseStorage, name: str | None, sampler, direction: str) -> optuna.Study:
+def open_study(storage: BaseStorage, name: str | None, sampler, direction: str) -> optuna.Study:
+    """Create the study, or load it where the storage holds it: once per sweep."""
     return retry(
         "creating the Optuna study",
         lambda: optuna.create_study(
@@ -93,28 +98,97 @@ def process_seed(seed: int | None) -> int | None:
 
 
 def expand_grid(blocks: Sequence[Mapping[str, Sequence[Any]]] | Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """scikit-learn's param_grid: a block is a product of value lists; a list of blocks is their
-    union (the paper's rbf x gamma x C, and linear x C)."""
-    if isinstance(blocks, Mapping):
-        blocks = [blocks]
-    points = []
-    for block in blocks:
-        keys = list(block)
-        for values in itertools.product(*(list(block[k]) for k in keys)):
-            point = dict(zip(keys, values))
-            if point not in points:
-                points.append(point)
-    return points
+    """scikit-learn's param_grid, in ParameterGrid's order (blocks in turn; within a block the
+    keys sorted, the first outermost), which is the order the original's GridSearchCV broke
+    ties in: trials run in this order and the earliest of equally good ones is the best."""
+    return [dict(point) for point in ParameterGrid([dict(b) for b in ([blocks] if isinstance(blocks, Mapping) else blocks)])]
 
 
-def grid_search_space(points: list[dict[str, Any]]) -> dict[str, str]:
-    """Hydra sweep syntax, a choice per key over every value the grid takes."""
-    space: dict[str, list] = {}
-    for point in points:
-        for key, value in point.items():
-            if value not in space.setdefault(key, []):
-                space[key].append(value)
-    return {k: "choice(" + ", ".join(str(v) for v in values) + ")" for k, values in space.items()}
+def _optuna_value(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def distribution(override: Override) -> BaseDistribution | None:
+    """The Optuna distribution of a Hydra sweep override (choice, range, interval, with the
+    ``log`` tag for log scales); None for a plain value."""
+    if not override.is_sweep_override():
+        return None
+    value = override.value()
+    if isinstance(value, ChoiceSweep):
+        return CategoricalDistribution([_optuna_value(v) for v in override.sweep_iterator(transformer=Transformer.encode)])
+    if isinstance(value, IntervalSweep):
+        log = "log" in value.tags
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return IntDistribution(int(value.start), int(value.end), log=log)
+        return FloatDistribution(float(value.start), float(value.end), log=log)
+    if isinstance(value, RangeSweep):
+        return CategoricalDistribution([_optuna_value(v) for v in override.sweep_iterator(transformer=Transformer.encode)])
+    raise ValueError(f"{override.input_line}: not a sweep the Optuna sweeper can search")
+
+
+@dataclass
+class SearchSpace:
+    """What each trial sets: distributions to sample (define-by-run, so an entry can depend on
+    another's value) and fixed overrides. ``conditions`` maps an entry to the values other
+    entries must take for it to be sampled, e.g. gamma only for the rbf kernel."""
+
+    distributions: dict[str, BaseDistribution]
+    fixed: dict[str, str]
+    conditions: dict[str, dict[str, Any]]
+
+    @classmethod
+    def parse(cls, entries: Mapping[str, Any], conditions: Mapping[str, Mapping[str, Any]] | None = None) -> "SearchSpace":
+        overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in entries.items()])
+        distributions, fixed = {}, {}
+        for override in overrides:
+            key = override.get_key_element()
+            dist = distribution(override)
+            if dist is None:
+                fixed[key] = override.get_value_element_as_str()
+            else:
+                distributions[key] = dist
+        conditions = {k: dict(v) for k, v in (conditions or {}).items()}
+        for key, needs in conditions.items():
+            unknown = [n for n in needs if n not in distributions and n not in fixed]
+            if unknown:
+                raise ValueError(f"hydra.sweeper.conditions.{key} names {', '.join(unknown)}, not in the search space")
+        return cls(distributions, fixed, conditions)
+
+    @classmethod
+    def from_grid(cls, points: list[dict[str, Any]], given: Mapping[str, str], conditions=None) -> "SearchSpace":
+        """The grid's values as choices; ``given`` (the command line's other overrides) fixed."""
+        fixed = cls.parse(given)
+        if fixed.distributions:
+            raise ValueError(
+                f"{', '.join(fixed.distributions)}: a grid sweep runs the grid's points only; "
+                "fix these on the command line, or sweep them with hydra/sweeper=search"
+            )
+        choices: dict[str, list] = {}
+        for point in points:
+            for key, value in point.items():
+                if value not in choices.setdefault(key, []):
+                    choices[key].append(value)
+        return cls({k: CategoricalDistribution(v) for k, v in choices.items()}, fixed.fixed, dict(conditions or {}))
+
+    def applies(self, key: str, chosen: Mapping[str, Any]) -> bool:
+        return all(str(chosen.get(k)) == str(v) for k, v in self.conditions.get(key, {}).items())
+
+    def suggest(self, trial: optuna.Trial, only: Sequence[str] | None = None) -> dict[str, Any]:
+        """Sample this trial's values, entry by entry, skipping entries whose conditions the
+        values chosen so far do not meet (and, for a grid point, entries it does not set)."""
+        chosen: dict[str, Any] = dict(self.fixed)
+        for key, dist in self.distributions.items():
+            if (only is None or key in only) and self.applies(key, chosen):
+                chosen[key] = suggest(trial, key, dist)
+        return chosen
+
+
+def suggest(trial: optuna.Trial, key: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(key, list(dist.choices))
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(key, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(key, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -126,7 +200,7 @@ class SweepRun:
 
     def __init__(self, cfg, study: optuna.Study, storage_url: str | None, space: Mapping[str, str], n_trials: int):
         self.uri = tracking.connect(cfg.tracking.uri)
-        self.experiment = tracking.experiment_id(f"elm_audio/{cfg.dataset.name}", self.uri)
+        self.experiment = tracking.experiment_id(tracking.experiment_name(cfg.dataset.name), self.uri)
         self.client = MlflowClient(self.uri)
         self.study = study
         tags = {
@@ -177,6 +251,17 @@ class SweepRun:
             status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
             self.client.set_terminated(self.run_id, status)
         return summary
+
+
+def summary_lines(summary: Mapping[str, Any], study_name: str, sweep_run: SweepRun) -> list[str]:
+    lines = [f"best trial #{summary['trial']} of study {study_name}: val_accuracy {summary['val_accuracy']:.4f}"]
+    if summary.get("test_accuracy") is not None:
+        lines.append(f"  its test_accuracy {summary['test_accuracy']:.4f} (run {summary.get('run_id')})")
+    if "nested_test_accuracy" in summary:
+        lines.append(f"  nested test accuracy (each fold's best validation trial) {summary['nested_test_accuracy']:.4f}")
+    lines.append("  params " + ", ".join(f"{k}={v}" for k, v in summary["params"].items()))
+    lines.append(f"  sweep run {sweep_run.run_id} in {sweep_run.uri}")
+    return lines
 
 
 def nested_test_accuracy(runs_metrics: list[Mapping[str, float]]) -> float | None:

@@ -18,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 DEFAULT_DIR = "mlruns"
+EXPERIMENT_PREFIX = "elm_audio/"
 
 
 def resolve_uri(configured: str | None) -> str:
@@ -27,6 +28,16 @@ def resolve_uri(configured: str | None) -> str:
     if configured:
         return str(configured)
     return f"sqlite:///{(Path.cwd() / DEFAULT_DIR / 'mlflow.db').as_posix()}"
+
+
+def experiment_name(dataset: str) -> str:
+    """One MLflow experiment per dataset."""
+    return EXPERIMENT_PREFIX + dataset
+
+
+def dataset_of(experiment: str) -> str | None:
+    """The dataset an elm_audio experiment name is for; None for other experiments."""
+    return experiment[len(EXPERIMENT_PREFIX) :] if experiment.startswith(EXPERIMENT_PREFIX) else None
 
 
 def local_sqlite_path(uri: str) -> Path | None:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
 from .products import linear
+
+# scipy <= 1.6's pinv2, which the original called: singular values below 1e6 eps max(s) are cut.
+PINV_RTOL = 1e6 * torch.finfo(torch.float64).eps
 
 
 def lower_gram(h: torch.Tensor, blocks: int = 4) -> torch.Tensor:
@@ -26,56 +33,119 @@ def lower_gram(h: torch.Tensor, blocks: int = 4) -> torch.Tensor:
     return gram
 
 
+def ridge_solve(gram: torch.Tensor, rhs: torch.Tensor, alpha: float, full_gram) -> torch.Tensor:
+    """(gram + alpha I)^-1 rhs by Cholesky (reading gram's lower triangle). Where float32
+    Cholesky fails (a nearly singular system: few samples, few features), the system is
+    solved again in float64 from the full product ``full_gram()``, by least squares if even
+    that factorization fails."""
+    gram.diagonal().add_(alpha)
+    factor, info = torch.linalg.cholesky_ex(gram)
+    if int(info) == 0:
+        return torch.cholesky_solve(rhs, factor)
+    exact = full_gram().double()
+    exact.diagonal().add_(alpha)
+    factor, info = torch.linalg.cholesky_ex(exact)
+    if int(info) == 0:
+        solution = torch.cholesky_solve(rhs.double(), factor)
+    else:
+        solution = torch.linalg.lstsq(exact.cpu(), rhs.double().cpu()).solution.to(exact.device)
+    return solution.to(rhs.dtype)
+
+
 class ELMClassifier(ClassifierMixin, BaseEstimator):
     """A random ReLU hidden layer and a least-squares output layer.
 
     ``alpha=0`` is the paper's W2 = pinv(relu(X W1 + b1)) Y, computed in float64. ``alpha>0``
     solves the ridge system by Cholesky in float32 on ``device``, in the primal
     (hidden_units x hidden_units) or the dual (n_samples x n_samples) form, whichever is smaller.
+
+    ``hidden_draw``: ``scaled`` draws W1 from N(0, 1/n_features) and b1 from N(0, 1) with torch
+    (the same on every device); ``original`` draws b1 then W1 from N(0, 1), unscaled, with
+    numpy's RandomState(random_state), as the original code's RandomLayer did.
+    ``targets``: ``zero_one`` (one-hot) or ``plus_minus_one`` (the original's LabelBinarizer(-1, 1)).
     """
 
-    def __init__(self, hidden_units: int = 1200, alpha: float = 0.0, random_state=None, device: str = "cpu"):
+    _parameter_constraints: dict = {
+        "hidden_units": [Interval(Integral, 1, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "hidden_draw": [StrOptions({"scaled", "original"})],
+        "targets": [StrOptions({"zero_one", "plus_minus_one"})],
+        "random_state": ["random_state"],
+        "device": [str],
+    }
+
+    def __init__(
+        self,
+        hidden_units: int = 1200,
+        alpha: float = 1.0,
+        hidden_draw: str = "scaled",
+        targets: str = "zero_one",
+        random_state=None,
+        device: str = "cpu",
+    ):
         self.hidden_units = hidden_units
         self.alpha = alpha
+        self.hidden_draw = hidden_draw
+        self.targets = targets
         self.random_state = random_state
         self.device = device
 
     def _hidden(self, X: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        x = torch.as_tensor(X, dtype=dtype, device=self.device_)
+        x = torch.as_tensor(np.require(X, requirements="W"), dtype=dtype, device=self.device_)  # torch needs writable memory
         return linear(x, self.w1_.to(dtype), self.b1_.to(dtype)).relu_()
 
+    def _draw(self, n_features: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """W1 (hidden_units, n_features), as torch.nn.Linear's weight, and b1."""
+        rng = check_random_state(self.random_state)
+        if self.hidden_draw == "original":
+            b = rng.normal(size=self.hidden_units)
+            w = rng.normal(size=(n_features, self.hidden_units))
+            return torch.from_numpy(w.T.copy()), torch.from_numpy(b)
+        gen = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
+        w = torch.randn(self.hidden_units, n_features, generator=gen).div_(np.sqrt(n_features))
+        return w, torch.randn(self.hidden_units, generator=gen)
+
     def fit(self, X, y) -> "ELMClassifier":
-        X, y = validate_data(self, X, y, dtype=np.float32)
-        if self.hidden_units < 1 or self.alpha < 0:
-            raise ValueError("ELMClassifier needs hidden_units >= 1 and alpha >= 0")
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         self.device_ = resolve_device(self.device)
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        gen = torch.Generator().manual_seed(seed)
-        d = X.shape[1]
-        # (hidden_units, n_features), as torch.nn.Linear's weight
-        self.w1_ = torch.randn(self.hidden_units, d, generator=gen).div_(np.sqrt(d)).to(self.device_)
-        self.b1_ = torch.randn(self.hidden_units, generator=gen).to(self.device_)
         dtype = torch.float64 if self.alpha == 0 else torch.float32
+        w, b = self._draw(X.shape[1])
+        self.w1_, self.b1_ = w.to(self.device_, dtype), b.to(self.device_, dtype)
         h = self._hidden(X, dtype)
-        targets = torch.zeros(len(codes), len(self.classes_), dtype=dtype, device=self.device_)
+        off = -1.0 if self.targets == "plus_minus_one" else 0.0
+        targets = torch.full((len(codes), len(self.classes_)), off, dtype=dtype, device=self.device_)
         targets[torch.arange(len(codes)), torch.as_tensor(codes, device=self.device_)] = 1.0
         if self.alpha == 0:
-            self.w2_ = torch.linalg.pinv(h) @ targets
+            self.w2_ = torch.linalg.pinv(h, rtol=PINV_RTOL) @ targets
         elif h.shape[1] <= h.shape[0]:  # primal: (H'H + aI) W2 = H'Y
-            gram = lower_gram(h)
-            gram.diagonal().add_(self.alpha)
-            self.w2_ = torch.cholesky_solve(h.T @ targets, torch.linalg.cholesky(gram))
+            self.w2_ = ridge_solve(lower_gram(h), h.T @ targets, self.alpha, lambda: h.T @ h)
         else:  # dual: W2 = H' (HH' + aI)^-1 Y
-            gram = linear(h, h)
-            gram.diagonal().add_(self.alpha)
-            self.w2_ = h.T @ torch.cholesky_solve(targets, torch.linalg.cholesky(gram))
+            self.w2_ = h.T @ ridge_solve(linear(h, h), targets, self.alpha, lambda: h @ h.T)
         return self
 
-    def decision_function(self, X) -> np.ndarray:
+    def _outputs(self, X) -> np.ndarray:
         check_is_fitted(self, "w2_")
-        X = validate_data(self, X, dtype=np.float32, reset=False)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return (self._hidden(X, self.w2_.dtype) @ self.w2_).cpu().numpy()
 
+    def decision_function(self, X) -> np.ndarray:
+        """One column per class; for two classes, as scikit-learn's classifiers, one value per
+        sample (positive for ``classes_[1]``)."""
+        out = self._outputs(X)
+        return out[:, 1] - out[:, 0] if len(self.classes_) == 2 else out
+
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+        outputs = self._outputs(X)
+        return self.classes_[outputs.argmax(axis=1)]
+
+    def __sklearn_tags__(self):
+        """With ``alpha > 0`` the products and the solve run in float32, summed in an order that
+        depends on the number of rows and on the threads: refits and predictions on subsets
+        agree to float32 rounding (about 1e-6 relative), not bit for bit, so scikit-learn's
+        exact-equality checks of that kind do not apply. ``alpha=0`` (float64) is deterministic."""
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.alpha != 0
+        return tags

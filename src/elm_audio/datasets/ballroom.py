@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Clip, Dataset, DatasetError, Expected, Survey, audio_files, require_root, subfolders
+from .base import Dataset, audio_files, require_root, subfolders
+from .index import Clip, DatasetError, Expected, Survey
 from .folder import stratified_folds
 
 EXTENDED_CLASSES = (

@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..audio import AudioError, read_info
-from .base import Dataset, Expected, Survey
+from .index import Described, Expected, Survey
 
 SHOWN = 15  # names listed per category before "... and N more"
 
@@ -38,7 +38,7 @@ class CheckReport:
     headers_read: bool = False
 
     @classmethod
-    def from_survey(cls, dataset: Dataset, survey: Survey, read_headers: bool = False, progress: bool = False) -> "CheckReport":
+    def from_survey(cls, dataset: Described, survey: Survey, read_headers: bool = False, progress: bool = False) -> "CheckReport":
         report = cls(
             dataset=dataset.name,
             root=survey.root,

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from .base import PARTITIONS, Clip, Dataset, DatasetError, Survey, audio_files, require_root, subfolders
+from .base import Dataset, audio_files, require_root, subfolders
+from .index import PARTITIONS, Clip, DatasetError, Survey
 
 
 def stratified_folds(labels: list[str], n_folds: int, seed: int | None) -> list[int]:

@@ -12,7 +12,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from .base import Clip, Dataset, DatasetError, Expected, Survey, audio_files, require_root, subfolders
+from .base import Dataset, audio_files, require_root, subfolders
+from .index import Clip, DatasetError, Expected, Survey
 from .folder import assign_partitions, stratified_folds
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
@@ -25,7 +26,7 @@ LAYOUT = (
 
 
 def split_lists() -> dict[str, list[str]]:
-    folder = resources.files("elm_audio") / "data" / "gtzan_fault_filtered"
+    folder = resources.files("elm_audio") / "resources" / "gtzan_fault_filtered"
     return {p: (folder / f).read_text().split() for p, f in SPLIT_FILES.items()}
 
 

@@ -21,7 +21,7 @@ import soundfile as sf
 from filelock import FileLock
 from scipy.signal import butter, sosfilt
 
-from .base import Survey
+from .index import Survey
 from .folder import Folder
 
 SYNTH_RATE = 22_050

@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .base import AUDIO_EXTENSIONS, Clip, Dataset, DatasetError, Expected, Survey, require_root
+from .base import Dataset, require_root
+from .index import AUDIO_EXTENSIONS, Clip, DatasetError, Expected, Survey
 
 CLASSES = (
     "air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",

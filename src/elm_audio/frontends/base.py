@@ -40,6 +40,9 @@ class FrontEnd(nn.Module):
     """
 
     input_kind: ClassVar[InputKind]
+    # Features that are statistics over the whole input (the MFCC baseline): under
+    # audio.fit_stage=frames they are taken over the whole clip, of any length.
+    whole_clip_statistics: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,10 +65,11 @@ class FrontEnd(nn.Module):
             return (WAVEFORM_SAMPLES,)
         return (SPECTROGRAM_FRAMES, N_MELS)
 
-    def prepare(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(batch, samples) waveform -> the front-end's input (waveform or log-mel)."""
+    def prepare(self, waveform: torch.Tensor, stft_padding: str = "zeros") -> torch.Tensor:
+        """(batch, samples) waveform -> the front-end's input (waveform or log-mel; the STFT pads
+        the signal's ends with ``stft_padding``)."""
         if self.input_kind == "spectrogram":
-            return self.logmel(waveform)
+            return self.logmel(waveform, stft_padding)
         return waveform
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,11 +78,18 @@ class FrontEnd(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.features(self.prepare(waveform))
 
-    def tap(self, name: str, fmap: torch.Tensor) -> torch.Tensor:
-        """Mean of every feature map of ``fmap`` (batch, channels, *positions) -> (batch, channels)."""
+    def tap(self, name: str, fmap: torch.Tensor, per_layer: bool = False) -> torch.Tensor:
+        """Mean of every feature map of ``fmap`` (batch, channels, *positions) -> (batch, channels).
+
+        ``per_layer``: the original code's frame-level quirk (spec/method.md, "The original code,
+        exactly"): one value, the mean over the positions and all channels, followed by
+        channels - 1 zeros, so the vector keeps its length."""
         if self._trace is not None:
             self._trace.append(LayerInfo(name, tuple(fmap.shape[1:]), int(fmap.shape[1])))
-        return fmap.flatten(2).mean(dim=-1)
+        means = fmap.flatten(2).mean(dim=-1)
+        if per_layer:
+            return F.pad(means.mean(dim=1, keepdim=True), (0, means.shape[1] - 1))
+        return means
 
     def trace(self, x: torch.Tensor) -> list[LayerInfo]:
         """Run ``features`` on a prepared input and list the layers that were tapped."""

@@ -12,13 +12,18 @@ class MFCC(FrontEnd):
     """120 values per clip whatever the feature size: statistics of 20 MFCCs and their deltas."""
 
     input_kind = "waveform"
+    whole_clip_statistics = True
 
     def __init__(self, n_mfcc: int = 20):
         super().__init__()
         self.stats = MFCCStatistics(n_mfcc=n_mfcc)
 
+    def prepare(self, waveform: torch.Tensor, stft_padding: str = "zeros") -> torch.Tensor:
+        """The waveform padded for centred STFT frames; ``features`` computes the rest."""
+        return self.stats.mel.pad(waveform, stft_padding)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.stats(x)
+        out = self.stats(x, padding=None)
         if self._trace is not None:
             self._trace.append(LayerInfo("mfcc_statistics", (out.shape[1],), int(out.shape[1])))
         return out

@@ -42,24 +42,33 @@ class SampleLevel(FrontEnd):
         return torch.cat(means, dim=1)
 
 
+BACKEND_MEANS = ("per_channel", "per_layer")
+
+
 class BackEnd(nn.Module):
     """(1) conv 7 (valid) over all input channels; (2) conv 7 (padded 3) + residual to (1);
-    max-pool 2; (3) conv 7 (padded 3) + residual to the pooled map. All ReLU."""
+    max-pool 2; (3) conv 7 (padded 3) + residual to the pooled map. All ReLU.
 
-    def __init__(self, in_channels: int, width: int):
+    ``means``: ``per_channel`` (the method) or ``per_layer`` (the original code's one value per
+    layer, see FrontEnd.tap)."""
+
+    def __init__(self, in_channels: int, width: int, means: str = "per_channel"):
         super().__init__()
+        if means not in BACKEND_MEANS:
+            raise ValueError(f"frontend.net.backend_means={means!r} is not one of {', '.join(BACKEND_MEANS)}")
+        self.per_layer = means == "per_layer"
         self.conv1 = nn.Conv1d(in_channels, width, kernel_size=7)
         self.conv2 = nn.Conv1d(width, width, kernel_size=7, padding=3)
         self.conv3 = nn.Conv1d(width, width, kernel_size=7, padding=3)
 
     def forward(self, h: torch.Tensor, tap) -> list[torch.Tensor]:
         c1 = F.relu_(self.conv1(h))
-        means = [tap("backend_conv1", c1)]
+        means = [tap("backend_conv1", c1, self.per_layer)]
         r2 = F.relu_(self.conv2(c1)) + c1
-        means.append(tap("backend_res2", r2))
+        means.append(tap("backend_res2", r2, self.per_layer))
         pooled = F.max_pool1d(r2, 2)
         r3 = F.relu_(self.conv3(pooled)) + pooled
-        means.append(tap("backend_res3", r3))
+        means.append(tap("backend_res3", r3, self.per_layer))
         return means
 
 
@@ -68,10 +77,10 @@ class FrameLevel(FrontEnd):
 
     input_kind = "waveform"
 
-    def __init__(self, width: int, length: int = 512, stride: int = 32):
+    def __init__(self, width: int, length: int = 512, stride: int = 32, backend_means: str = "per_channel"):
         super().__init__()
         self.frame = nn.Conv1d(1, width, kernel_size=length, stride=stride)
-        self.backend = BackEnd(width, width)
+        self.backend = BackEnd(width, width, backend_means)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu_(self.frame(x.unsqueeze(1)))
@@ -85,10 +94,16 @@ class FrameLevelMany(FrontEnd):
 
     input_kind = "waveform"
 
-    def __init__(self, width: int, lengths: Sequence[int] = (512, 256, 128, 64, 32), stride: int = 32):
+    def __init__(
+        self,
+        width: int,
+        lengths: Sequence[int] = (512, 256, 128, 64, 32),
+        stride: int = 32,
+        backend_means: str = "per_channel",
+    ):
         super().__init__()
         self.frames = nn.ModuleList(nn.Conv1d(1, width, kernel_size=n, stride=stride) for n in lengths)
-        self.backend = BackEnd(width * len(lengths), width)
+        self.backend = BackEnd(width * len(lengths), width, backend_means)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         wave = x.unsqueeze(1)

@@ -10,6 +10,8 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from ..tracking import dataset_of
+
 FOLD_METRIC = re.compile(r"^metrics\.(fold\d+)_test_accuracy$")
 COLUMNS = {
     "tags.dataset": "dataset",
@@ -32,9 +34,9 @@ COLUMNS = {
 def experiments(client: MlflowClient, datasets: list[str] | None) -> dict[str, str]:
     """dataset name -> experiment id, for elm_audio's experiments."""
     found = {
-        e.name.split("/", 1)[1]: e.experiment_id
+        dataset_of(e.name): e.experiment_id
         for e in client.search_experiments(max_results=1000)
-        if e.name.startswith("elm_audio/")
+        if dataset_of(e.name) is not None
     }
     return {d: i for d, i in found.items() if not datasets or d in datasets}
 

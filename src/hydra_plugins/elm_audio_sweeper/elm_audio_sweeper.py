@@ -1,10 +1,12 @@
-"""Hydra's Optuna sweeper, extended for elm_audio.
+"""elm_audio's Optuna sweeper, on Hydra's public ``Sweeper`` interface and Optuna's ask/tell.
 
-- ``storage``: an RDB URL or ``journal:<path>``; tables and study are created once, before any
-  trial starts, and creation races between servers are retried.
-- ``grid``: the paper's grid (scikit-learn param_grid style), run as enqueued trials.
-- ``n_trials``: a sweep restarted on a study that already holds completed trials runs only
-  the rest (an interrupted sweep resumes); servers started together each run theirs.
+- ``params``: the search space in Hydra's sweep syntax (``choice``, ``interval``, ``tag(log, ...)``);
+  ``conditions``: entries sampled only when others take given values (gamma only for rbf).
+- ``storage``: an RDB URL or ``journal:<path>``; the study is created once, before any trial
+  starts (creation races between servers are retried), and owned by this sweeper.
+- ``grid``: a scikit-learn param_grid (the paper's), run as enqueued trials in ParameterGrid's order.
+- ``n_trials``: a sweep restarted on a study that already holds completed trials runs only the
+  rest (an interrupted sweep resumes); servers started together each run theirs.
 - Each trial gets its Optuna trial number, the study name and the sweep's MLflow parent run as
   overrides (``sweep.*``), so trials are child runs of one parent whatever the launcher.
 """
@@ -12,123 +14,147 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
-from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
-from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
-from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from omegaconf import OmegaConf
+from hydra_plugins.hydra_optuna_sweeper.config import TPESamplerConfig  # registers hydra/sweeper/sampler too
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ElmAudioSweeperConf(OptunaSweeperConf):
+class ElmAudioSweeperConf:
     _target_: str = "hydra_plugins.elm_audio_sweeper.elm_audio_sweeper.ElmAudioSweeper"
-    direction: Any = "maximize"
-    # scikit-learn param_grid style: a mapping of override -> values, or a list of them
-    grid: Any = None
+    sampler: Any = field(default_factory=TPESamplerConfig)
+    direction: str = "maximize"
+    storage: Any = None
+    study_name: Any = None
+    n_trials: int = 20
+    n_jobs: int = 1  # trials per batch; with hydra/launcher=joblib they run in parallel
+    max_failure_rate: float = 0.0
+    params: Any = None  # override -> Hydra sweep syntax
+    conditions: Any = None  # override -> {other override: value it must take}
+    grid: Any = None  # scikit-learn param_grid style: a mapping of override -> values, or a list of them
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="elm_audio_optuna", node=ElmAudioSweeperConf, provider="elm_audio")
 
 
-class ElmAudioSweeperImpl(OptunaSweeperImpl):
-    def __init__(self, *args: Any, storage_url: str | None, grid: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.storage_url = storage_url
+class ElmAudioSweeper(Sweeper):
+    def __init__(
+        self,
+        sampler: Any,
+        direction: str,
+        storage: str | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        params: Any = None,
+        conditions: Any = None,
+        grid: Any = None,
+    ) -> None:
+        self.sampler_config = sampler
+        self.direction = direction
+        self.storage_url = str(storage) if storage else None
+        self.study_name = study_name
+        self.n_trials = n_trials
+        self.n_jobs = max(1, int(n_jobs))
+        self.max_failure_rate = max_failure_rate
+        self.params = params
+        self.conditions = conditions
         self.grid = grid
-        self.sweep_run = None
+        self.job_idx = 0
 
-    def _configure_trials(self, trials, search_space_distributions, fixed_params, fixed_overrides):
-        overrides = super()._configure_trials(trials, search_space_distributions, fixed_params, fixed_overrides)
-        return [
-            tuple(o)
-            + (
-                f"++sweep.trial={trial.number}",
-                f"++sweep.study={trial.study.study_name}",
-                f"++sweep.parent_run_id={self.sweep_run.run_id}",
-            )
-            for o, trial in zip(overrides, trials)
-        ]
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+
+    def _sampler(self):
+        from elm_audio.sweeps import process_seed
+
+        sampler = self.sampler_config
+        if self.storage_url and sampler.get("seed") is not None:
+            sampler = OmegaConf.merge(sampler, {"seed": process_seed(sampler.seed)})
+        return instantiate(sampler, _execution_whitelist_=("optuna.samplers.*",))
 
     def sweep(self, arguments: list[str]) -> None:
         from elm_audio import sweeps
 
         cfg = self.config
+        conditions = OmegaConf.to_container(self.conditions, resolve=True) if self.conditions else {}
+        given = dict(a.split("=", 1) for a in arguments if "=" in a)
+        grid_points = None
+        if self.grid:
+            grid_points = sweeps.expand_grid(OmegaConf.to_container(self.grid, resolve=True))
+            space = sweeps.SearchSpace.from_grid(grid_points, given, conditions)
+            entries = {k: "choice(" + ", ".join(map(str, d.choices)) + ")" for k, d in space.distributions.items()}
+        else:
+            entries = {**(OmegaConf.to_container(self.params, resolve=True) or {}), **given}
+            space = sweeps.SearchSpace.parse(entries, conditions)
         if self.storage_url and not self.study_name:
             # a stored study needs a name to be shared or resumed: the same command finds it again
             self.study_name = sweeps.default_study_name(cfg)
             log.info("hydra.sweeper.study_name not set: using %s", self.study_name)
         storage = sweeps.open_storage(self.storage_url)
-        self.storage = storage
-        study = sweeps.load_study(storage, self.study_name, self.sampler, self._get_directions()[0])
-        self.study_name = study.study_name
-        if self.grid:
-            points = sweeps.expand_grid(OmegaConf.to_container(self.grid, resolve=True))
-            self.params = OmegaConf.create(sweeps.grid_search_space(points))
-            for point in points:
-                study.enqueue_trial(point, skip_if_exists=True)
-            waiting = study.get_trials(deepcopy=False, states=(sweeps.optuna.trial.TrialState.WAITING,))
-            self.n_trials = len(waiting)
+        study = sweeps.open_study(storage, self.study_name, self._sampler(), self.direction)
+        if grid_points is not None:
+            for point in grid_points:
+                study.enqueue_trial(point, user_attrs={"grid_keys": sorted(point)}, skip_if_exists=True)
+            to_run = len(study.get_trials(deepcopy=False, states=(sweeps.optuna.trial.TrialState.WAITING,)))
         else:
             done = len(sweeps.completed(study))
             if done:
                 log.info("study %s already holds %d completed trials", study.study_name, done)
-            self.n_trials = max(0, self.n_trials - done)
-        space = dict(self.params or {})
-        space.update(a.split("=", 1) for a in arguments if "=" in a)
-        self.sweep_run = sweeps.SweepRun(cfg, study, self.storage_url, space, self.n_trials)
+            to_run = max(0, self.n_trials - done)
+        sweep_run = sweeps.SweepRun(cfg, study, self.storage_url, entries, to_run)
         failed = True
         try:
-            if self.n_trials:
-                super().sweep(arguments)
+            self._run_trials(study, space, grid_points is not None, to_run, sweep_run.run_id)
             failed = False
         finally:
-            summary = self.sweep_run.finish(failed=failed)
+            summary = sweep_run.finish(failed=failed)
             if summary:
-                lines = [f"best trial #{summary['trial']} of study {study.study_name}: val_accuracy {summary['val_accuracy']:.4f}"]
-                if summary.get("test_accuracy") is not None:
-                    lines.append(f"  its test_accuracy {summary['test_accuracy']:.4f} (run {summary.get('run_id')})")
-                if "nested_test_accuracy" in summary:
-                    lines.append(f"  nested test accuracy (each fold's best validation trial) {summary['nested_test_accuracy']:.4f}")
-                lines.append("  params " + ", ".join(f"{k}={v}" for k, v in summary["params"].items()))
-                lines.append(f"  sweep run {self.sweep_run.run_id} in {self.sweep_run.uri}")
-                print("\n".join(lines), flush=True)
+                print("\n".join(sweeps.summary_lines(summary, study.study_name, sweep_run)), flush=True)
 
+    def _run_trials(self, study, space, from_grid: bool, to_run: int, parent_run_id: str) -> None:
+        import optuna
 
-class ElmAudioSweeper(OptunaSweeper):
-    def __init__(
-        self,
-        sampler: Any,
-        direction: Any,
-        storage: Any | None,
-        study_name: str | None,
-        n_trials: int,
-        n_jobs: int,
-        max_failure_rate: float,
-        custom_search_space: str | None,
-        params: Any,
-        grid: Any = None,
-    ) -> None:
-        from elm_audio.sweeps import process_seed
-
-        if storage and sampler.get("seed") is not None:
-            sampler = OmegaConf.merge(sampler, {"seed": process_seed(sampler.seed)})
-        sampler = instantiate(sampler, _execution_whitelist_=("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*"))
-        self.sweeper = ElmAudioSweeperImpl(
-            sampler,
-            direction,
-            None,
-            study_name,
-            n_trials,
-            n_jobs,
-            max_failure_rate,
-            custom_search_space,
-            params,
-            storage_url=storage,
-            grid=grid,
-        )
+        while to_run > 0:
+            trials = [study.ask() for _ in range(min(self.n_jobs, to_run))]
+            batch = []
+            for trial in trials:
+                # an enqueued grid point sets only its own keys (the linear kernel has no gamma)
+                only = trial.user_attrs["grid_keys"] if from_grid else None
+                values = space.suggest(trial, only)
+                batch.append(
+                    [f"{k}={v}" for k, v in values.items()]
+                    + [
+                        f"++sweep.trial={trial.number}",
+                        f"++sweep.study={study.study_name}",
+                        f"++sweep.parent_run_id={parent_run_id}",
+                    ]
+                )
+            returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
+            self.job_idx += len(returns)
+            failures = 0
+            for trial, ret in zip(trials, returns):
+                try:
+                    study.tell(trial, float(ret.return_value))
+                except Exception as err:  # the job's own error, re-raised by JobReturn
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    failures += 1
+                    log.warning("trial %d failed: %s", trial.number, err)
+            if failures / len(returns) > self.max_failure_rate:
+                for ret in returns:
+                    ret.return_value  # raises the failed job's own error, with its traceback
+            to_run -= len(trials)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from ..config import build, compose
-from ..datasets import DatasetError
-from ..datasets.check import CheckReport
+from .components import build_dataset
+from .config import compose
+from .datasets import DatasetError
+from .datasets.check import CheckReport
 
 USAGE = "usage: python -m elm_audio.data check dataset=<name> dataset.root=<path> [other overrides]"
 
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         cfg = compose(args[1:])
-        dataset = build(cfg.dataset)
+        dataset = build_dataset(cfg)
         survey = dataset.survey(cfg.protocol.mode)
     except DatasetError as err:
         print(f"elm_audio: {err}", file=sys.stderr)

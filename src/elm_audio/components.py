@@ -1,0 +1,31 @@
+"""A run's parts, built from its config: the dataset, the front-end and the classifier."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .config import build
+from .datasets import Dataset
+from .frontends import FrontEnd
+
+
+def build_dataset(cfg: DictConfig) -> Dataset:
+    return build(cfg.dataset)
+
+
+def build_frontend(cfg: DictConfig) -> FrontEnd:
+    """The front-end of ``cfg.frontend`` at ``cfg.feature_size``, its weights drawn from ``cfg.seed``."""
+    return build(cfg.frontend.net).init_weights(cfg.seed)
+
+
+def build_estimator(classifier: DictConfig, seed: int):
+    """The bare classifier of the ``classifier`` config group, seeded."""
+    return build(classifier.estimator, random_state=seed)
+
+
+def build_classifier(classifier: DictConfig, seed: int) -> Pipeline:
+    """A fresh, unfitted pipeline: standardization where ``classifier.standardize``, then the classifier."""
+    steps = [StandardScaler()] if classifier.standardize else []
+    return make_pipeline(*steps, build_estimator(classifier, seed))

@@ -1,0 +1,80 @@
+"""From decoded audio to a front-end's input, in one of two fitting stages.
+
+``waveform`` (the clean method, spec/method.md "Inputs"): the decoded waveform is fitted to the
+input length (cropped, or repeat- or zero-padded), then the log-mel or the MFCCs are computed
+on it. ``frames`` (the original code, spec/method.md "The original code, exactly"): the log-mel
+is computed on the whole clip (its dB floor set by the whole clip's maximum), then its frames are
+cropped to the first 1,376 or tiled (repeat-pad) or followed by 0 dB rows (zero-pad); the MFCC
+statistics are taken over the whole clip (only a clip shorter than one MFCC frame is padded).
+Waveform front-ends are fitted the same way in both stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .audio import fit_length
+from .frontends import FrontEnd
+
+FIT_STAGES = ("waveform", "frames")
+# The original pads a clip for its MFCCs only when it is shorter than one 2,048-sample frame.
+MFCC_MIN_SAMPLES = 2048
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    fit: str = "crop_or_repeat"  # audio.fit
+    stage: str = "waveform"  # audio.fit_stage
+    stft_padding: str = "zeros"  # audio.stft_padding
+
+
+def whole_clip(frontend: FrontEnd, settings: InputSettings) -> bool:
+    """Whether the front-end's input is computed from the whole decoded clip."""
+    return settings.stage == "frames" and (frontend.input_kind == "spectrogram" or frontend.whole_clip_statistics)
+
+
+def samples_to_decode(frontend: FrontEnd, settings: InputSettings) -> int | None:
+    """How much of a clip to decode from its start; None for all of it."""
+    return None if whole_clip(frontend, settings) else frontend.input_samples
+
+
+def fit_decoded(signal: np.ndarray, frontend: FrontEnd, settings: InputSettings) -> np.ndarray:
+    """The part of the input computed where the clip is decoded (a worker process)."""
+    if not whole_clip(frontend, settings):
+        return fit_length(signal, frontend.input_samples, settings.fit)
+    if frontend.whole_clip_statistics and len(signal) < MFCC_MIN_SAMPLES:
+        return fit_length(signal, MFCC_MIN_SAMPLES, settings.fit)
+    return signal
+
+
+def fit_frames(spec: torch.Tensor, n_frames: int, fit: str) -> torch.Tensor:
+    """(frames, bands) -> (n_frames, bands): the first ``n_frames``, or the frame sequence
+    repeated until long enough (crop_or_repeat), or followed by rows of 0.0 (crop_or_zero:
+    0 dB, not the floor, as the original appends)."""
+    if spec.shape[0] >= n_frames:
+        return spec[:n_frames]
+    if fit == "crop_or_repeat":
+        return spec.repeat(-(-n_frames // spec.shape[0]), 1)[:n_frames]
+    return torch.cat([spec, spec.new_zeros(n_frames - spec.shape[0], spec.shape[1])])
+
+
+def network_inputs(
+    frontend: FrontEnd, signals: torch.Tensor | Sequence[np.ndarray], device: torch.device, settings: InputSettings
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Batches of the front-end's input and the positions of their clips in ``signals``:
+    one batch where every clip has the input's shape, a batch per clip where they differ
+    (whole-clip MFCC statistics)."""
+    if isinstance(signals, torch.Tensor):  # fitted waveforms of one length
+        yield list(range(len(signals))), frontend.prepare(signals.to(device, non_blocking=True), settings.stft_padding)
+        return
+    tensors = [torch.from_numpy(np.asarray(s)).to(device) for s in signals]
+    if frontend.input_kind == "spectrogram":
+        specs = [fit_frames(frontend.prepare(t[None], settings.stft_padding)[0], frontend.input_shape[0], settings.fit) for t in tensors]
+        yield list(range(len(specs))), torch.stack(specs)
+        return
+    for i, t in enumerate(tensors):
+        yield [i], frontend.prepare(t[None], settings.stft_padding)

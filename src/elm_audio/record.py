@@ -1,0 +1,111 @@
+"""What a run records in MLflow besides its metrics: the config as params and tags, the
+feature matrix (once per cache key), the per-clip predictions and the confusion matrix."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from sklearn.metrics import ConfusionMatrixDisplay
+
+from . import tracking
+from .cache import Features
+from .datasets import ClipIndex
+from .plan import Plan
+from .protocols import Evaluation
+
+# Config nodes that describe a search rather than this run: kept out of the params.
+NOT_PARAMS = ("classifier.search_space", "classifier.paper_grid", "sweep.")
+
+
+def log_config(cfg: DictConfig, plan: Plan) -> None:
+    container = OmegaConf.to_container(cfg, resolve=True)
+    params = {k: v for k, v in tracking.flatten(container).items() if not k.startswith(NOT_PARAMS)}
+    params.update(
+        feature_size=cfg.feature_size.name,
+        feature_dim=plan.profile["feature_dim"],
+        n_params=plan.profile["n_params"],
+        n_clips=len(plan.index.clips),
+        cache_key=plan.key,
+    )
+    mlflow.log_params(params)
+    mlflow.log_metric("gflops_per_clip", plan.profile["gflops_per_clip"])
+    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    tags = tracking.config_tags(cfg)
+    if cfg.sweep.study is not None:  # a trial of an Optuna sweep (set by the sweeper)
+        tags.update({"elm_audio.role": "trial", "sweep_id": cfg.sweep.study, "trial": str(cfg.sweep.trial)})
+    else:
+        tags["elm_audio.role"] = "run"
+    mlflow.set_tags(tags)
+
+
+def log_features(features: Features, uri: str, experiment: str, computed_here: bool) -> None:
+    """Store the matrix once per cache key, in the run that computed it (or, for features
+    cached before this store knew them, in the first run that uses them); point the others
+    at that run with the ``features_run_id`` tag."""
+    mlflow.set_tag("features_key", features.key)
+    owner = None
+    if not computed_here:
+        found = MlflowClient(uri).search_runs(
+            [experiment],
+            filter_string=f"tags.features_key = '{features.key}' and tags.features_logged = 'true'",
+            max_results=1,
+        )
+        owner = found[0].info.run_id if found else None
+    if owner is not None:
+        mlflow.set_tag("features_run_id", owner)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "features.npz"
+        np.savez(
+            path,
+            features=features.matrix,
+            labels=np.array(features.labels),
+            clip_ids=np.array(features.clip_ids),
+            usable=features.usable(),
+        )
+        mlflow.log_artifact(str(path), "features")
+    mlflow.set_tags({"features_logged": "true", "features_run_id": mlflow.active_run().info.run_id})
+
+
+def log_bad_clips(bad_clips: dict[str, str]) -> None:
+    if bad_clips:
+        mlflow.set_tag("bad_clips", str(len(bad_clips)))
+        mlflow.log_text("\n".join(f"{cid}\t{why}" for cid, why in sorted(bad_clips.items())), "bad_clips.tsv")
+
+
+def predictions_table(evaluation: Evaluation, index: ClipIndex) -> pd.DataFrame:
+    clips = index.clips
+    return pd.DataFrame.from_records(
+        [
+            {"clip_id": clips[i].clip_id, "label": clips[i].label, "prediction": p, "split": s.name}
+            for s in evaluation.splits
+            for i, p in zip(s.test_rows, s.test_predictions)
+        ]
+    )
+
+
+def confusion_figure(predictions: pd.DataFrame, labels: list[str]) -> Figure:
+    fig = Figure(figsize=(2.0 + 0.6 * len(labels),) * 2)
+    ax = fig.subplots()
+    ConfusionMatrixDisplay.from_predictions(
+        predictions["label"], predictions["prediction"], labels=labels, ax=ax, xticks_rotation="vertical", colorbar=False
+    )
+    ax.set_title(f"test predictions ({len(predictions)} clips)")
+    fig.tight_layout()
+    return fig
+
+
+def log_outcome(evaluation: Evaluation, index: ClipIndex) -> None:
+    predictions = predictions_table(evaluation, index)
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "predictions.csv"
+        predictions.to_csv(csv, index=False)
+        mlflow.log_artifact(str(csv))
+    mlflow.log_figure(confusion_figure(predictions, index.labels), "confusion_matrix.png")

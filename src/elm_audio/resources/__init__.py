@@ -1,0 +1,1 @@
+"""Data shipped with elm_audio: the GTZAN fault-filtered split lists, with their attribution."""

@@ -1,0 +1,35 @@
+"""The lines a finished run prints: what ran, its scores, and where it was logged."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from . import tracking
+from .cache import Features
+from .plan import Plan
+from .protocols import Evaluation
+
+HYPER_PARAMETERS = ("kernel", "C", "gamma", "hidden_units", "alpha")
+
+
+def summary_lines(
+    cfg: DictConfig, plan: Plan, features: Features, evaluation: Evaluation, uri: str, experiment: str, run_id: str
+) -> list[str]:
+    m = evaluation.metrics
+    index = plan.index
+    unit = f"{len(index.folds)} folds" if index.protocol == "folds" else "train/validation/test"
+    hyper = {k: cfg.classifier[k] for k in HYPER_PARAMETERS if k in cfg.classifier}
+    skipped = f", {len(features.bad_clips)} skipped" if features.bad_clips else ""
+    return [
+        "",
+        "elm_audio run finished",
+        f"  dataset      {cfg.dataset.name}: {len(index.clips)} clips{skipped}, {len(index.labels)} classes, "
+        f"{unit}, {cfg.protocol.mode} protocol",
+        f"  front-end    {cfg.frontend.name}, feature size {cfg.feature_size.name} "
+        f"({plan.profile['feature_dim']} values, seed {cfg.seed})",
+        f"  classifier   {cfg.classifier.name} " + ", ".join(f"{k}={v}" for k, v in hyper.items()),
+        f"  validation   {m['val_accuracy']:.4f}",
+        f"  test         {m['test_accuracy']:.4f} +/- {m['test_accuracy_std']:.4f}",
+        f"  logged       run {run_id} in experiment {tracking.experiment_name(cfg.dataset.name)} ({uri})",
+        f"  browse       {tracking.ui_hint(uri, experiment, run_id)}",
+    ]

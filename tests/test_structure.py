@@ -1,0 +1,76 @@
+"""The package's shape: no module imports another that imports it back, the config tree and
+the classes agree, and ARCHITECTURE.md's recipe for a new front-end works."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from elm_audio.config import CONFIG_DIR, choices, compose
+
+PACKAGE = Path(__file__).parents[1] / "src" / "elm_audio"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """The elm_audio modules ``path`` imports, anywhere in it (inside functions too)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            if base.startswith("elm_audio"):
+                # ``from . import tracking`` names a sibling module; the package holding this
+                # module is not an import of it (Python runs it first whatever the module does)
+                if not name.startswith(base + "."):
+                    found.add(base)
+                found.update(f"{base}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("elm_audio"))
+    return found
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {m: {i for i in imports(p) if i in modules and i != m} for m, p in modules.items()}
+    # a package's __init__ re-exports its modules: an import of the package reaches them
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append(" -> ".join(stack[stack.index(n):] + [n]))
+            elif n not in state:
+                visit(n, stack + [n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_every_frontend_yaml_names_a_class_that_takes_its_keys():
+    """One YAML per front-end; every key its ``net`` node sets is an argument of the class."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    for name in choices("frontend"):
+        net = compose([f"frontend={name}"]).frontend.net
+        cls = get_class(net._target_)
+        params = inspect.signature(cls).parameters
+        assert set(net) - {"_target_"} <= set(params), name
