@@ -70,3 +70,19 @@ def test_too_few_folds_for_the_honest_protocol_says_what_to_change():
     with pytest.raises(ValueError, match="protocol.mode=honest needs at least 3 .* raise dataset.n_folds"):
         make_splits(fold_index(n_folds=2), "honest")
     assert len(make_splits(fold_index(n_folds=2), "paper")) == 2
+
+
+def test_size_weighted_fold_scores_are_the_accuracy_over_all_pooled_test_clips():
+    """The original's SVM figure (GridSearchCV, iid=True): folds of unequal size weigh by size."""
+    clips = [Clip(f"c{i}", "", "ab"[i % 2], fold=1 + (i >= 4) + (i >= 10)) for i in range(16)]  # folds of 4, 6, 6
+    index = ClipIndex("toy", clips, "folds")
+    labels = np.array([c.label for c in index.clips])
+    fold = np.array([c.fold for c in index.clips])
+    X = np.where(labels == "a", 0.0, 1.0)[:, None]
+    X[fold == 1] = 1.0 - X[fold == 1]  # fold 1 (4 clips) is all wrong for a stump trained elsewhere
+    stump = lambda: DecisionTreeClassifier(max_depth=1)  # noqa: E731
+    splits = make_splits(index, "paper")
+    equal = evaluate(stump, X, labels, splits, "paper", "equal").metrics
+    size = evaluate(stump, X, labels, splits, "paper", "size").metrics
+    assert equal["test_accuracy"] == pytest.approx((0 + 1 + 1) / 3)
+    assert size["test_accuracy"] == pytest.approx(12 / 16) == size["val_accuracy"]  # 12 of 16 clips right

@@ -154,3 +154,33 @@ def test_a_bad_config_value_names_the_key_before_anything_is_logged(tmp_path, ov
     proc = run_cli("elm_audio", override, *QUICK, "device=cpu" if override != "device=cuda" else "seed=0", cwd=tmp_path, check=False)
     assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_the_paper_preset_runs_end_to_end_on_a_folder_and_keeps_its_own_features(class_folder, tmp_path):
+    args = ["dataset=folder", f"dataset.root={class_folder}", "dataset.n_folds=3", "extract.progress=false"]
+    run_cli("elm_audio", *args, cwd=tmp_path)
+    proc = run_cli("elm_audio", "experiment=paper", *args, cwd=tmp_path)
+    assert "paper protocol" in proc.stdout
+    _, (clean, paper) = runs(tmp_path, "folder")
+    assert clean.data.tags["experiment"] == "default" and paper.data.tags["experiment"] == "paper"
+    p = paper.data.params
+    assert (p["audio.fit_stage"], p["audio.stft_padding"], p["classifier.standardize"]) == ("frames", "reflect", "False")
+    assert (p["protocol.mode"], p["protocol.fold_weighting"]) == ("paper", "size")
+    # the two input paths never share features: two cache entries, each stored by its own run
+    assert len(cache_entries(tmp_path)) == 2
+    assert paper.data.tags["features_run_id"] == paper.info.run_id != clean.data.tags["features_run_id"]
+    assert paper.data.metrics["val_accuracy"] == paper.data.metrics["test_accuracy"]
+
+
+def test_the_paper_grid_under_the_paper_preset_runs_end_to_end(class_folder, tmp_path):
+    run_cli(
+        "elm_audio", "experiment=paper", "-m", "hydra/sweeper=paper_grid", "classifier=elm", "frontend=temporal",
+        "dataset=folder", f"dataset.root={class_folder}", "dataset.n_folds=3", "extract.progress=false", cwd=tmp_path,
+    )  # fmt: skip
+    _, logged = runs(tmp_path, "folder")
+    trials = [r for r in logged if r.data.tags.get("elm_audio.role") == "trial"]
+    assert sorted(int(r.data.params["classifier.hidden_units"]) for r in trials) == [100, 250, 500, 1200, 1800, 2500]
+    for r in trials:
+        assert r.info.status == "FINISHED" and r.data.tags["experiment"] == "paper"
+        assert (r.data.params["classifier.hidden_draw"], r.data.params["classifier.targets"]) == ("original", "plus_minus_one")
+        assert r.data.params["protocol.fold_weighting"] == "equal"  # the ELM's figure was an unweighted mean

@@ -103,6 +103,9 @@ def test_the_paper_grid_is_exactly_the_papers(tmp_path):
 
 def test_grid_expansion_and_nested_accuracy():
     assert expand_grid([{"a": [1, 2], "b": ["x"]}, {"a": [3]}]) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}, {"a": 3}]
+    # ParameterGrid's order, the original's tie-break: keys sorted, the first outermost
+    grid = expand_grid({"kernel": ["rbf"], "gamma": [0.5, 0.25], "C": [1, 2]})
+    assert [(p["C"], p["gamma"]) for p in grid] == [(1, 0.5), (1, 0.25), (2, 0.5), (2, 0.25)]
     runs = [
         {"fold1_val_accuracy": 0.9, "fold1_test_accuracy": 0.5, "fold2_val_accuracy": 0.1, "fold2_test_accuracy": 0.9},
         {"fold1_val_accuracy": 0.2, "fold1_test_accuracy": 1.0, "fold2_val_accuracy": 0.8, "fold2_test_accuracy": 0.7},

@@ -68,10 +68,11 @@ def network_inputs(
     """Batches of the front-end's input and the positions of their clips in ``signals``:
     one batch where every clip has the input's shape, a batch per clip where they differ
     (whole-clip MFCC statistics)."""
-    if isinstance(signals, torch.Tensor):  # fitted waveforms of one length
-        yield list(range(len(signals))), frontend.prepare(signals.to(device, non_blocking=True), settings.stft_padding)
+    if not whole_clip(frontend, settings):  # waveforms fitted to the input length, stacked by the worker
+        batch = signals if isinstance(signals, torch.Tensor) else torch.from_numpy(np.stack(signals))
+        yield list(range(len(batch))), frontend.prepare(batch.to(device, non_blocking=True), settings.stft_padding)
         return
-    tensors = [torch.from_numpy(np.asarray(s)).to(device) for s in signals]
+    tensors = [torch.as_tensor(s).to(device) for s in signals]
     if frontend.input_kind == "spectrogram":
         specs = [fit_frames(frontend.prepare(t[None], settings.stft_padding)[0], frontend.input_shape[0], settings.fit) for t in tensors]
         yield list(range(len(specs))), torch.stack(specs)

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 DEFAULT_DIR = "mlruns"
 EXPERIMENT_PREFIX = "elm_audio/"
+DEFAULT_EXPERIMENT = "default"  # the experiment tag of runs made without a preset
 
 
 def resolve_uri(configured: str | None) -> str:
@@ -93,6 +94,8 @@ def config_tags(cfg) -> dict[str, str]:
         "feature_size": cfg.feature_size.name,
         "classifier": cfg.classifier.name,
         "protocol.mode": cfg.protocol.mode,
+        # a preset's runs (experiment=paper: reproductions) are never mixed with the method's
+        "experiment": cfg.experiment_name or DEFAULT_EXPERIMENT,
     }
     commit = git_commit()
     if commit:

@@ -11,6 +11,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from ..config import choices
+from ..tracking import DEFAULT_EXPERIMENT
 from . import figures
 from .collect import load_runs
 from .published import TRAINED, is_papers, published
@@ -39,23 +40,37 @@ def cell_text(row: pd.Series) -> str:
     return text + f" · n={row['n_runs']}"
 
 
+def column(size: str, clf: str, experiment: str) -> str:
+    """A table column's title: runs of a preset are labelled with it (experiment=paper: reproductions)."""
+    if experiment == DEFAULT_EXPERIMENT:
+        return f"{size} · {clf}"
+    kind = "reproduction" if experiment == "paper" else "preset"
+    return f"{size} · {clf} · {kind} (experiment={experiment})"
+
+
+def suffix(experiment: str) -> str:
+    return "" if experiment == DEFAULT_EXPERIMENT else f"_{experiment}"
+
+
 def table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """One row per front-end; a column per feature size and classifier; cost; the paper's."""
-    combos = [(s, c) for s in SIZES for c in sorted(summary["classifier"].unique()) if ((summary["feature_size"] == s) & (summary["classifier"] == c)).any()]
+    """One row per front-end; a column per feature size, classifier and preset; cost; the paper's."""
+    present = set(zip(summary["feature_size"], summary["classifier"], summary["experiment"]))
+    experiments = sorted(set(summary["experiment"]), key=lambda e: (e != DEFAULT_EXPERIMENT, e))
+    combos = [(s, c, e) for e in experiments for s in SIZES for c in sorted(summary["classifier"].unique()) if (s, c, e) in present]
     rows = []
     for fe in figures.frontend_order(summary):
         mine = summary[summary["frontend"] == fe]
         row = {"front-end": fe, "input": mine["input"].iloc[0]}
-        for size, clf in combos:
-            hit = mine[(mine["feature_size"] == size) & (mine["classifier"] == clf)]
-            row[f"{size} · {clf}"] = cell_text(hit.iloc[0]) if len(hit) else "—"
+        for size, clf, exp in combos:
+            hit = mine[(mine["feature_size"] == size) & (mine["classifier"] == clf) & (mine["experiment"] == exp)]
+            row[column(size, clf, exp)] = cell_text(hit.iloc[0]) if len(hit) else "—"
         for size in SIZES:
             hit = mine[mine["feature_size"] == size]
             if len(hit):
                 row[f"GFLOP/clip {size}"] = f"{hit['gflops_per_clip'].mean():.3g}"
                 row[f"extract ms/clip {size}"] = f"{hit['extract_ms_per_clip'].mean():.3g}"
         if is_papers(dataset):
-            paper = [f"{v} ({s} · {c})" for s, c in combos if (v := published(dataset, fe, s, c)) is not None]
+            paper = [f"{v} ({s} · {c})" for s, c, _ in combos if (v := published(dataset, fe, s, c)) is not None]
             row["published (Pons & Serra 2019)"] = "; ".join(dict.fromkeys(paper)) or "—"
         rows.append(row)
     return pd.DataFrame(rows).fillna("—")
@@ -87,10 +102,10 @@ def missing_notes(runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     return notes
 
 
-def significance_notes(pairs: pd.DataFrame, size: str, clf: str) -> list[str]:
+def significance_notes(pairs: pd.DataFrame, cell: str) -> list[str]:
     tested = pairs[pairs["p"].notna()]
     notes = [
-        f"{size} · {clf}: {len(tested)} pair(s) of front-ends tested (paired t-test over matched seeds and folds, "
+        f"{cell}: {len(tested)} pair(s) of front-ends tested (paired t-test over matched seeds and folds, "
         f"Holm's correction over the pairs); significant at {ALPHA}: "
         + str(int((tested["p_holm"] < ALPHA).sum()))
     ]
@@ -118,20 +133,21 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
         fig.savefig(folder / name, dpi=130)
         files.append(folder / name)
 
-    for size in SIZES:
-        if (summary["feature_size"] == size).any():
-            save_figure(figures.bars(summary, size, f"{dataset}: feature size {size}"), f"bars_{size}.png")
+    for (exp, size), part in summary.groupby(["experiment", "feature_size"]):
+        title = f"{dataset}: feature size {size}" + ("" if exp == DEFAULT_EXPERIMENT else f", experiment={exp}")
+        save_figure(figures.bars(part, size, title), f"bars_{size}{suffix(exp)}.png")
     significance = []
-    for (size, clf), part in summary.groupby(["feature_size", "classifier"]):
+    for (size, clf, exp), part in summary.groupby(["feature_size", "classifier", "experiment"]):
         if part["frontend"].nunique() < 2:
             continue
-        pairs = pairwise(best, size, clf)
-        report.pairs[(size, clf)] = pairs
-        significance += significance_notes(pairs, size, clf)
+        pairs = pairwise(best, size, clf, exp)
+        report.pairs[(size, clf, exp)] = pairs
+        significance += significance_notes(pairs, column(size, clf, exp))
         order = [fe for fe in figures.frontend_order(summary) if fe in set(part["frontend"])]
-        save_figure(figures.significance(pairs, order, f"{dataset}: {size} · {clf}"), f"significance_{size}_{clf}.png")
-        pairs.assign(feature_size=size, classifier=clf).to_csv(folder / f"pairs_{size}_{clf}.csv", index=False)
-        files.append(folder / f"pairs_{size}_{clf}.csv")
+        name = f"{size}_{clf}{suffix(exp)}"
+        save_figure(figures.significance(pairs, order, f"{dataset}: {column(size, clf, exp)}"), f"significance_{name}.png")
+        pairs.assign(feature_size=size, classifier=clf, experiment=exp).to_csv(folder / f"pairs_{name}.csv", index=False)
+        files.append(folder / f"pairs_{name}.csv")
     save_figure(figures.cost(summary, f"{dataset}: accuracy against cost"), "cost.png")
 
     shown = table(summary, dataset)
@@ -145,6 +161,13 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
         legend.append(
             "Published: Pons & Serra (ICASSP 2019), mean over 3 runs, as printed; their fold datasets used "
             f"the paper's protocol (protocol.mode=paper). Trained CNNs (other papers): {TRAINED[dataset]}."
+        )
+        reproduced = "paper" in set(summary["experiment"])
+        legend.append(
+            "Columns marked 'reproduction (experiment=paper)' come from runs that behave as the original code: "
+            "those are the figures to set beside the published ones. The other columns use elm_audio's clean "
+            "method (README, 'Differences from the original code') and are not the paper's figures."
+            + ("" if reproduced else " No reproduction runs yet: run with experiment=paper to add them.")
         )
     markdown = "\n".join(
         [f"# {dataset}: front-ends compared", "", shown.to_markdown(index=False), "", "## Notes", ""]

@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from ..tracking import dataset_of
+from ..tracking import DEFAULT_EXPERIMENT, dataset_of
 
 FOLD_METRIC = re.compile(r"^metrics\.(fold\d+)_test_accuracy$")
 COLUMNS = {
@@ -19,6 +19,7 @@ COLUMNS = {
     "tags.feature_size": "feature_size",
     "tags.classifier": "classifier",
     "tags.protocol.mode": "protocol",
+    "tags.experiment": "experiment",
     "tags.sweep_id": "sweep_id",
     "params.seed": "seed",
     "params.frontend.net._target_": "target",
@@ -58,6 +59,7 @@ def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
         {FOLD_METRIC.match(c)[1]: row[c] for c in fold_cols if pd.notna(row[c])} or {"test": row["metrics.test_accuracy"]}
         for _, row in raw.iterrows()
     ]
+    out["experiment"] = out["experiment"].fillna(DEFAULT_EXPERIMENT)  # runs logged before the tag
     out["seed"] = pd.to_numeric(out["seed"], errors="coerce").astype("Int64")
     out["n_clips"] = pd.to_numeric(out["n_clips"], errors="coerce")
     out["input"] = [input_kind(t) for t in out["target"]]

@@ -83,7 +83,8 @@ def cost(summary: pd.DataFrame, title: str) -> Figure:
     for k, (clf, part) in enumerate(summary.groupby("classifier")):
         ax.scatter(part["gflops_per_clip"], 100 * part["mean"], marker="os^D"[k % 4], label=clf.upper())
         for _, r in part.iterrows():
-            ax.annotate(f"{r['frontend']} ({r['feature_size']})", (r["gflops_per_clip"], 100 * r["mean"]),
+            label = f"{r['frontend']} ({r['feature_size']}" + ("" if r.get("experiment", "default") == "default" else f", {r['experiment']}") + ")"
+            ax.annotate(label, (r["gflops_per_clip"], 100 * r["mean"]),
                         fontsize=7, xytext=(3, 3), textcoords="offset points")  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("GFLOP per clip (forward pass)")

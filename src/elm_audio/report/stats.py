@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-CELL = ["frontend", "feature_size", "classifier"]
+# A cell of the comparison; a preset's runs (experiment=paper) form cells of their own.
+CELL = ["frontend", "feature_size", "classifier", "experiment"]
 
 
 def select_best(runs: pd.DataFrame) -> pd.DataFrame:
@@ -96,11 +97,11 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(t), float(p)
 
 
-def pairwise(best: pd.DataFrame, feature_size: str, classifier: str) -> pd.DataFrame:
+def pairwise(best: pd.DataFrame, feature_size: str, classifier: str, experiment: str = "default") -> pd.DataFrame:
     """Every pair of front-ends at one size and classifier, on the (seed, fold) pairs both
     have, with Holm's correction over the pairs."""
     long = scores(best)
-    long = long[(long["feature_size"] == feature_size) & (long["classifier"] == classifier)]
+    long = long[(long["feature_size"] == feature_size) & (long["classifier"] == classifier) & (long["experiment"] == experiment)]
     tables = {fe: g.set_index(["seed", "fold"])["accuracy"] for fe, g in long.groupby("frontend")}
     rows = []
     for x, y in itertools.combinations(sorted(tables), 2):
