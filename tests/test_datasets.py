@@ -119,3 +119,28 @@ def test_one_clip_stored_in_two_formats_is_named(class_folder):
     (class_folder / "low" / "low_0.flac").write_bytes((class_folder / "low" / "low_0.wav").read_bytes())
     with pytest.raises(DatasetError, match=r"low_0.wav and .*low_0.flac|low_0.flac and .*low_0.wav"):
         Folder(str(class_folder), n_folds=3).index()
+
+
+def test_split_lists_need_all_three_partitions_and_existing_files(class_folder, tmp_path):
+    train = tmp_path / "train.txt"
+    train.write_text("low/low_1.wav\n")
+    with pytest.raises(DatasetError, match="dataset.split_lists needs train, validation, test; missing test, validation"):
+        Folder(str(class_folder), split_lists={"train": str(train)}).index()
+    lists = {"train": str(train), "validation": str(train), "test": str(tmp_path / "absent.txt")}
+    with pytest.raises(DatasetError, match=r"dataset.split_lists.validation|dataset.split_lists.test=.*absent.txt: no such list file"):
+        Folder(str(class_folder), split_lists=lists).index()
+
+
+def test_a_root_with_class_folders_but_no_audio_says_what_it_expected(tmp_path):
+    (tmp_path / "low").mkdir()
+    (tmp_path / "high").mkdir()
+    (tmp_path / "high" / "notes.txt").write_text("not audio")
+    with pytest.raises(DatasetError, match=r"holds no audio files in class sub-folders \(expected <root>/<class>/<clip>"):
+        Folder(str(tmp_path)).index()
+
+
+def test_gtzan_refuses_an_unknown_split_by_key():
+    from elm_audio.datasets.gtzan import GTZAN
+
+    with pytest.raises(DatasetError, match="dataset.split='random' must be filtered"):
+        GTZAN("/tmp", split="random")

@@ -7,6 +7,7 @@ from elm_audio.config import compose
 from elm_audio.describe import describe
 
 
+@pytest.mark.slow
 def test_describe_prints_one_object_for_one_front_end_and_size(tmp_path):
     out = json.loads(run_cli("elm_audio.describe", "frontend=cnn_7x86", "feature_size=large", cwd=tmp_path).stdout)
     assert out["frontend"] == "cnn_7x86" and out["feature_size"] == "large"
@@ -16,6 +17,7 @@ def test_describe_prints_one_object_for_one_front_end_and_size(tmp_path):
     assert out["layers"] == [{"name": "pool", "shape": [3585, 1370, 1], "n_features": 3585}]
 
 
+@pytest.mark.slow
 def test_describe_all_lists_every_front_end_at_both_sizes(tmp_path):
     out = json.loads(run_cli("elm_audio.describe", "frontend=all", cwd=tmp_path).stdout)
     assert isinstance(out, list) and len(out) == 2 * len(LENGTHS)

@@ -33,7 +33,8 @@ def run(clips, workers, policy="skip"):
     front = build_frontend(compose(["frontend=temporal", "feature_size=small"]))
     out = np.full((len(clips), profile(front)["feature_dim"]), np.nan, np.float32)
     settings = ExtractSettings(batch_size=2, num_workers=workers, on_bad_clip=policy, progress=False)
-    return out, extract(front, clips, out, torch.device("cpu"), settings)
+    bad, _ = extract(front, clips, out, torch.device("cpu"), settings)
+    return out, bad
 
 
 def test_workers_give_the_main_process_features_and_skip_the_same_clips(clips):

@@ -141,6 +141,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_features_in_another_process_and_another_seed_does_not():
     names = sorted(SPEC)
     script = SEED_SCRIPT.format(tests=str(__import__("pathlib").Path(__file__).parent), names=names)
@@ -155,6 +156,7 @@ def test_the_same_seed_gives_the_same_features_in_another_process_and_another_se
         assert not torch.allclose(mine, theirs, rtol=1e-2), name
 
 
+@pytest.mark.slow
 def test_large_sample_level_runs_one_clip_at_batch_size_one():
     """The heaviest first layers (512 maps of 116,666 samples); benchmarks/memory.py measures
     the peak memory of every large front-end."""

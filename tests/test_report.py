@@ -59,6 +59,7 @@ def expected_cell(runs, frontend: str, size: str, clf: str) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_the_table_holds_the_best_validation_runs_numbers(logged):
     cwd, _ = logged
     _, _, runs = mlflow_runs(cwd)
@@ -76,6 +77,7 @@ def test_the_table_holds_the_best_validation_runs_numbers(logged):
     assert f"{100 * swept['mean']:.1f} ±{100 * swept['std_folds']:.1f} (folds) ±{100 * swept['std_seeds']:.1f} (seeds) · n=5" in md
 
 
+@pytest.mark.slow
 def test_the_significance_is_a_paired_test_on_matched_seeds_and_folds(logged):
     cwd, _ = logged
     _, _, runs = mlflow_runs(cwd)
@@ -113,6 +115,7 @@ def test_holm_correction_on_a_known_case():
     np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])
 
 
+@pytest.mark.slow
 def test_the_report_writes_its_figures_and_an_mlflow_run(logged):
     cwd, proc = logged
     folder = cwd / "reports" / "synth"
@@ -124,6 +127,7 @@ def test_the_report_writes_its_figures_and_an_mlflow_run(logged):
     assert f"logged as MLflow run {report.info.run_id}" in proc.stdout
 
 
+@pytest.mark.slow
 def test_an_incomplete_set_of_runs_is_reported_with_what_is_missing(logged, tmp_path):
     cwd, proc = logged
     md = (cwd / "reports" / "synth" / "table.md").read_text()
@@ -142,6 +146,7 @@ def test_an_incomplete_set_of_runs_is_reported_with_what_is_missing(logged, tmp_
     assert (single / "reports" / "synth" / "table.md").exists()
 
 
+@pytest.mark.slow
 def test_nothing_to_report_says_so(tmp_path):
     proc = run_cli("elm_audio.report", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and "no elm_audio runs" in proc.stderr
@@ -168,6 +173,7 @@ def test_published_numbers_stand_beside_reproductions_and_the_clean_method_is_la
     assert "published (Pons & Serra 2019)" not in table(summary, "synth").columns
 
 
+@pytest.mark.slow
 def test_the_notebook_runs_top_to_bottom_on_the_default_datasets_runs(logged):
     from nbclient import NotebookClient
 

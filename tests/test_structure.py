@@ -74,3 +74,47 @@ def test_every_frontend_yaml_names_a_class_that_takes_its_keys():
         cls = get_class(net._target_)
         params = inspect.signature(cls).parameters
         assert set(net) - {"_target_"} <= set(params), name
+
+
+MINE = '''
+import torch.nn.functional as F
+from torch import nn
+from .base import FrontEnd
+
+class Mine(FrontEnd):
+    input_kind = "spectrogram"
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv = nn.Conv2d(1, width, kernel_size=(5, 96))
+
+    def features(self, x):
+        h = F.relu(self.conv(x.unsqueeze(1)))
+        return self.tap("conv", h)
+'''
+MINE_YAML = """name: mine
+widths: {small: 120, large: 3500}
+net:
+  _target_: elm_audio.frontends.mine.Mine
+  width: ${..widths.${feature_size.name}}
+"""
+
+
+@pytest.mark.slow
+def test_a_front_end_is_added_by_one_module_and_one_yaml(tmp_path):
+    """ARCHITECTURE.md's recipe, in a copy of the package: nothing else needs to change."""
+    import shutil
+
+    from conftest import QUICK, logged_runs, run_cli
+
+    src = tmp_path / "src"
+    shutil.copytree(PACKAGE, src / "elm_audio", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PACKAGE.parent / "hydra_plugins", src / "hydra_plugins", ignore=shutil.ignore_patterns("__pycache__"))
+    (src / "elm_audio" / "frontends" / "mine.py").write_text(MINE)
+    (src / "elm_audio" / "conf" / "frontend" / "mine.yaml").write_text(MINE_YAML)
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    run_cli("elm_audio", "frontend=mine", *QUICK, cwd=cwd, env={"PYTHONPATH": str(src)})
+    _, (run,) = logged_runs(cwd)
+    assert run.data.tags["frontend"] == "mine" and run.data.params["feature_dim"] == "120"
+    assert run.data.params["frontend.net._target_"] == "elm_audio.frontends.mine.Mine"

@@ -115,6 +115,14 @@ def test_grid_expansion_and_nested_accuracy():
     assert nested_test_accuracy([{"test_accuracy": 1.0}]) is None
 
 
+def test_storage_urls_are_shown_without_their_password():
+    from elm_audio.sweeps import storage_label as redact
+
+    assert redact("postgresql://elm:s3cr:et@db.example:5432/optuna") == "postgresql://elm:***@db.example:5432/optuna"
+    assert redact("sqlite:///study.db") == "sqlite:///study.db"
+    assert redact(None) == "in-memory"
+
+
 def test_a_bad_storage_names_the_key():
     with pytest.raises(ValueError, match="hydra.sweeper.storage"):
         open_storage("/tmp/study.db")

@@ -6,19 +6,24 @@ import hydra
 from omegaconf import DictConfig
 
 from .audio import AudioError
+from .cache import CacheError
 from .config import CONFIG_DIR, CONFIG_NAME, EXECUTION_WHITELIST, ConfigError
 from .datasets import DatasetError
+from .redaction import redact
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, execution_whitelist=EXECUTION_WHITELIST)
 def main(cfg: DictConfig) -> float:
-    from .runner import run
+    from .runner import Interrupted, run
 
     try:
         return run(cfg)
-    except (DatasetError, AudioError, ConfigError) as err:
+    except (DatasetError, AudioError, ConfigError, CacheError) as err:
         # the data or the config is at fault, not the code: say what to do, without a traceback
-        raise SystemExit(f"elm_audio: {err}") from None
+        raise SystemExit(f"elm_audio: {redact(err)}") from None
+    except KeyboardInterrupt as err:
+        logged = f"; run {err.run_id} ended as KILLED" if isinstance(err, Interrupted) and err.run_id else ""
+        raise SystemExit(f"elm_audio: interrupted{logged}; no partial features were kept") from None
 
 
 if __name__ == "__main__":

@@ -42,8 +42,41 @@ class AudioInfo:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
+# What a file of each extension starts with. libsndfile reads any bytes named .au as headerless
+# mu-law, so a text file, or a damaged download, would otherwise decode as a short noise.
+SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    ".wav": (b"RIFF", b"RF64", b"BW64"),
+    ".au": (b".snd",),
+    ".flac": (b"fLaC", b"ID3"),
+    ".ogg": (b"OggS",),
+    ".mp3": (b"ID3",),  # or an MPEG frame sync, checked below
+}
+CONTAINERS = {".wav": "a WAV (RIFF)", ".au": "a Sun/NeXT .au", ".flac": "a FLAC", ".ogg": "an Ogg", ".mp3": "an MP3"}
+# A clip whose loudest sample is below this is reported as silent (a warning, not an error).
+SILENCE = 1e-5
+
+
+def check_container(path: str | Path) -> None:
+    """AudioError when the file's first bytes are not those of the container its extension names."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SIGNATURES:
+        return
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        raise AudioError(path, f"cannot be opened ({err.strerror})") from err
+    if not head:
+        raise AudioError(path, "holds no audio (zero length)")
+    mpeg_sync = suffix == ".mp3" and len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+    if not head.startswith(SIGNATURES[suffix]) and not mpeg_sync:
+        raise AudioError(path, f"is named {suffix} but is not {CONTAINERS[suffix]} file (it starts with {head!r})")
+
+
 def read_info(path: str | Path) -> AudioInfo:
-    """Read a file's header; raises AudioError when it is unreadable or empty."""
+    """Read a file's header; raises AudioError when it is unreadable, empty or not the
+    container its extension names."""
+    check_container(path)
     try:
         info = sf.info(str(path))
     except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError
@@ -61,8 +94,10 @@ def load(path: str | Path, sample_rate: int = SAMPLE_RATE, max_samples: int | No
     """Decode a file to a mono float32 signal at ``sample_rate``.
 
     With ``max_samples`` only the start of the file that gives them is decoded (clips are
-    cropped from the start): a long recording costs no more than the input it feeds.
+    cropped from the start): a long recording costs no more than the input it feeds. Raises
+    AudioError for a file that cannot be decoded, holds nothing, or holds NaN or infinite samples.
     """
+    check_container(path)
     try:
         with sf.SoundFile(str(path)) as f:
             sr = f.samplerate
@@ -74,6 +109,9 @@ def load(path: str | Path, sample_rate: int = SAMPLE_RATE, max_samples: int | No
         raise AudioError(path, f"cannot be decoded ({err})") from err
     if data.shape[0] == 0:
         raise AudioError(path, "holds no audio (zero length)")
+    if not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).any(axis=1).sum())
+        raise AudioError(path, f"holds non-finite samples (NaN or infinity in {bad} of {data.shape[0]} frames)")
     channels = data.shape[1]
     # a product, not mean(axis=1): the strided mean took longer than decoding an MP3
     mono = data[:, 0].copy() if channels == 1 else data @ np.full(channels, 1.0 / channels, np.float32)

@@ -1,18 +1,23 @@
 """Feature cache: one entry per key that hashes everything that determines the features.
 
 An entry is a folder ``<root>/<key>/`` holding ``features.npy`` (rows in clip order) and
-``meta.json``. It is written under a temporary name and renamed into place only once complete,
-so an interrupted extraction never leaves an entry that reads as complete; a file lock per key
-makes concurrent runs that need the same features compute them once.
+``meta.json`` (clip ids, labels, the clips left out and why, the matrix's shape, dtype and
+SHA-256). It is written under a temporary name and renamed into place only once complete, so
+an interrupted extraction never leaves an entry that reads as complete; a file lock per key
+makes concurrent runs that need the same features compute them once. Every load verifies the
+entry: a damaged one is named, moved aside and recomputed. Entries are readable by the group
+(a shared cache), and a read-only cache serves the entries it holds without a lock.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,13 +27,21 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
+from .processes import process_alive
+
 # Bump when a change to the feature code changes the numbers it produces.
 FEATURE_CODE_VERSION = 1
+TMP_PREFIX = ".tmp-"
+DAMAGED_PREFIX = ".damaged-"
 
 
 def cache_key(spec: dict[str, Any]) -> str:
     payload = json.dumps({"feature_code_version": FEATURE_CODE_VERSION, **spec}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+class CacheError(RuntimeError):
+    """A cache that cannot serve or store an entry; the message says which folder and what to do."""
 
 
 @dataclass
@@ -42,32 +55,62 @@ class Features:
     bad_clips: dict[str, str] = field(default_factory=dict)  # clip id -> why it was left out
     extract_seconds: float = 0.0
     path: Path | None = None
+    silent_clips: list[str] = field(default_factory=list)
 
     def usable(self) -> np.ndarray:
         """Boolean mask of the rows whose clips decoded."""
         return np.array([cid not in self.bad_clips for cid in self.clip_ids], dtype=bool)
 
 
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 class FeatureCache:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser()
+        self.damaged: list[str] = []  # what load() found wrong and moved aside, to tell the user
 
     def entry(self, key: str) -> Path:
         return self.root / key
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / f"{key}.lock")):
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(self.root / f"{key}.lock"))
+            lock.acquire()
+        except OSError as err:
+            raise CacheError(
+                f"cache.dir={self.root}: cannot write there ({err.strerror}) and it does not hold these "
+                "features; choose a writable cache.dir"
+            ) from None
+        try:
             yield
+        finally:
+            lock.release()
 
     def load(self, key: str) -> Features | None:
+        """The entry, verified; None when there is none (or it was damaged: then it is moved
+        aside, and ``damaged`` says what was wrong)."""
         entry = self.entry(key)
-        meta_path = entry / "meta.json"
-        if not meta_path.is_file():
+        if not entry.is_dir():
             return None
-        meta = json.loads(meta_path.read_text())
-        matrix = np.load(entry / "features.npy", mmap_mode="r")
+        try:
+            return self._verified(key, entry)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            self._set_aside(entry, str(err))
+            return None
+
+    def _verified(self, key: str, entry: Path) -> Features:
+        meta = json.loads((entry / "meta.json").read_text())
+        path = entry / "features.npy"
+        matrix = np.load(path, mmap_mode="r")
+        if list(matrix.shape) != meta["shape"] or str(matrix.dtype) != meta["dtype"]:
+            raise ValueError(f"features.npy is {matrix.dtype} {list(matrix.shape)}, meta.json says {meta['dtype']} {meta['shape']}")
+        if file_sha256(path) != meta["sha256"]:
+            raise ValueError("features.npy does not match its checksum (changed or damaged on disk)")
         return Features(
             key,
             np.asarray(matrix),
@@ -76,22 +119,54 @@ class FeatureCache:
             meta.get("bad_clips", {}),
             meta.get("extract_seconds", 0.0),
             entry,
+            meta.get("silent_clips", []),
         )
+
+    def _set_aside(self, entry: Path, why: str) -> None:
+        target = self.root / f"{DAMAGED_PREFIX}{entry.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        try:
+            os.replace(entry, target)
+            where = f"moved to {target}"
+        except OSError as err:
+            where = f"could not be moved aside ({err.strerror}); remove it"
+        self.damaged.append(f"cache entry {entry} is damaged ({why}); {where}; computing the features again")
+
+    def clean_stale(self) -> None:
+        """Remove temporary folders left by extractions whose process is gone (killed)."""
+        for tmp in self.root.glob(f"{TMP_PREFIX}*"):
+            try:
+                pid = int(tmp.name.split("-")[2])
+            except (IndexError, ValueError):
+                continue
+            if not process_alive(pid):
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def store(self, key: str, n_rows: int, dim: int, fill: Callable[[np.ndarray], dict[str, Any]]) -> Features:
         """Create an entry: ``fill`` writes the rows into a (n_rows, dim) float32 memory map
         and returns the metadata. Nothing is left behind if ``fill`` raises."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
+        self.clean_stale()
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{key}-{os.getpid()}-", dir=self.root))
         try:
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; an entry is shared like any folder
             rows = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n_rows, dim))
             meta = fill(rows)
             rows.flush()
             del rows
+            meta.update(shape=[n_rows, dim], dtype="float32", sha256=file_sha256(tmp / "features.npy"))
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-            os.replace(tmp, self.entry(key))
+            try:
+                os.replace(tmp, self.entry(key))
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                shutil.rmtree(self.entry(key))  # a damaged entry left in place
+                os.replace(tmp, self.entry(key))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         loaded = self.load(key)
-        assert loaded is not None
+        if loaded is None:
+            raise CacheError(f"cache.dir={self.root}: the entry just written does not read back: " + "; ".join(self.damaged))
         return loaded

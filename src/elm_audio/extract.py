@@ -14,11 +14,11 @@ from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from .audio import SAMPLE_RATE, AudioError, load
+from .audio import SAMPLE_RATE, SILENCE, AudioError, load
 from .config import ConfigError
 from .datasets.index import BAD_CLIP_POLICIES, Clip
 from .frontends import FrontEnd
-from .inputs import InputSettings, fit_decoded, network_inputs, samples_to_decode
+from .inputs import InputSettings, fit_decoded, network_inputs, samples_to_decode, too_short
 
 
 class ClipAudio(torch.utils.data.Dataset):
@@ -34,12 +34,16 @@ class ClipAudio(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str]:
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str, bool]:
+        """(position, fitted signal or None, why it is None, whether it is silent)."""
         try:
             signal = load(self.clips[i].path, SAMPLE_RATE, max_samples=self.max_samples)
-            return i, fit_decoded(signal, self.frontend, self.settings), ""
         except AudioError as err:
-            return i, None, err.reason
+            return i, None, err.reason, False
+        short = too_short(len(signal), self.frontend, self.settings)
+        if short:
+            return i, None, short, False
+        return i, fit_decoded(signal, self.frontend, self.settings), "", float(np.abs(signal).max()) < SILENCE
 
 
 def _quiet_worker(worker_id: int) -> None:
@@ -54,13 +58,14 @@ def _quiet_worker(worker_id: int) -> None:
 
 
 def _collate(items):
-    good = [(i, x) for i, x, _ in items if x is not None]
-    bad = [(i, reason) for i, x, reason in items if x is None]
+    good = [(i, x) for i, x, _, _ in items if x is not None]
+    bad = [(i, reason) for i, x, reason, _ in items if x is None]
+    silent = [i for i, _, _, quiet in items if quiet]
     rows = [i for i, _ in good]
     signals = [x for _, x in good]
     if len({len(x) for x in signals}) == 1:  # one length: stacked here, in the worker
-        return rows, torch.from_numpy(np.stack(signals)), bad
-    return rows, signals or None, bad
+        return rows, torch.from_numpy(np.stack(signals)), bad, silent
+    return rows, signals or None, bad, silent
 
 
 def _batches(audio: ClipAudio, batch_size: int, num_workers: int) -> Iterator[tuple]:
@@ -130,8 +135,9 @@ def extract(
     out: np.ndarray,
     device: torch.device,
     settings: ExtractSettings,
-) -> dict[str, str]:
-    """Write one feature row per clip into ``out``; return the clips left out and why.
+) -> tuple[dict[str, str], list[str]]:
+    """Write one feature row per clip into ``out``; return the clips left out and why (their
+    rows hold NaN), and the silent clips (kept, but worth a look).
 
     Under ``on_bad_clip=error`` the first clip that fails to decode raises AudioError.
     """
@@ -139,21 +145,24 @@ def extract(
         raise ConfigError(f"dataset.on_bad_clip={settings.on_bad_clip!r} must be one of {', '.join(BAD_CLIP_POLICIES)}")
     loader = _batches(ClipAudio(clips, frontend, settings.inputs), settings.batch_size, settings.num_workers)
     bad: dict[str, str] = {}
+    silent: list[str] = []
     frontend = frontend.to(device).eval()
     reduced = autocast(device, settings.precision)
     with torch.inference_mode(), tqdm(
         total=len(clips), desc=f"extracting {type(frontend).__name__}", unit="clip", disable=not settings.progress
     ) as bar:
-        for rows, batch, failed in loader:
+        for rows, batch, failed, quiet in loader:
             for i, reason in failed:
                 if settings.on_bad_clip == "error":
                     raise AudioError(clips[i].path, reason)
                 bad[clips[i].clip_id] = reason
+                out[i] = np.nan
+            silent += [clips[i].clip_id for i in quiet]
             if batch is not None:
                 # the log-mel in full precision, the network in the run's precision
                 for positions, x in network_inputs(frontend, batch, device, settings.inputs):
                     with reduced:
                         out[[rows[p] for p in positions]] = frontend.features(x).float().cpu().numpy()
             bar.update(len(rows) + len(failed))
-    return bad
+    return bad, silent
 

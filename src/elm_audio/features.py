@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import mlflow
@@ -17,13 +18,36 @@ from .inputs import InputSettings
 from .plan import Plan
 
 
+def input_settings(cfg: DictConfig) -> InputSettings:
+    return InputSettings(cfg.audio.fit, cfg.audio.fit_stage, cfg.audio.stft_padding, cfg.audio.min_fraction)
+
+
 def load_or_extract(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> tuple[Features, bool]:
-    """The features of ``plan.key`` (callers hold the cache lock), and whether they were
-    computed now. Before extracting, every header is read: an unreadable clip stops the run
-    then, not hours in."""
-    found = cache.load(plan.key)
-    if found is not None:
-        return found, False
+    """The features of ``plan.key``, and whether they were computed now. A cached entry is used
+    without a lock (a read-only cache serves what it holds); a missing one is computed under
+    the key's lock, once, however many runs need it at the same moment. The bad-clip policy
+    holds either way: under ``on_bad_clip=error`` a cached entry that left clips out stops the run."""
+    features = cache.load(plan.key)
+    computed = False
+    if features is None:
+        with cache.lock(plan.key):
+            features = cache.load(plan.key)
+            if features is None:
+                features, computed = _extract(cfg, plan, cache), True
+    for message in cache.damaged:
+        print(f"elm_audio: {message}", file=sys.stderr, flush=True)
+    if features.bad_clips and plan.dataset.on_bad_clip == "error":
+        listed = "\n".join(f"  {cid}: {why}" for cid, why in sorted(features.bad_clips.items())[:15])
+        raise DatasetError(
+            f"{len(features.bad_clips)} clip(s) of {plan.dataset.name} cannot be used (found by an earlier "
+            f"run with dataset.on_bad_clip=skip):\n{listed}\nReplace or remove them, or run with "
+            "dataset.on_bad_clip=skip to leave them out (the run records which)."
+        )
+    return features, computed
+
+
+def _extract(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> Features:
+    """Read every header first, so an unreadable clip stops the run now, not hours in."""
     report = CheckReport.from_survey(plan.dataset, plan.survey, read_headers=True, progress=cfg.extract.progress)
     text = report.render()
     if report.bad_clips and plan.dataset.on_bad_clip == "error":
@@ -35,18 +59,26 @@ def load_or_extract(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> tuple[F
         on_bad_clip=plan.dataset.on_bad_clip,
         progress=cfg.extract.progress,
         precision=cfg.precision,
-        inputs=InputSettings(cfg.audio.fit, cfg.audio.fit_stage, cfg.audio.stft_padding),
+        inputs=input_settings(cfg),
     )
     clips = plan.index.clips
 
     def fill(rows: np.ndarray) -> dict:
         start = time.perf_counter()
-        bad = extract(plan.frontend, clips, rows, resolve_device(cfg.device), settings)
+        bad, silent = extract(plan.frontend, clips, rows, resolve_device(cfg.device), settings)
+        usable = [i for i, c in enumerate(clips) if c.clip_id not in bad]
+        broken = [clips[i].clip_id for i in usable if not np.isfinite(rows[i]).all()]
+        if broken:  # a front-end that overflowed (fp16): never cache such rows as features
+            raise DatasetError(
+                f"the front-end gave non-finite features for {len(broken)} clip(s), e.g. {broken[0]}; "
+                "with precision=fp16 or bf16, try precision=fp32"
+            )
         return {
             "clip_ids": [c.clip_id for c in clips],
             "labels": [c.label for c in clips],
             "bad_clips": bad,
+            "silent_clips": silent,
             "extract_seconds": time.perf_counter() - start,
         }
 
-    return cache.store(plan.key, len(clips), plan.profile["feature_dim"], fill), True
+    return cache.store(plan.key, len(clips), plan.profile["feature_dim"], fill)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import fit_length
+from .audio import SAMPLE_RATE, fit_length
 from .frontends import FrontEnd
 
 FIT_STAGES = ("waveform", "frames")
@@ -30,6 +30,18 @@ class InputSettings:
     fit: str = "crop_or_repeat"  # audio.fit
     stage: str = "waveform"  # audio.fit_stage
     stft_padding: str = "zeros"  # audio.stft_padding
+    min_fraction: float = 0.001  # audio.min_fraction: a shorter clip (of the input's length) is a bad clip
+
+
+def too_short(n_samples: int, frontend: FrontEnd, settings: InputSettings) -> str | None:
+    """Why a decoded clip is too short to use, or None."""
+    least = settings.min_fraction * frontend.input_samples
+    if n_samples < max(least, 1):
+        return (
+            f"decodes to {n_samples / SAMPLE_RATE:.3f} s, less than audio.min_fraction={settings.min_fraction} "
+            f"of the {frontend.input_samples / SAMPLE_RATE:.1f} s input"
+        )
+    return None
 
 
 def whole_clip(frontend: FrontEnd, settings: InputSettings) -> bool:

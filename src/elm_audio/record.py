@@ -19,13 +19,14 @@ from .cache import Features
 from .datasets import ClipIndex
 from .plan import Plan
 from .protocols import Evaluation
+from .redaction import redact_tree
 
 # Config nodes that describe a search rather than this run: kept out of the params.
 NOT_PARAMS = ("classifier.search_space", "classifier.paper_grid", "sweep.")
 
 
 def log_config(cfg: DictConfig, plan: Plan) -> None:
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = redact_tree(OmegaConf.to_container(cfg, resolve=True))
     params = {k: v for k, v in tracking.flatten(container).items() if not k.startswith(NOT_PARAMS)}
     params.update(
         feature_size=cfg.feature_size.name,
@@ -36,7 +37,7 @@ def log_config(cfg: DictConfig, plan: Plan) -> None:
     )
     mlflow.log_params(params)
     mlflow.log_metric("gflops_per_clip", plan.profile["gflops_per_clip"])
-    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(container)), "config.yaml")
     tags = tracking.config_tags(cfg)
     if cfg.sweep.study is not None:  # a trial of an Optuna sweep (set by the sweeper)
         tags.update({"elm_audio.role": "trial", "sweep_id": cfg.sweep.study, "trial": str(cfg.sweep.trial)})
@@ -74,10 +75,15 @@ def log_features(features: Features, uri: str, experiment: str, computed_here: b
     mlflow.set_tags({"features_logged": "true", "features_run_id": mlflow.active_run().info.run_id})
 
 
-def log_bad_clips(bad_clips: dict[str, str]) -> None:
+def log_bad_clips(bad_clips: dict[str, str], silent_clips: list[str]) -> None:
+    """The clips left out (tag bad_clips, bad_clips.tsv) and the silent ones (kept; tag
+    silent_clips, silent_clips.txt)."""
     if bad_clips:
         mlflow.set_tag("bad_clips", str(len(bad_clips)))
         mlflow.log_text("\n".join(f"{cid}\t{why}" for cid, why in sorted(bad_clips.items())), "bad_clips.tsv")
+    if silent_clips:
+        mlflow.set_tag("silent_clips", str(len(silent_clips)))
+        mlflow.log_text("\n".join(sorted(silent_clips)), "silent_clips.txt")
 
 
 def predictions_table(evaluation: Evaluation, index: ClipIndex) -> pd.DataFrame:

@@ -6,6 +6,8 @@ that a sweeper can maximize it.
 
 from __future__ import annotations
 
+import signal
+
 import mlflow
 from omegaconf import DictConfig
 
@@ -18,18 +20,40 @@ from .protocols import evaluate
 from .summary import summary_lines
 
 
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by SIGINT (Ctrl-C) or SIGTERM; its MLflow run is ended as KILLED."""
+
+    def __init__(self, run_id: str | None = None):
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(cfg: DictConfig) -> float:
     plan = make_plan(cfg)  # bad config or data stops here, before anything is read or logged
     uri = tracking.connect(cfg.tracking.uri)
     experiment = tracking.experiment_id(tracking.experiment_name(cfg.dataset.name), uri)
+    for stale in tracking.end_orphaned_runs(uri, experiment):
+        print(f"elm_audio: run {stale} was left RUNNING by a process that is gone; marked KILLED", flush=True)
     cache = FeatureCache(cfg.cache.dir)
-    with mlflow.start_run(experiment_id=experiment, parent_run_id=cfg.sweep.parent_run_id) as active:
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends the run as Ctrl-C does
+    try:
+        return _logged_run(cfg, plan, uri, experiment, cache)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: FeatureCache) -> float:
+    active = mlflow.start_run(experiment_id=experiment, parent_run_id=cfg.sweep.parent_run_id, tags=tracking.process_tags())
+    try:
         record.log_config(cfg, plan)
-        with cache.lock(plan.key):
-            features, computed = load_or_extract(cfg, plan, cache)
-            record.log_features(features, uri, experiment, computed_here=computed)
+        features, computed = load_or_extract(cfg, plan, cache)
+        record.log_features(features, uri, experiment, computed_here=computed)
         mlflow.log_metric("extract_seconds", features.extract_seconds)
-        record.log_bad_clips(features.bad_clips)
+        record.log_bad_clips(features.bad_clips, features.silent_clips)
         usable = features.usable()
         evaluation = evaluate(
             lambda: build_classifier(cfg.classifier, cfg.seed),
@@ -41,5 +65,12 @@ def run(cfg: DictConfig) -> float:
         )
         mlflow.log_metrics(evaluation.metrics)
         record.log_outcome(evaluation, plan.index)
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise Interrupted(active.info.run_id) from None
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
     print("\n".join(summary_lines(cfg, plan, features, evaluation, uri, experiment, active.info.run_id)), flush=True)
     return evaluation.metrics["val_accuracy"]

@@ -8,6 +8,7 @@ from . import tracking
 from .cache import Features
 from .plan import Plan
 from .protocols import Evaluation
+from .redaction import redact
 
 HYPER_PARAMETERS = ("kernel", "C", "gamma", "hidden_units", "alpha")
 
@@ -20,6 +21,9 @@ def summary_lines(
     unit = f"{len(index.folds)} folds" if index.protocol == "folds" else "train/validation/test"
     hyper = {k: cfg.classifier[k] for k in HYPER_PARAMETERS if k in cfg.classifier}
     skipped = f", {len(features.bad_clips)} skipped" if features.bad_clips else ""
+    warnings = []
+    if features.silent_clips:
+        warnings.append(f"  warning      {len(features.silent_clips)} silent clip(s) kept, e.g. {features.silent_clips[0]} (artifact silent_clips.txt)")
     return [
         "",
         "elm_audio run finished",
@@ -30,6 +34,7 @@ def summary_lines(
         f"  classifier   {cfg.classifier.name} " + ", ".join(f"{k}={v}" for k, v in hyper.items()),
         f"  validation   {m['val_accuracy']:.4f}",
         f"  test         {m['test_accuracy']:.4f} +/- {m['test_accuracy_std']:.4f}",
-        f"  logged       run {run_id} in experiment {tracking.experiment_name(cfg.dataset.name)} ({uri})",
+        f"  logged       run {run_id} in experiment {tracking.experiment_name(cfg.dataset.name)} ({redact(uri)})",
         f"  browse       {tracking.ui_hint(uri, experiment, run_id)}",
+        *warnings,
     ]

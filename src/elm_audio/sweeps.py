@@ -29,6 +29,7 @@ from optuna.storages.journal import JournalFileBackend
 from sklearn.model_selection import ParameterGrid
 
 from . import tracking
+from .redaction import redact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,9 +68,9 @@ def open_storage(url: str | None) -> BaseStorage:
     return retry("creating the Optuna tables", lambda: RDBStorage(url))
 
 
-def redact(url: str | None) -> str:
+def storage_label(url: str | None) -> str:
     """A storage URL without its password, for logs and MLflow."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(url)) if url else "in-memory"
+    return redact(url) if url else "in-memory"
 
 
 def default_study_name(cfg) -> str:
@@ -207,7 +208,7 @@ class SweepRun:
             **tracking.config_tags(cfg),
             "elm_audio.role": "sweep",
             "sweep_id": study.study_name,
-            "optuna.storage": redact(storage_url),
+            "optuna.storage": storage_label(storage_url),
         }
         run = self.client.create_run(self.experiment, tags=tags, run_name=f"sweep {study.study_name}")
         self.run_id = run.info.run_id
@@ -260,7 +261,7 @@ def summary_lines(summary: Mapping[str, Any], study_name: str, sweep_run: SweepR
     if "nested_test_accuracy" in summary:
         lines.append(f"  nested test accuracy (each fold's best validation trial) {summary['nested_test_accuracy']:.4f}")
     lines.append("  params " + ", ".join(f"{k}={v}" for k, v in summary["params"].items()))
-    lines.append(f"  sweep run {sweep_run.run_id} in {sweep_run.uri}")
+    lines.append(f"  sweep run {sweep_run.run_id} in {redact(sweep_run.uri)}")
     return lines
 
 

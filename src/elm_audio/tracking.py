@@ -7,15 +7,23 @@ Default store: SQLite at ``mlruns/mlflow.db`` under the working directory, artif
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import mlflow
 from filelock import FileLock
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+from .config import ConfigError
+from .processes import process_alive
+from .redaction import redact
 
 DEFAULT_DIR = "mlruns"
 EXPERIMENT_PREFIX = "elm_audio/"
@@ -47,16 +55,58 @@ def local_sqlite_path(uri: str) -> Path | None:
     return None
 
 
+# How long a tracking server may take to answer the first request before the run gives up.
+PROBE_SECONDS = 5.0
+
+
+def credentials_to_environment(uri: str) -> str:
+    """An http(s) URI's user:password moved into MLflow's own MLFLOW_TRACKING_USERNAME and
+    MLFLOW_TRACKING_PASSWORD (where those are not set already); the URI without them."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or parts.password is None:
+        return uri
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username or ""))
+    os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password))
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def probe(uri: str) -> None:
+    """A ConfigError within seconds when no MLflow server answers at an http(s) URI (MLflow's
+    own client retries for minutes)."""
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_SECONDS):
+            pass
+    except urllib.error.HTTPError:
+        pass  # a server answered (some proxies guard /health): MLflow's own calls say the rest
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise ConfigError(
+            f"tracking.uri={redact(uri)}: no MLflow server answers there ({redact(reason)}); "
+            "start it (mlflow server ...), or fix tracking.uri / MLFLOW_TRACKING_URI"
+        ) from None
+
+
 def connect(configured: str | None) -> str:
-    """Point MLflow at the store, creating a local SQLite store once even when several
-    processes start at the same moment (MLflow's schema migration is not safe to race)."""
-    uri = resolve_uri(configured)
+    """Point MLflow at the store and check that it answers, creating a local SQLite store once
+    even when several processes start at the same moment (MLflow's schema migration is not
+    safe to race). Returns the URI in use (credentials of an http(s) URI moved to MLflow's
+    environment variables)."""
+    uri = credentials_to_environment(resolve_uri(configured))
+    if uri.startswith(("http://", "https://")):
+        probe(uri)
     mlflow.set_tracking_uri(uri)
     db = local_sqlite_path(uri)
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(db) + ".lock"):
+    try:
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(db) + ".lock"):
+                MlflowClient(uri).search_experiments(max_results=1)
+        else:
             MlflowClient(uri).search_experiments(max_results=1)
+    except (MlflowException, OSError, ValueError) as err:
+        raise ConfigError(f"tracking.uri={redact(uri)}: the MLflow store cannot be used ({redact(err)})") from None
     return uri
 
 
@@ -74,6 +124,26 @@ def experiment_id(name: str, uri: str) -> str:
         except MlflowException:
             time.sleep(0.2 * (attempt + 1))
     raise RuntimeError(f"could not get or create the MLflow experiment {name!r} at {uri}")
+
+
+def process_tags() -> dict[str, str]:
+    """Where a run's process lives, so a later run can tell a run killed by SIGKILL."""
+    return {"elm_audio.host": socket.gethostname(), "elm_audio.pid": str(os.getpid())}
+
+
+def end_orphaned_runs(uri: str, experiment: str) -> list[str]:
+    """Runs of this host still RUNNING whose process is gone (killed with SIGKILL, or the
+    machine lost power) are ended as KILLED; returns their ids."""
+    client = MlflowClient(uri)
+    host = socket.gethostname()
+    ended = []
+    for run in client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        pid = tags.get("elm_audio.pid", "")
+        if tags.get("elm_audio.host") == host and pid.isdigit() and not process_alive(int(pid)):
+            client.set_terminated(run.info.run_id, "KILLED")
+            ended.append(run.info.run_id)
+    return ended
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -119,6 +189,7 @@ def git_commit() -> str | None:
 
 
 def ui_hint(uri: str, experiment: str, run_id: str) -> str:
+    uri = redact(uri)
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
     return f"mlflow ui --backend-store-uri {uri}   then http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id}"

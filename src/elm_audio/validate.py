@@ -32,6 +32,7 @@ def validate(cfg: DictConfig) -> None:
     one_of(cfg, "audio.fit", FIT_MODES)
     one_of(cfg, "audio.fit_stage", FIT_STAGES)
     one_of(cfg, "audio.stft_padding", STFT_PADDINGS)
+    fraction(cfg, "audio.min_fraction")
     integer(cfg, "extract.batch_size", minimum=1)
     integer(cfg, "extract.num_workers", minimum=0)
     boolean(cfg, "extract.progress")
@@ -63,6 +64,12 @@ def integer(cfg: DictConfig, key: str, minimum: int | None = None) -> None:
         raise ConfigError(f"{key}={v!r} must be a whole number")
     if minimum is not None and v < minimum:
         raise ConfigError(f"{key}={v} must be at least {minimum}")
+
+
+def fraction(cfg: DictConfig, key: str) -> None:
+    v = value(cfg, key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        raise ConfigError(f"{key}={v!r} must be a number from 0 to below 1")
 
 
 def boolean(cfg: DictConfig, key: str) -> None:

@@ -13,8 +13,6 @@ from .base import N_MELS, FrontEnd, frequency_max_conv, pad_same
 
 # (frames, share of the 96 bands, width multiple): heights int(0.9 * 96) = 86, int(0.4 * 96) = 38
 TIMBRAL_FILTERS = ((7, 0.9, 1), (3, 0.9, 2), (1, 0.9, 4), (7, 0.4, 1), (3, 0.4, 2), (1, 0.4, 4))
-TEMPORAL_LENGTHS = (165, 128, 64, 32)  # music
-TIME_LENGTHS = (64, 32, 16, 8)  # short environmental sounds
 
 
 class Musical(FrontEnd):
@@ -31,8 +29,8 @@ class Musical(FrontEnd):
     def __init__(
         self,
         width: int,
-        timbral: bool = True,
-        temporal_lengths: Sequence[int] = (),
+        timbral: bool,
+        temporal_lengths: Sequence[int],
     ):
         super().__init__()
         if not timbral and not temporal_lengths:

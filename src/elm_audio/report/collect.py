@@ -53,7 +53,7 @@ def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
     out = pd.DataFrame({new: raw[old] if old in raw else None for old, new in COLUMNS.items()})
     out["run_id"] = raw["run_id"].values
     out["status"] = raw["status"].values
-    out["start_time"] = raw["start_time"].values
+    out["start_time"] = raw["start_time"]  # aligned on the index, keeping the time zone
     fold_cols = [c for c in raw.columns if FOLD_METRIC.match(c)]
     out["folds"] = [
         {FOLD_METRIC.match(c)[1]: row[c] for c in fold_cols if pd.notna(row[c])} or {"test": row["metrics.test_accuracy"]}
