@@ -144,3 +144,45 @@ def test_gtzan_refuses_an_unknown_split_by_key():
 
     with pytest.raises(DatasetError, match="dataset.split='random' must be filtered"):
         GTZAN("/tmp", split="random")
+
+
+def test_a_grouped_folder_never_puts_excerpts_of_one_track_on_both_sides_of_a_split(tmp_path):
+    """<class>/<track>_<n>.wav, several excerpts a track: with dataset.group='(.*)_\\d+\\.wav'
+    every track's excerpts share a fold, and the folds stay stratified."""
+    from conftest import tone, write_audio
+
+    from elm_audio.components import build_dataset
+    from elm_audio.protocols import make_splits
+
+    root = tmp_path / "tracks"
+    for label, base in (("rock", 200.0), ("jazz", 900.0)):
+        for track in range(8):
+            for n in range(1 + track % 4):  # 1 to 4 excerpts a track
+                write_audio(root / label / f"{label}{track}_{n}.wav", tone(base + 10 * track, 0.2, 8000), 8000)
+    cfg = compose(["dataset=folder", f"dataset.root={root}", "dataset.n_folds=4", r"dataset.group='(.*)_\d+\.wav'"])
+    index = build_dataset(cfg).index()
+    track = {c.clip_id: c.clip_id.rsplit("_", 1)[0] for c in index.clips}
+    assert {c.group for c in index.clips} == set(track.values())  # the pattern's group: <class>/<track>
+    for split in make_splits(index, "honest"):
+        sides = [{track[index.clips[i].clip_id] for i in rows} for rows in (split.train, split.validation, split.test)]
+        assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
+    per_fold = Counter((c.fold, c.label) for c in index.clips)
+    assert all(per_fold[(k, label)] > 0 for k in range(1, 5) for label in ("rock", "jazz"))
+    # without the pattern, excerpts of a track land in different folds
+    plain = build_dataset(compose(["dataset=folder", f"dataset.root={root}", "dataset.n_folds=4"])).index()
+    assert any(len({c.fold for c in plain.clips if track[c.clip_id] == t}) > 1 for t in set(track.values()))
+
+
+def test_the_data_check_counts_groups_and_lists_those_that_straddle_fixed_splits(class_folder, tmp_path, capsys):
+    from elm_audio.data import main as data_main
+
+    lists = {p: tmp_path / f"{p}.txt" for p in ("train", "validation", "test")}
+    lists["train"].write_text("low/low_0.wav\nhigh/high_0.wav\nlow/low_1.wav\n")
+    lists["validation"].write_text("low/low_2.wav\nhigh/high_2.wav\n")
+    lists["test"].write_text("low/low_10.wav\nhigh/high_11.wav\nhigh/high_1.wav\n")
+    args = ["dataset.split_lists={" + ", ".join(f"{p}: '{path}'" for p, path in lists.items()) + "}"]
+    code = data_main(["check", "dataset=folder", f"dataset.root={class_folder}", r"dataset.group='/(\w+)_1'", *args])
+    out = capsys.readouterr().out
+    # low_1 (train) and low_10 (test) are one group "low"; high_1 (test) and high_11 (test) are one
+    assert "groups across splits (1):\n    low: train, test" in out and "across splits" in out
+    assert code == 0

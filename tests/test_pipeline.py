@@ -35,3 +35,32 @@ def test_two_front_ends_run_and_the_report_compares_them(workdir, capsys):
     report = build(local_uri(workdir), "synth", experiment, workdir / "reports")
     assert set(report.summary["frontend"]) == {"mfcc", "temporal"}
     assert (workdir / "reports" / "synth" / "table.md").is_file()
+
+
+def test_on_fixed_partitions_the_report_compares_front_ends_by_mcnemar_on_their_predictions(workdir, class_folder):
+    import pandas as pd
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    lists = {}
+    for part, picks in (("train", range(0, 6)), ("validation", range(6, 8)), ("test", range(8, 12))):
+        lists[part] = workdir / f"{part}.txt"
+        lists[part].write_text("".join(f"{lab}/{lab}_{i}.{['wav', 'flac', 'ogg', 'mp3', 'au', 'wav'][i % 6]}\n"
+                                       for lab in ("low", "high") for i in picks))  # fmt: skip
+    split = "dataset.split_lists={" + ", ".join(f"{p}: '{f}'" for p, f in lists.items()) + "}"
+    for frontend in ("mfcc", "temporal"):
+        run(compose(["dataset=folder", f"dataset.root={class_folder}", split, f"frontend={frontend}",
+                     f"cache.dir={workdir / 'cache'}", *TINY[3:]]))  # fmt: skip
+    client, runs = logged_runs(workdir, "folder")
+    experiment = client.get_experiment_by_name("elm_audio/folder").experiment_id
+    build(local_uri(workdir), "folder", experiment, workdir / "reports")
+    (pairs,) = [pd.read_csv(p) for p in (workdir / "reports" / "folder").glob("pairs_*.csv")]
+    assert list(pairs["test"]) == ["exact McNemar"] and pairs["n"].iloc[0] == 8
+    right = {}
+    for r in runs:
+        table = pd.read_csv(client.download_artifacts(r.info.run_id, "predictions.csv", str(workdir)))
+        right[r.data.tags["frontend"]] = (table["label"] == table["prediction"]).set_axis(table["clip_id"])
+    a, b = right["mfcc"], right["temporal"].loc[right["mfcc"].index]
+    table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
+    assert pairs["p"].iloc[0] == pytest.approx(mcnemar(table, exact=True).pvalue)
+    summary = pd.read_csv(workdir / "reports" / "folder" / "table.csv")
+    assert summary["ci_low"].notna().all()  # Wilson intervals over the 8 test clips

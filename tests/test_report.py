@@ -13,7 +13,7 @@ from conftest import QUICK, local_uri, logged_runs, run_cli
 from scipy import stats
 
 from elm_audio.report.build import table
-from elm_audio.report.stats import holm, paired_test
+from elm_audio.report.stats import corrected_t, holm, mcnemar_exact, wilson
 
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "compare_architectures.ipynb"
 FRONTENDS = ("mfcc", "temporal", "timbral_temporal")
@@ -71,42 +71,77 @@ def test_the_table_holds_the_best_validation_runs_numbers(logged):
         assert row["std_folds"] == pytest.approx(exp["std_folds"])
         assert row["std_seeds"] == pytest.approx(exp["std_seeds"])
         assert row["n_runs"] == exp["n_runs"] and row["n_seeds"] == 2 and row["n_folds"] == 3
+        per_fold = np.mean(list(exp["per_seed"].values()), axis=0)  # seeds averaged within a fold
+        half = stats.t.ppf(0.975, 2) * np.sqrt((1 / 3 + 1) * np.var(per_fold, ddof=1))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((per_fold.mean() - half, per_fold.mean() + half))
     swept = csv[(csv["frontend"] == "temporal") & (csv["feature_size"] == "small")].iloc[0]
     assert swept["n_runs"] == 2 + 3  # two seeds' runs and the sweep's three trials
     md = (cwd / "reports" / "synth" / "table.md").read_text()
-    assert f"{100 * swept['mean']:.1f} ±{100 * swept['std_folds']:.1f} (folds) ±{100 * swept['std_seeds']:.1f} (seeds) · n=5" in md
+    assert (
+        f"{100 * swept['mean']:.1f} [{100 * swept['ci_low']:.1f}, {100 * swept['ci_high']:.1f}] "
+        f"±{100 * swept['std_folds']:.1f} (folds) ±{100 * swept['std_seeds']:.1f} (seeds) · n=5"
+    ) in md
 
 
 @pytest.mark.slow
-def test_the_significance_is_a_paired_test_on_matched_seeds_and_folds(logged):
+def test_the_significance_is_the_corrected_resampled_t_test_over_folds(logged):
+    """Recomputed here from the raw fold metrics in MLflow: per fold the mean over the two
+    seeds, the differences' mean and sample variance, Nadeau & Bengio's variance
+    (1/k + n_test/n_train) s^2 with the honest protocol's 3 folds (test 1, train 1: ratio 1)."""
     cwd, _ = logged
     _, _, runs = mlflow_runs(cwd)
     pairs = pd.read_csv(cwd / "reports" / "synth" / "pairs_large_svm.csv")
-    assert len(pairs) == 3  # three front-ends: three pairs
+    assert len(pairs) == 3 and set(pairs["test"]) == {"corrected resampled t"}
     raw_p = []
     for _, row in pairs.iterrows():
-        a = expected_cell(runs, row["a"], "large", "svm")["per_seed"]
-        b = expected_cell(runs, row["b"], "large", "svm")["per_seed"]
-        xa = np.concatenate([a[s] for s in sorted(a)])
-        xb = np.concatenate([b[s] for s in sorted(b)])
-        assert row["n_pairs"] == 6 and row["mean_diff"] == pytest.approx(np.mean(xa - xb))
-        expected_p = stats.ttest_rel(xa, xb).pvalue if np.ptp(xa - xb) > 0 else (1.0 if np.allclose(xa, xb) else 0.0)
-        assert row["p"] == pytest.approx(expected_p)
-        raw_p.append(expected_p)
+        a = np.mean(list(expected_cell(runs, row["a"], "large", "svm")["per_seed"].values()), axis=0)
+        b = np.mean(list(expected_cell(runs, row["b"], "large", "svm")["per_seed"].values()), axis=0)
+        d = a - b
+        k = len(d)
+        se = np.sqrt((1 / k + 1 / (k - 2)) * np.var(d, ddof=1))
+        t = d.mean() / se if se > 0 else (0.0 if d.mean() == 0 else np.inf)
+        p = 2 * stats.t.sf(abs(t), k - 1) if se > 0 else float(d.mean() == 0)
+        half = stats.t.ppf(0.975, k - 1) * se
+        assert row["n"] == 3 and row["mean_diff"] == pytest.approx(d.mean())
+        assert row["p"] == pytest.approx(p) and row["ci_low"] == pytest.approx(d.mean() - half)
+        # the plain paired t-test over (seed, fold) pairs would be far more confident
+        raw_p.append(p)
     m = len(raw_p)
     order = np.argsort(raw_p)
     manual = np.maximum.accumulate([min(1, (m - i) * raw_p[j]) for i, j in enumerate(order)])
     assert pairs["p_holm"].to_numpy()[order] == pytest.approx(manual)
+    md = (cwd / "reports" / "synth" / "table.md").read_text()
+    assert "corrected resampled t-test over folds (Nadeau & Bengio 2003" in md
 
 
-def test_paired_test_on_a_textbook_case():
-    """Student's sleep data (Cushny & Peebles): R's t.test(paired=TRUE) gives t = -4.0621,
-    df = 9, p = 0.002833."""
-    drug1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
-    drug2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
-    t, p = paired_test(np.array(drug1), np.array(drug2))
-    assert t == pytest.approx(-4.0621, abs=1e-4) and p == pytest.approx(0.002833, abs=1e-6)
-    assert paired_test(np.ones(4), np.ones(4)) == (0.0, 1.0)
+def test_the_corrected_t_test_is_the_textbook_paired_t_without_overlap():
+    """With no overlap between training sets (ratio 0) the corrected test is Student's paired
+    t-test; on Student's sleep data (Cushny & Peebles) R's t.test(paired=TRUE) gives
+    t = -4.0621, df = 9, p = 0.002833, 95% interval [-2.4598858, -0.7001142]."""
+    drug1 = np.array([0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0])
+    drug2 = np.array([1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4])
+    r = corrected_t(drug1 - drug2, ratio=0.0)
+    assert r["statistic"] == pytest.approx(-4.0621, abs=1e-4) and r["p"] == pytest.approx(0.002833, abs=1e-6)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((-2.4598858, -0.7001142), abs=1e-6)
+    # ten-fold cross-validation (ratio 1/9): the same differences, a wider interval, a larger p
+    c = corrected_t(drug1 - drug2, ratio=1 / 9)
+    assert c["statistic"] == pytest.approx(r["statistic"] / np.sqrt((1 / 10 + 1 / 9) / (1 / 10)))
+    assert c["p"] > r["p"] and c["ci_high"] - c["ci_low"] > r["ci_high"] - r["ci_low"]
+    assert corrected_t(np.zeros(4), 0.5)["p"] == 1.0
+
+
+def test_mcnemar_and_wilson_agree_with_statsmodels():
+    from statsmodels.stats.contingency_tables import mcnemar
+    from statsmodels.stats.proportion import proportion_confint
+
+    rng = np.random.default_rng(3)
+    a = rng.random(290) < 0.62
+    b = np.where(rng.random(290) < 0.8, a, ~a)
+    table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
+    ours = mcnemar_exact(a, b)
+    assert ours["p"] == pytest.approx(mcnemar(table, exact=True).pvalue)
+    assert ours["mean_diff"] == pytest.approx(a.mean() - b.mean())
+    assert wilson(173, 290) == pytest.approx(proportion_confint(173, 290, alpha=0.05, method="wilson"))
 
 
 def test_holm_correction_on_a_known_case():

@@ -1,14 +1,16 @@
 """``python -m elm_audio.data check dataset=<name> dataset.root=<path> [overrides]``
 
-Reads the dataset's layout and every file header, prints a report, and exits 0 when the copy
-gives the dataset's protocol, 1 when it cannot, 2 when the dataset cannot be read at all.
+Reads the dataset's layout and decodes every file (as a run would: its container, NaN or
+infinite samples, clips too short for the front-end's input, silent clips), prints a report,
+and exits 0 when the copy gives the dataset's protocol, 1 when it cannot, 2 when the dataset
+cannot be read at all (no root, not a folder, no metadata).
 """
 
 from __future__ import annotations
 
 import sys
 
-from .components import build_dataset
+from .components import build_dataset, build_frontend
 from .config import compose
 from .datasets import DatasetError
 from .datasets.check import CheckReport
@@ -28,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as err:
         print(f"elm_audio: {err}", file=sys.stderr)
         return 2
-    report = CheckReport.from_survey(dataset, survey, read_headers=True, progress=sys.stderr.isatty())
+    least = max(1, int(cfg.audio.min_fraction * build_frontend(cfg).input_samples))
+    report = CheckReport.from_survey(dataset, survey, progress=sys.stderr.isatty(), decode_min_samples=least)
     print(report.render())
     return 0 if report.ok else 1
 

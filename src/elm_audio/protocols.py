@@ -74,6 +74,7 @@ class Evaluation:
             "test_accuracy": float(np.average(test, weights=test_weights)),
             "test_accuracy_std": float(test.std()),
             "fit_seconds": self.fit_seconds,
+            "n_test_clips": float(sum(len(s.test_rows) for s in self.splits)),
         }
         if len(self.splits) > 1:
             for s in self.splits:

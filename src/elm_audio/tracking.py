@@ -30,9 +30,20 @@ EXPERIMENT_PREFIX = "elm_audio/"
 DEFAULT_EXPERIMENT = "default"  # the experiment tag of runs made without a preset
 
 
+# URIs this process gave mlflow.set_tracking_uri, which copies them into MLFLOW_TRACKING_URI:
+# that variable wins only where the user set it.
+_SET_HERE: set[str] = set()
+
+
+def use(uri: str) -> None:
+    """mlflow.set_tracking_uri, remembering that the variable it sets is not the user's."""
+    _SET_HERE.add(uri)
+    mlflow.set_tracking_uri(uri)
+
+
 def resolve_uri(configured: str | None) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
+    if env and env not in _SET_HERE:
         return env
     if configured:
         return str(configured)
@@ -71,9 +82,9 @@ def credentials_to_environment(uri: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
-def probe(uri: str) -> None:
+def probe(uri: str, shown: str) -> None:
     """A ConfigError within seconds when no MLflow server answers at an http(s) URI (MLflow's
-    own client retries for minutes)."""
+    own client retries for minutes); ``shown`` is the URI as the message names it."""
     url = uri.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=PROBE_SECONDS):
@@ -83,7 +94,7 @@ def probe(uri: str) -> None:
     except (OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
         raise ConfigError(
-            f"tracking.uri={redact(uri)}: no MLflow server answers there ({redact(reason)}); "
+            f"tracking.uri={shown}: no MLflow server answers there ({redact(reason)}); "
             "start it (mlflow server ...), or fix tracking.uri / MLFLOW_TRACKING_URI"
         ) from None
 
@@ -93,10 +104,12 @@ def connect(configured: str | None) -> str:
     even when several processes start at the same moment (MLflow's schema migration is not
     safe to race). Returns the URI in use (credentials of an http(s) URI moved to MLflow's
     environment variables)."""
-    uri = credentials_to_environment(resolve_uri(configured))
+    given = resolve_uri(configured)
+    shown = redact(given)
+    uri = credentials_to_environment(given)
     if uri.startswith(("http://", "https://")):
-        probe(uri)
-    mlflow.set_tracking_uri(uri)
+        probe(uri, shown)
+    use(uri)
     db = local_sqlite_path(uri)
     try:
         if db is not None:
@@ -106,7 +119,7 @@ def connect(configured: str | None) -> str:
         else:
             MlflowClient(uri).search_experiments(max_results=1)
     except (MlflowException, OSError, ValueError) as err:
-        raise ConfigError(f"tracking.uri={redact(uri)}: the MLflow store cannot be used ({redact(err)})") from None
+        raise ConfigError(f"tracking.uri={shown}: the MLflow store cannot be used ({redact(err)})") from None
     return uri
 
 

@@ -39,8 +39,8 @@ class _ClassFolders(Dataset):
     container: str | None = None  # the archive's top folder, which root may also point above
     extension: str = ".mp3"
 
-    def __init__(self, root, name, n_folds: int = 10, fold_seed: int = 0, on_bad_clip: str = "error"):
-        super().__init__(name, root, on_bad_clip)
+    def __init__(self, root, name, n_folds: int = 10, fold_seed: int = 0, on_bad_clip: str = "error", group: str | None = None):
+        super().__init__(name, root, on_bad_clip, group)
         self.n_folds = int(n_folds)
         self.fold_seed = int(fold_seed)
 
@@ -68,8 +68,12 @@ class _ClassFolders(Dataset):
                 found.append((f.relative_to(root).with_suffix("").as_posix(), self.folders[folder.name], f))
         found.sort()
         seed = None if mode == "paper" else self.fold_seed
-        folds = stratified_folds([label for _, label, _ in found], self.n_folds, seed) if found else []
-        clips = [Clip(cid, str(path), label, fold=k) for (cid, label, path), k in zip(found, folds)]
+        groups = self.groups_for([path.relative_to(root).as_posix() for _, _, path in found])
+        folds = stratified_folds([label for _, label, _ in found], self.n_folds, seed, groups) if found else []
+        clips = [
+            Clip(cid, str(path), label, fold=k, group=None if groups is None else groups[i])
+            for i, ((cid, label, path), k) in enumerate(zip(found, folds))
+        ]
         notes = {"fold_seed": "unshuffled" if seed is None else str(seed)}
         return Survey(clips, "folds", root, missing=missing, extra=extra, notes=notes)
 

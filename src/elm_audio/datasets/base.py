@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from pathlib import Path
 
 from .check import CheckReport
-from .index import AUDIO_EXTENSIONS, BAD_CLIP_POLICIES, ClipIndex, DatasetError, Expected, Survey
+from .index import AUDIO_EXTENSIONS, BAD_CLIP_POLICIES, Clip, ClipIndex, DatasetError, Expected, Survey
 
 
 def require_root(root: str | None, dataset: str, hint: str) -> Path:
@@ -18,13 +20,19 @@ def require_root(root: str | None, dataset: str, hint: str) -> Path:
     return path.resolve()
 
 
+def hidden(path: Path) -> bool:
+    """Hidden files, and the ``._name`` AppleDouble files macOS leaves beside copied ones."""
+    return path.name.startswith(".")
+
+
 def audio_files(folder: Path) -> list[Path]:
-    """Audio files directly in ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    """Audio files directly in ``folder``, sorted by name; hidden ones and broken links left out
+    (the data check lists the links)."""
+    return sorted(p for p in folder.iterdir() if not hidden(p) and p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
 
 
 def subfolders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not hidden(p))
 
 
 class Dataset:
@@ -40,12 +48,37 @@ class Dataset:
     expected: Expected = Expected()
     hint: str = ""  # how to lay the dataset out, for error messages
 
-    def __init__(self, name: str, root: str | None, on_bad_clip: str = "error"):
+    def __init__(self, name: str, root: str | None, on_bad_clip: str = "error", group: str | None = None):
         if on_bad_clip not in BAD_CLIP_POLICIES:
             raise DatasetError(f"dataset.on_bad_clip={on_bad_clip!r} must be one of {', '.join(BAD_CLIP_POLICIES)}")
         self.name = name
         self.root = root
         self.on_bad_clip = on_bad_clip
+        self.group = group
+        self.pattern = None
+        if group:
+            try:
+                self.pattern = re.compile(str(group))
+            except re.error as err:
+                raise DatasetError(f"dataset.group={group!r} is not a regular expression ({err})") from None
+
+    def group_of(self, relative_path: str) -> str:
+        """The group a clip belongs to, from ``dataset.group``: the first group of the pattern's
+        match in the clip's path below the root (the whole match if it has none); a clip the
+        pattern does not match is a group of its own."""
+        match = self.pattern.search(relative_path) if self.pattern else None
+        if match is None:
+            return relative_path
+        return match.group(1) if match.groups() else match.group(0)
+
+    def groups_for(self, relative_paths: list[str]) -> list[str] | None:
+        """Each clip's group, or None without ``dataset.group``."""
+        return [self.group_of(p) for p in relative_paths] if self.pattern else None
+
+    def with_groups(self, clips: list[Clip], root: Path) -> list[Clip]:
+        """Clips of fixed splits with their groups filled in (to report groups that straddle them)."""
+        groups = self.groups_for([Path(c.path).relative_to(root).as_posix() for c in clips])
+        return clips if groups is None else [replace(c, group=g) for c, g in zip(clips, groups)]
 
     def survey(self, mode: str = "honest") -> Survey:
         raise NotImplementedError

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..audio import AudioError, read_info
+import numpy as np
+
+from ..audio import SAMPLE_RATE, SILENCE, AudioError, load, read_info
 from .index import Described, Expected, Survey
 
 SHOWN = 15  # names listed per category before "... and N more"
@@ -34,11 +36,25 @@ class CheckReport:
     unreadable: dict[str, str] = field(default_factory=dict)  # clip id -> "file: reason"
     empty: dict[str, str] = field(default_factory=dict)  # clip id -> file
     sample_rates: Counter = field(default_factory=Counter)
-    durations: list[float] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)  # clip id -> seconds
     headers_read: bool = False
+    decoded: bool = False
+    silent: list[str] = field(default_factory=list)  # files whose samples are all (near) zero
+    broken_links: list[str] = field(default_factory=list)
+    groups: dict[str, set[str]] = field(default_factory=dict)  # group -> the splits its clips are in
 
     @classmethod
-    def from_survey(cls, dataset: Described, survey: Survey, read_headers: bool = False, progress: bool = False) -> "CheckReport":
+    def from_survey(
+        cls,
+        dataset: Described,
+        survey: Survey,
+        read_headers: bool = False,
+        progress: bool = False,
+        decode_min_samples: int | None = None,
+    ) -> "CheckReport":
+        """The survey's counts against the expected ones; with ``read_headers`` every file's
+        header (and its container's signature); with ``decode_min_samples`` every file decoded
+        too, a clip shorter than that many samples at 12 kHz counted as unusable."""
         report = cls(
             dataset=dataset.name,
             root=survey.root,
@@ -46,25 +62,53 @@ class CheckReport:
             expected=dataset.expected,
             on_bad_clip=dataset.on_bad_clip,
             per_class=Counter(c.label for c in survey.clips),
-            per_group=Counter(c.group for c in survey.clips),
+            per_group=Counter(c.split for c in survey.clips),
             missing=list(survey.missing),
             extra=list(survey.extra),
+            broken_links=broken_links(survey.root),
         )
-        if read_headers:
-            report.headers_read = True
-            for clip in tqdm(survey.clips, desc="reading headers", unit="file", disable=not progress):
-                try:
-                    info = read_info(clip.path)
-                except AudioError as err:
-                    name = _relative(clip.path, survey.root)
-                    if "zero length" in err.reason:
-                        report.empty[clip.clip_id] = name
-                    else:
-                        report.unreadable[clip.clip_id] = f"{name}: {err.reason}"
-                    continue
-                report.sample_rates[info.sample_rate] += 1
-                report.durations.append(info.duration)
+        for clip in survey.clips:
+            if clip.group is not None:
+                report.groups.setdefault(clip.group, set()).add(clip.split)
+        decode = decode_min_samples is not None
+        if read_headers or decode:
+            report.headers_read, report.decoded = True, decode
+            what = "decoding" if decode else "reading headers"
+            for clip in tqdm(survey.clips, desc=what, unit="file", disable=not progress):
+                report._inspect(clip.clip_id, clip.path, survey.root, decode_min_samples)
         return report
+
+    def _inspect(self, clip_id: str, path: str, root: Path, min_samples: int | None) -> None:
+        name = _relative(path, root)
+        try:
+            info = read_info(path)
+            if min_samples is not None:
+                signal = load(path)
+                if len(signal) < min_samples:
+                    raise AudioError(path, f"decodes to {len(signal) / SAMPLE_RATE:.3f} s, too short to use")
+                if float(np.abs(signal).max()) < SILENCE:
+                    self.silent.append(name)
+        except AudioError as err:
+            if "zero length" in err.reason:
+                self.empty[clip_id] = name
+            else:
+                self.unreadable[clip_id] = f"{name}: {err.reason}"
+            return
+        self.sample_rates[info.sample_rate] += 1
+        self.durations[clip_id] = info.duration
+
+    @property
+    def straddling(self) -> list[str]:
+        """Groups with clips on both sides of a split: '<group>: fold1, fold4'."""
+        return sorted(f"{g}: {', '.join(sorted(s, key=_group_order))}" for g, s in self.groups.items() if len(s) > 1)
+
+    @property
+    def short_outliers(self) -> list[str]:
+        """Clips under a quarter of the median duration: a truncated file, or one from elsewhere."""
+        if len(self.durations) < 4:
+            return []
+        median = statistics.median(self.durations.values())
+        return sorted(cid for cid, d in self.durations.items() if d < median / 4)
 
     @property
     def bad_clips(self) -> list[str]:
@@ -96,6 +140,20 @@ class CheckReport:
         out = []
         if self.extra:
             out.append(f"{len(self.extra)} file(s) or folder(s) that are not part of the dataset (ignored)")
+        if self.broken_links:
+            out.append(f"{len(self.broken_links)} broken link(s) (their targets are gone; ignored)")
+        if self.straddling:
+            out.append(
+                f"{len(self.straddling)} group(s) have clips on both sides of a split: excerpts of one source in "
+                "training and test flatter every score"
+            )
+        if self.silent:
+            out.append(f"{len(self.silent)} silent clip(s): all samples (near) zero; they are used, but check them")
+        if self.short_outliers:
+            out.append(
+                f"{len(self.short_outliers)} clip(s) much shorter than the others (under a quarter of the median "
+                f"duration), e.g. {self.short_outliers[0]}"
+            )
         if self.bad_clips and self.on_bad_clip == "skip":
             out.append(f"{len(self.bad_clips)} unreadable clip(s) will be skipped (dataset.on_bad_clip=skip)")
         exp = self.expected
@@ -117,11 +175,17 @@ class CheckReport:
         lines.append("  per class      " + _counts(self.per_class, exp.per_class))
         group = "per partition " if self.protocol == "partitions" else "per fold      "
         lines.append(f"  {group} " + _counts(self.per_group, exp.per_group, key=_group_order))
+        if self.groups:
+            lines.append(f"  groups         {len(self.groups)} (dataset.group), {len(self.straddling)} across splits")
         for title, names in (
             ("missing", self.missing),
             ("unreadable", sorted(self.unreadable.values())),
             ("zero-length", sorted(self.empty.values())),
             ("extra", self.extra),
+            ("broken links", self.broken_links),
+            ("groups across splits", self.straddling),
+            ("silent", sorted(self.silent)),
+            ("much shorter than the others", self.short_outliers),
         ):
             if names:
                 lines.append(f"  {title} ({len(names)}):")
@@ -130,7 +194,7 @@ class CheckReport:
                     lines.append(f"    ... and {len(names) - SHOWN} more")
         if self.headers_read and self.durations:
             rates = ", ".join(f"{sr} Hz x {n}" for sr, n in sorted(self.sample_rates.items()))
-            d = self.durations
+            d = list(self.durations.values())
             lines.append(f"  sample rates   {rates}")
             lines.append(
                 f"  durations      {min(d):.2f} s to {max(d):.2f} s (median {statistics.median(d):.2f} s)"
@@ -143,6 +207,11 @@ class CheckReport:
             lines += [f"  problem        {p}" for p in self.problems]
             lines.append("  result         FAILED: the copy cannot give the protocol as it stands")
         return "\n".join(lines)
+
+
+def broken_links(root: Path) -> list[str]:
+    """Links below ``root`` whose targets are gone, relative to it."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_symlink() and not p.exists())
 
 
 def _relative(path: str, root: Path) -> str:

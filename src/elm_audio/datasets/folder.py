@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from .base import Dataset, audio_files, require_root, subfolders
 from .index import PARTITIONS, Clip, DatasetError, Survey
 
 
-def stratified_folds(labels: list[str], n_folds: int, seed: int | None) -> list[int]:
-    """A 1-based fold per item; ``seed=None`` keeps the order (no shuffling)."""
+def stratified_folds(labels: list[str], n_folds: int, seed: int | None, groups: list[str] | None = None) -> list[int]:
+    """A 1-based fold per item, stratified by label; ``seed=None`` keeps the order (no
+    shuffling). With ``groups``, every group's items share one fold (StratifiedGroupKFold)."""
     counts = {label: labels.count(label) for label in set(labels)}
     smallest = min(counts, key=counts.get)
     if counts[smallest] < n_folds:
@@ -20,9 +21,18 @@ def stratified_folds(labels: list[str], n_folds: int, seed: int | None) -> list[
             f"class {smallest!r} has {counts[smallest]} clip(s), fewer than dataset.n_folds={n_folds}; "
             "add clips or lower dataset.n_folds"
         )
-    splitter = StratifiedKFold(n_folds, shuffle=seed is not None, random_state=seed)
     folds = np.zeros(len(labels), dtype=int)
-    for k, (_, test) in enumerate(splitter.split(np.zeros(len(labels)), labels), start=1):
+    if groups is None:
+        splits = StratifiedKFold(n_folds, shuffle=seed is not None, random_state=seed).split(np.zeros(len(labels)), labels)
+    else:
+        if len(set(groups)) < n_folds:
+            raise DatasetError(
+                f"dataset.group gives {len(set(groups))} group(s), fewer than dataset.n_folds={n_folds}; "
+                "check the pattern or lower dataset.n_folds"
+            )
+        splitter = StratifiedGroupKFold(n_folds, shuffle=seed is not None, random_state=seed)
+        splits = splitter.split(np.zeros(len(labels)), labels, groups)
+    for k, (_, test) in enumerate(splits, start=1):
         folds[test] = k
     return folds.tolist()
 
@@ -69,8 +79,9 @@ class Folder(Dataset):
         fold_seed: int = 0,
         split_lists: dict[str, str] | None = None,
         on_bad_clip: str = "error",
+        group: str | None = None,
     ):
-        super().__init__(name, root, on_bad_clip)
+        super().__init__(name, root, on_bad_clip, group)
         self.n_folds = int(n_folds)
         self.fold_seed = int(fold_seed)
         self.split_lists = dict(split_lists) if split_lists else None
@@ -107,13 +118,17 @@ class Folder(Dataset):
                 p: read_list(Path(self.split_lists[p]).expanduser(), f"dataset.split_lists.{p}") for p in PARTITIONS
             }
             clips, missing = assign_partitions(found, lists, "dataset.split_lists")
-            return Survey(clips, "partitions", root, missing=missing)
+            return Survey(self.with_groups(clips, root), "partitions", root, missing=missing)
         labels = [label for label, _ in found.values()]
         if len(set(labels)) < 2:
             raise DatasetError(
                 f"dataset.root={root} has {len(set(labels))} class folder(s) with audio "
                 f"({', '.join(sorted(set(labels)))}); a classification needs at least two sub-folders of audio files"
             )
-        folds = stratified_folds(labels, self.n_folds, self.fold_seed)
-        clips = [Clip(cid, str(path), label, fold=k) for (cid, (label, path)), k in zip(found.items(), folds)]
+        groups = self.groups_for([path.relative_to(root).as_posix() for _, path in found.values()])
+        folds = stratified_folds(labels, self.n_folds, self.fold_seed, groups)
+        clips = [
+            Clip(cid, str(path), label, fold=k, group=None if groups is None else groups[i])
+            for i, ((cid, (label, path)), k) in enumerate(zip(found.items(), folds))
+        ]
         return Survey(clips, "folds", root, notes={"fold_seed": str(self.fold_seed)})

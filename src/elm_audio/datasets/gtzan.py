@@ -41,8 +41,9 @@ class GTZAN(Dataset):
         n_folds: int = 10,
         fold_seed: int = 0,
         on_bad_clip: str = "error",
+        group: str | None = None,
     ):
-        super().__init__(name, root, on_bad_clip)
+        super().__init__(name, root, on_bad_clip, group)
         if split not in ("filtered", "full"):
             raise DatasetError(f"dataset.split={split!r} must be filtered (the paper's) or full (10 folds)")
         self.split = split
@@ -79,10 +80,14 @@ class GTZAN(Dataset):
                     extra.append(f.relative_to(root).as_posix())
         if self.split == "filtered":
             clips, missing = assign_partitions(found, split_lists(), "the GTZAN fault-filtered list")
-            return Survey(clips, "partitions", root, missing=missing, extra=extra)
+            return Survey(self.with_groups(clips, root), "partitions", root, missing=missing, extra=extra)
         wanted = [f"{g}/{g}.{i:05d}" for g in GENRES for i in range(100)]
         missing = [f"{cid}.au|.wav" for cid in wanted if cid not in found]
         present = [cid for cid in wanted if cid in found]
-        folds = stratified_folds([found[c][0] for c in present], self.n_folds, self.fold_seed) if present else []
-        clips = [Clip(cid, str(found[cid][1]), found[cid][0], fold=k) for cid, k in zip(present, folds)]
+        groups = self.groups_for([found[c][1].relative_to(root).as_posix() for c in present])
+        folds = stratified_folds([found[c][0] for c in present], self.n_folds, self.fold_seed, groups) if present else []
+        clips = [
+            Clip(cid, str(found[cid][1]), found[cid][0], fold=k, group=None if groups is None else groups[i])
+            for i, (cid, k) in enumerate(zip(present, folds))
+        ]
         return Survey(clips, "folds", root, missing=missing, extra=extra, notes={"fold_seed": str(self.fold_seed)})

@@ -26,9 +26,11 @@ class Clip:
     label: str
     fold: int | None = None  # 1-based, for datasets evaluated by cross-validation
     partition: str | None = None  # train / validation / test, for fixed partitions
+    group: str | None = None  # what must not be split (a track, an artist, a recording): dataset.group
 
     @property
-    def group(self) -> str:
+    def split(self) -> str:
+        """The partition or fold the clip belongs to."""
         return self.partition if self.partition is not None else f"fold{self.fold}"
 
 

@@ -84,6 +84,7 @@ class Synth(Folder):
         n_folds: int = 5,
         fold_seed: int = 0,
         on_bad_clip: str = "error",
+        group: str | None = None,
     ):
         self.settings = {
             "clips_per_class": int(clips_per_class),
@@ -94,7 +95,7 @@ class Synth(Folder):
         digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:12]
         self.base = Path(str(root)).expanduser()
         super().__init__(
-            str(self.base / digest), name=name, n_folds=n_folds, fold_seed=fold_seed, on_bad_clip=on_bad_clip
+            str(self.base / digest), name=name, n_folds=n_folds, fold_seed=fold_seed, on_bad_clip=on_bad_clip, group=group
         )
 
     def generate(self) -> Path:

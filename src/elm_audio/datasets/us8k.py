@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .base import Dataset, require_root
+from .base import Dataset, hidden, require_root
 from .index import AUDIO_EXTENSIONS, Clip, DatasetError, Expected, Survey
 
 CLASSES = (
@@ -25,8 +25,11 @@ class UrbanSound8K(Dataset):
     expected = Expected(total=8732, classes=CLASSES, per_group={f"fold{k}": n for k, n in FOLD_SIZES.items()})
     hint = LAYOUT
 
-    def __init__(self, root: str | None, name: str = "us8k", on_bad_clip: str = "error"):
-        super().__init__(name, root, on_bad_clip)
+    def __init__(self, root: str | None, name: str = "us8k", on_bad_clip: str = "error", group: str | None = "fsID"):
+        """``group``: a column of the CSV (fsID, the Freesound recording a slice comes from,
+        which the official folds keep together), or a pattern over the clip's path."""
+        self.column = group if group in COLUMNS else None
+        super().__init__(name, root, on_bad_clip, None if self.column else group)
 
     def rows(self, root: Path) -> list[dict[str, str]]:
         meta = root / "metadata" / "UrbanSound8K.csv"
@@ -52,12 +55,13 @@ class UrbanSound8K(Dataset):
             rel = f"audio/fold{fold}/{row['slice_file_name']}"
             listed.add(rel)
             if (root / rel).is_file():
-                clips.append(Clip(rel.rsplit(".", 1)[0], str(root / rel), row["class"], fold=fold))
+                group = row[self.column] if self.column else (self.group_of(rel) if self.pattern else None)
+                clips.append(Clip(rel.rsplit(".", 1)[0], str(root / rel), row["class"], fold=fold, group=group))
             else:
                 missing.append(rel)
         audio = root / "audio"
         on_disk = (
-            {p.relative_to(root).as_posix() for p in audio.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS}
+            {p.relative_to(root).as_posix() for p in audio.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and not hidden(p)}
             if audio.is_dir()
             else set()
         )

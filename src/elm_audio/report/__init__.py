@@ -2,6 +2,6 @@
 
 from .build import Report, build
 from .collect import load_runs
-from .stats import holm, paired_test, pairwise, select_best, summarize
+from .stats import corrected_t, holm, mcnemar_exact, pairwise, select_best, summarize, wilson
 
-__all__ = ["Report", "build", "holm", "load_runs", "paired_test", "pairwise", "select_best", "summarize"]
+__all__ = ["Report", "build", "corrected_t", "holm", "load_runs", "mcnemar_exact", "pairwise", "select_best", "summarize", "wilson"]

@@ -5,17 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from .. import tracking
+
 from ..config import choices
 from ..tracking import DEFAULT_EXPERIMENT
 from . import figures
-from .collect import load_runs
+from .collect import clip_correctness, load_runs
 from .published import TRAINED, is_papers, published
-from .stats import pairwise, select_best, summarize
+from .stats import LEVEL, pairwise, select_best, summarize
 
 SIZES = ("small", "large")
 ALPHA = 0.05
@@ -33,6 +34,8 @@ class Report:
 
 def cell_text(row: pd.Series) -> str:
     text = f"{100 * row['mean']:.1f}"
+    if not np.isnan(row.get("ci_low", np.nan)):
+        text += f" [{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
     if not np.isnan(row["std_folds"]):
         text += f" ±{100 * row['std_folds']:.1f} (folds)"
     if not np.isnan(row["std_seeds"]):
@@ -102,19 +105,36 @@ def missing_notes(runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     return notes
 
 
+TESTS = {
+    "corrected resampled t": "corrected resampled t-test over folds (Nadeau & Bengio 2003: the folds' training "
+    "sets overlap, so the variance of the mean difference is (1/k + n_test/n_train) s^2, not s^2/k; seeds "
+    "averaged within a fold, since they are not replications of the data)",
+    "exact McNemar": "exact McNemar test on the test clips (a clip counts as right for a front-end when most of "
+    "its seeds get it right)",
+}
+
+
+def pair_note(r: pd.Series) -> str:
+    """One pair in words: the difference with its interval and the corrected p, or that the data
+    cannot tell them apart."""
+    interval = f"{100 * r['mean_diff']:+.1f} points [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
+    stat = f"p={r['p']:.3g}, Holm p={r['p_holm']:.3g}, n={r['n']}"
+    if r["p_holm"] < ALPHA:
+        better, worse = (r["a"], r["b"]) if r["mean_diff"] > 0 else (r["b"], r["a"])
+        return f"  {better} > {worse}: {r['a']} - {r['b']} = {interval} ({stat})"
+    return f"  cannot tell {r['a']} and {r['b']} apart: {r['a']} - {r['b']} = {interval} ({stat})"
+
+
 def significance_notes(pairs: pd.DataFrame, cell: str) -> list[str]:
     tested = pairs[pairs["p"].notna()]
+    kinds = sorted(set(tested["test"]))
     notes = [
-        f"{cell}: {len(tested)} pair(s) of front-ends tested (paired t-test over matched seeds and folds, "
-        f"Holm's correction over the pairs); significant at {ALPHA}: "
+        f"{cell}: {len(tested)} pair(s) of front-ends compared by "
+        + "; ".join(TESTS[k] for k in kinds)
+        + f"; Holm's correction over the pairs; intervals {int(100 * LEVEL)}%. Different at {ALPHA}: "
         + str(int((tested["p_holm"] < ALPHA).sum()))
     ]
-    for _, r in tested[tested["p_holm"] < ALPHA].sort_values("p_holm").iterrows():
-        better, worse = (r["a"], r["b"]) if r["mean_diff"] > 0 else (r["b"], r["a"])
-        notes.append(
-            f"  {better} > {worse}: {100 * abs(r['mean_diff']):.1f} points, p={r['p']:.3g}, "
-            f"Holm p={r['p_holm']:.3g} ({r['n_pairs']} pairs)"
-        )
+    notes += [pair_note(r) for _, r in tested.sort_values("p_holm").iterrows()]
     return notes
 
 
@@ -140,7 +160,11 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
     for (size, clf, exp), part in summary.groupby(["feature_size", "classifier", "experiment"]):
         if part["frontend"].nunique() < 2:
             continue
-        pairs = pairwise(best, size, clf, exp)
+        mine = best[(best["feature_size"] == size) & (best["classifier"] == clf) & (best["experiment"] == exp)]
+        correct = None
+        if all(set(f) == {"test"} for f in mine["folds"]):  # fixed partitions: McNemar on the clips
+            correct = {fe: clip_correctness(uri, rows) for fe, rows in mine.groupby("frontend")}
+        pairs = pairwise(best, size, clf, exp, correct)
         report.pairs[(size, clf, exp)] = pairs
         significance += significance_notes(pairs, column(size, clf, exp))
         order = [fe for fe in figures.frontend_order(summary) if fe in set(part["frontend"])]
@@ -188,5 +212,5 @@ def log_report(uri: str, experiment_id: str, folder: Path, summary: pd.DataFrame
     client.log_param(run.info.run_id, "cells", len(summary))
     client.log_artifacts(run.info.run_id, str(folder))
     client.set_terminated(run.info.run_id)
-    mlflow.set_tracking_uri(uri)
+    tracking.use(uri)
     return run.info.run_id

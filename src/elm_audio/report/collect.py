@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import tempfile
 import re
 from functools import cache
 
 import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
+
+from .. import tracking
 
 from ..tracking import DEFAULT_EXPERIMENT, dataset_of
 
@@ -28,6 +31,7 @@ COLUMNS = {
     "metrics.test_accuracy": "test_accuracy",
     "metrics.gflops_per_clip": "gflops_per_clip",
     "metrics.extract_seconds": "extract_seconds",
+    "metrics.n_test_clips": "n_test_clips",
     "tags.features_logged": "features_logged",
 }
 
@@ -45,7 +49,7 @@ def experiments(client: MlflowClient, datasets: list[str] | None) -> dict[str, s
 def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
     """Every run and trial of an experiment (not sweep parents or reports), with its per-fold
     test accuracies in ``folds`` (a dict; one entry, ``test``, for fixed partitions)."""
-    mlflow.set_tracking_uri(uri)
+    tracking.use(uri)
     raw = mlflow.search_runs([experiment_id], max_results=100_000, output_format="pandas")
     if raw.empty or "tags.elm_audio.role" not in raw:
         return pd.DataFrame(columns=[*COLUMNS.values(), "run_id", "status", "folds", "input"])
@@ -79,3 +83,22 @@ def input_kind(target: str | None) -> str:
     if name == "MFCC":
         return "baseline"
     return getattr(cls, "input_kind", "unknown")
+
+
+def clip_correctness(uri: str, runs: pd.DataFrame) -> pd.Series:
+    """Per test clip, whether most of ``runs`` (one per seed) predicted it right, from their
+    predictions.csv artifacts; ties count as wrong."""
+    client = MlflowClient(uri)
+    votes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run_id in runs["run_id"]:
+            try:
+                path = client.download_artifacts(run_id, "predictions.csv", tmp)
+            except Exception:  # a run logged without predictions (interrupted, older)
+                continue
+            table = pd.read_csv(path)
+            votes.append((table["label"].astype(str) == table["prediction"].astype(str)).set_axis(table["clip_id"]))
+    if not votes:
+        return pd.Series(dtype=bool)
+    together = pd.concat(votes, axis=1).dropna()
+    return together.mean(axis=1) > 0.5

@@ -50,7 +50,8 @@ def bars(summary: pd.DataFrame, feature_size: str, title: str) -> Figure:
 
 
 def significance(pairs: pd.DataFrame, order: list[str], title: str) -> Figure:
-    """Holm-corrected p-values of the paired tests; the sign says which row is better."""
+    """Holm-corrected p-values of the pairs' tests (corrected resampled t or McNemar); the sign
+    says which row is better."""
     n = len(order)
     matrix = np.full((n, n), np.nan)
     diffs = np.full((n, n), np.nan)

@@ -16,6 +16,7 @@ from scipy import stats
 
 # A cell of the comparison; a preset's runs (experiment=paper) form cells of their own.
 CELL = ["frontend", "feature_size", "classifier", "experiment"]
+LEVEL = 0.95  # of every interval
 
 
 def select_best(runs: pd.DataFrame) -> pd.DataFrame:
@@ -49,10 +50,13 @@ def summarize(best: pd.DataFrame) -> pd.DataFrame:
     for cell, group in long.groupby(CELL, sort=False):
         per_seed = group.groupby("seed", dropna=False)["accuracy"]
         chosen = best.set_index(CELL).loc[[cell]]
+        low, high = interval(group, chosen)
         out.append(
             {
                 **dict(zip(CELL, cell)),
                 "mean": group["accuracy"].mean(),
+                "ci_low": low,
+                "ci_high": high,
                 "std_folds": float(np.nanmean(per_seed.std(ddof=0))) if group["fold"].nunique() > 1 else np.nan,
                 "std_seeds": per_seed.mean().std(ddof=0) if per_seed.ngroups > 1 else np.nan,
                 "n_seeds": per_seed.ngroups,
@@ -64,6 +68,24 @@ def summarize(best: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+def interval(scores_: pd.DataFrame, chosen: pd.DataFrame) -> tuple[float, float]:
+    """A cell's 95% interval. Fold datasets: from the corrected variance of the per-fold
+    accuracies (seeds averaged within a fold); fixed partitions: Wilson's over the test clips."""
+    per_fold = scores_.groupby("fold")["accuracy"].mean()
+    if set(per_fold.index) == {"test"}:
+        n = chosen["n_test_clips"].dropna()
+        if n.empty:
+            return np.nan, np.nan
+        return wilson(per_fold.iloc[0] * int(n.iloc[0]), int(n.iloc[0]), LEVEL)
+    if len(per_fold) < 3:
+        return np.nan, np.nan
+    protocol = chosen["protocol"].dropna().iloc[0] if chosen["protocol"].notna().any() else "honest"
+    ratio = test_train_ratio(protocol, len(per_fold))
+    mean = per_fold.mean()
+    half = stats.t.ppf(0.5 + LEVEL / 2, len(per_fold) - 1) * np.sqrt((1 / len(per_fold) + ratio) * per_fold.var(ddof=1))
+    return mean - half, mean + half
 
 
 def extraction_ms_per_clip(rows: pd.DataFrame) -> float:
@@ -86,30 +108,95 @@ def holm(pvalues: list[float] | np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def paired_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Two-sided paired t-test over matched (seed, fold) accuracies: (t, p)."""
-    diff = np.asarray(a, float) - np.asarray(b, float)
-    if len(diff) < 2:
+def test_train_ratio(protocol: str, n_folds: int) -> float:
+    """n_test / n_train of a fold protocol: a fold tested, k-2 trained on (honest: one more
+    validates) or k-1 (the paper's)."""
+    return 1.0 / (n_folds - (2 if protocol == "honest" else 1))
+
+
+def corrected_t(diffs: np.ndarray, ratio: float, level: float = 0.95) -> dict[str, float]:
+    """Nadeau & Bengio's (2003) corrected resampled t-test on per-fold differences: the
+    variance of the mean is (1/n + n_test/n_train) s^2, not s^2/n, because the folds' training
+    sets overlap. Returns the mean difference, its interval, t and the two-sided p (n-1 df)."""
+    d = np.asarray(diffs, float)
+    n = len(d)
+    mean = float(d.mean()) if n else np.nan
+    if n < 2:
+        return {"mean_diff": mean, "ci_low": np.nan, "ci_high": np.nan, "statistic": np.nan, "p": np.nan}
+    se = np.sqrt((1.0 / n + ratio) * d.var(ddof=1))
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * se
+    if se == 0:  # no spread: identical (p = 1) or a constant shift (p = 0)
+        t, p = (0.0, 1.0) if mean == 0 else (np.copysign(np.inf, mean), 0.0)
+    else:
+        t = mean / se
+        p = float(2 * stats.t.sf(abs(t), n - 1))
+    return {"mean_diff": mean, "ci_low": mean - half, "ci_high": mean + half, "statistic": float(t), "p": p}
+
+
+def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray, level: float = 0.95) -> dict[str, float]:
+    """Exact McNemar test of two classifiers' per-clip correctness on one test set: a binomial
+    test on the clips where they disagree; with the Wald interval of the difference of paired
+    proportions, (b - c)/n +- z sqrt(b + c - (b - c)^2/n)/n."""
+    a, b = np.asarray(a_correct, bool), np.asarray(b_correct, bool)
+    only_a, only_b, n = int((a & ~b).sum()), int((~a & b).sum()), len(a)
+    mean = (only_a - only_b) / n
+    p = 1.0 if only_a + only_b == 0 else float(stats.binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue)
+    z = stats.norm.ppf(0.5 + level / 2)
+    se = np.sqrt(max(only_a + only_b - (only_a - only_b) ** 2 / n, 0.0)) / n
+    return {"mean_diff": mean, "ci_low": mean - z * se, "ci_high": mean + z * se, "statistic": float(min(only_a, only_b)), "p": p}
+
+
+def wilson(correct: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval of a proportion of ``correct`` out of ``n``."""
+    if n == 0:
         return np.nan, np.nan
-    if np.allclose(diff, diff[0]):  # no spread: identical (p = 1) or a constant shift (p = 0)
-        return (0.0, 1.0) if np.isclose(diff[0], 0.0) else (np.copysign(np.inf, diff[0]), 0.0)
-    t, p = stats.ttest_rel(a, b)
-    return float(t), float(p)
+    z = stats.norm.ppf(0.5 + level / 2)
+    phat = correct / n
+    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
 
 
-def pairwise(best: pd.DataFrame, feature_size: str, classifier: str, experiment: str = "default") -> pd.DataFrame:
-    """Every pair of front-ends at one size and classifier, on the (seed, fold) pairs both
-    have, with Holm's correction over the pairs."""
+def fold_table(best: pd.DataFrame, frontend: str, feature_size: str, classifier: str, experiment: str) -> pd.Series:
+    """A cell's accuracy per fold, averaged over its seeds (seeds are not replications of the data)."""
     long = scores(best)
-    long = long[(long["feature_size"] == feature_size) & (long["classifier"] == classifier) & (long["experiment"] == experiment)]
-    tables = {fe: g.set_index(["seed", "fold"])["accuracy"] for fe, g in long.groupby("frontend")}
+    mine = long[(long["frontend"] == frontend) & (long["feature_size"] == feature_size)
+                & (long["classifier"] == classifier) & (long["experiment"] == experiment)]  # fmt: skip
+    return mine.groupby("fold")["accuracy"].mean()
+
+
+def pairwise(
+    best: pd.DataFrame,
+    feature_size: str,
+    classifier: str,
+    experiment: str = "default",
+    correct: dict[str, pd.Series] | None = None,
+) -> pd.DataFrame:
+    """Every pair of front-ends at one size, classifier and preset, with Holm's correction over
+    the pairs. Fold datasets: the corrected resampled t-test over the folds both have (seeds
+    averaged within a fold). Fixed partitions: the exact McNemar test on the test clips, given
+    ``correct`` (front-end -> per-clip correctness, majority over seeds)."""
+    part = best[(best["feature_size"] == feature_size) & (best["classifier"] == classifier) & (best["experiment"] == experiment)]
+    frontends = sorted(part["frontend"].unique())
+    partitions = all(set(f) == {"test"} for f in part["folds"])
     rows = []
-    for x, y in itertools.combinations(sorted(tables), 2):
-        common = tables[x].index.intersection(tables[y].index)
-        a, b = tables[x].loc[common].to_numpy(), tables[y].loc[common].to_numpy()
-        t, p = paired_test(a, b)
-        rows.append({"a": x, "b": y, "n_pairs": len(common), "mean_diff": float(np.mean(a - b)) if len(common) else np.nan, "t": t, "p": p})
-    pairs = pd.DataFrame(rows, columns=["a", "b", "n_pairs", "mean_diff", "t", "p"])
+    for x, y in itertools.combinations(frontends, 2):
+        if partitions:
+            if correct is None or x not in correct or y not in correct:
+                continue
+            common = correct[x].index.intersection(correct[y].index)
+            result = mcnemar_exact(correct[x].loc[common].to_numpy(), correct[y].loc[common].to_numpy())
+            rows.append({"a": x, "b": y, "test": "exact McNemar", "n": len(common), **result})
+            continue
+        fa = fold_table(best, x, feature_size, classifier, experiment)
+        fb = fold_table(best, y, feature_size, classifier, experiment)
+        common = fa.index.intersection(fb.index)
+        protocol = part["protocol"].dropna().iloc[0] if part["protocol"].notna().any() else "honest"
+        ratio = test_train_ratio(protocol, len(common)) if len(common) > 2 else np.nan
+        result = corrected_t((fa.loc[common] - fb.loc[common]).to_numpy(), ratio)
+        rows.append({"a": x, "b": y, "test": "corrected resampled t", "n": len(common), **result})
+    columns = ["a", "b", "test", "n", "mean_diff", "ci_low", "ci_high", "statistic", "p"]
+    pairs = pd.DataFrame(rows, columns=columns)
     tested = pairs["p"].notna()
     pairs["p_holm"] = np.nan
     if tested.any():

@@ -1,0 +1,129 @@
+"""A few hundred damaged audio files (truncated, bit-flipped, header-damaged, NaN-filled,
+zero-length, wrong extension) through ``data check`` and a run with ``on_bad_clip=skip``: no
+traceback, every bad file named, nothing damaged cached. Which files are bad is decided here,
+independently of elm_audio: by the container's signature and by decoding with soundfile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import WRITE_KW, logged_runs, run_cli, tone
+
+from elm_audio.data import main as data_main
+
+pytestmark = pytest.mark.slow
+
+SR = 16_000
+FORMATS = ("wav", "flac", "au", "ogg", "mp3")
+MAGIC = {"wav": [b"RIFF"], "flac": [b"fLaC"], "au": [b".snd"], "ogg": [b"OggS"], "mp3": [b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xe3", b"\xff\xf2"]}
+# the least a clip may decode to: audio.min_fraction (0.001) of the MFCC front-end's 350,000 samples
+LEAST_SECONDS = 0.001 * 350_000 / 12_000
+
+
+def template(ext: str, seed: int) -> bytes:
+    path = Path(f"/tmp/elm_fuzz_template_{seed}.{ext}")
+    sf.write(path, tone(300.0 + 40 * seed, 0.5, SR, seed=seed), SR, **WRITE_KW[ext])
+    data = path.read_bytes()
+    path.unlink()
+    return data
+
+
+def mutants(rng: np.random.Generator) -> list[tuple[str, bytes]]:
+    """(name, bytes) of every damaged file."""
+    out = []
+    for ext in FORMATS:
+        good = template(ext, FORMATS.index(ext))
+        for i in range(16):
+            out.append((f"{ext}_trunc{i}.{ext}", good[: int(rng.integers(0, len(good)))]))
+        for i in range(20):
+            flipped = bytearray(good)
+            for pos in rng.integers(0, len(good), size=int(rng.integers(1, 40))):
+                flipped[pos] ^= 1 << int(rng.integers(0, 8))
+            out.append((f"{ext}_flip{i}.{ext}", bytes(flipped)))
+        for i in range(16):
+            head = bytearray(good)
+            n = min(len(head), int(rng.integers(4, 128)))
+            head[:n] = rng.integers(0, 256, size=n, dtype=np.uint8).tobytes()
+            out.append((f"{ext}_head{i}.{ext}", bytes(head)))
+        for other in FORMATS:
+            if other != ext:
+                out.append((f"{ext}_as_{other}.{ext}", template(other, 7)))
+        out.append((f"{ext}_empty.{ext}", b""))
+    for i in range(20):
+        signal = tone(500.0, 0.5, SR, seed=i)
+        signal[rng.integers(0, len(signal), size=int(rng.integers(1, 50)))] = rng.choice([np.nan, np.inf, -np.inf])
+        path = Path(f"/tmp/elm_fuzz_nan_{i}.wav")
+        sf.write(path, signal, SR, subtype="FLOAT")
+        out.append((f"nan{i}.wav", path.read_bytes()))
+        path.unlink()
+    return out
+
+
+def is_bad(path: Path) -> bool:
+    """The oracle: wrong signature, undecodable, empty, non-finite, or too short."""
+    data = path.read_bytes()
+    ext = path.suffix[1:]
+    if not any(data.startswith(m) for m in MAGIC[ext]):
+        return True
+    try:
+        audio, sr = sf.read(path, dtype="float32", always_2d=True)
+    except Exception:
+        return True
+    return len(audio) == 0 or not np.isfinite(audio).all() or len(audio) / sr < LEAST_SECONDS
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory) -> tuple[Path, set[str]]:
+    root = tmp_path_factory.mktemp("fuzz") / "collection"
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        for i in range(10):
+            path = root / label / f"good{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, tone(200.0 * (1 + (label == "b")) + 5 * i, 0.5, SR, seed=i), SR)
+    for k, (name, data) in enumerate(mutants(rng)):
+        path = root / "ab"[k % 2] / name
+        path.write_bytes(data)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    bad = {p.relative_to(root).as_posix() for p in files if is_bad(p)}
+    assert len(files) >= 300 and len(bad) >= 150  # a few hundred files, most of them damaged
+    return root, bad
+
+
+def test_data_check_names_every_bad_file_and_no_other(fuzzed, capsys):
+    root, bad = fuzzed
+    code = data_main(["check", "dataset=folder", f"dataset.root={root}", "dataset.n_folds=3", "frontend=mfcc"])
+    out = capsys.readouterr().out
+    assert code == 1  # bad clips under the default on_bad_clip=error
+    counts = {k: int(out.split(f"  {k} (")[1].split(")")[0]) for k in ("unreadable", "zero-length")}
+    assert sum(counts.values()) == len(bad)  # the printed report counts them all (and names 15 a kind)
+    # every one of them, by name: the report behind the printed text
+    from elm_audio.components import build_dataset
+    from elm_audio.config import compose
+    from elm_audio.datasets.check import CheckReport
+
+    dataset = build_dataset(compose(["dataset=folder", f"dataset.root={root}", "dataset.n_folds=3"]))
+    report = CheckReport.from_survey(dataset, dataset.survey(), decode_min_samples=350)
+    assert {v.split(":")[0] for v in report.unreadable.values()} | set(report.empty.values()) == bad
+
+
+def test_a_run_with_skip_leaves_the_bad_files_out_and_caches_nothing_damaged(fuzzed, tmp_path):
+    root, bad = fuzzed
+    proc = run_cli(
+        "elm_audio", "dataset=folder", f"dataset.root={root}", "dataset.n_folds=3", "dataset.on_bad_clip=skip",
+        "frontend=mfcc", "extract.progress=false", cwd=tmp_path,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr
+    client, (run,) = logged_runs(tmp_path, "folder")
+    assert run.info.status == "FINISHED" and int(run.data.tags["bad_clips"]) == len(bad)
+    listing = Path(client.download_artifacts(run.info.run_id, "bad_clips.tsv", str(tmp_path))).read_text()
+    assert {line.split("\t")[0] for line in listing.splitlines()} == {b.rsplit(".", 1)[0] for b in bad}
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir() and len(p.name) == 20]
+    meta = json.loads((entry / "meta.json").read_text())
+    rows = np.load(entry / "features.npy")
+    usable = [i for i, c in enumerate(meta["clip_ids"]) if c not in meta["bad_clips"]]
+    assert np.isfinite(rows[usable]).all() and len(usable) == len(meta["clip_ids"]) - len(bad)
