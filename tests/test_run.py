@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUICK, logged_runs, run_cli
+from conftest import QUICK, logged_runs, run_cli, tone, write_audio
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +125,7 @@ def test_an_unreadable_clip_stops_the_run_naming_it_and_leaves_no_cache_entry(cl
     bad.write_bytes(b"not audio at all")
     args = ["dataset=folder", f"dataset.root={class_folder}", "dataset.n_folds=3", "frontend=mfcc", *QUICK[-2:]]
     proc = run_cli("elm_audio", *args, cwd=tmp_path, check=False)
-    assert proc.returncode != 0 and str(bad) in proc.stderr and "on_bad_clip=skip" in proc.stderr
+    assert proc.returncode != 0 and "low/broken.wav: is named .wav but is not a WAV" in proc.stderr and "on_bad_clip=skip" in proc.stderr
     assert not cache_entries(tmp_path)
     assert not list((tmp_path / "cache").glob(".tmp-*"))
 
@@ -184,3 +184,38 @@ def test_the_paper_grid_under_the_paper_preset_runs_end_to_end(class_folder, tmp
         assert r.info.status == "FINISHED" and r.data.tags["experiment"] == "paper"
         assert (r.data.params["classifier.hidden_draw"], r.data.params["classifier.targets"]) == ("original", "plus_minus_one")
         assert r.data.params["protocol.fold_weighting"] == "equal"  # the ELM's figure was an unweighted mean
+
+
+def test_what_a_researcher_sees_in_mlflow_after_a_run_and_a_small_sweep(class_folder, tmp_path):
+    """Links that open the model-training view, readable run names, the dataset input whose
+    digest follows the clip list, the summary as description, gamma only on rbf trials."""
+    args = ["dataset=folder", f"dataset.root={class_folder}", "dataset.n_folds=3", "frontend=mfcc", *QUICK[-2:]]
+    single = run_cli("elm_audio", *args, cwd=tmp_path).stdout
+    sweep = run_cli("elm_audio", "-m", "hydra.sweeper.n_trials=6", *args, cwd=tmp_path).stdout
+    client, logged = runs(tmp_path, "folder")
+    experiment = client.get_experiment_by_name("elm_audio/folder")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    first, parent, trials = logged[0], logged[1], logged[2:]
+    assert f"#/experiments/{experiment.experiment_id}/runs/{first.info.run_id}?workflowType=machine_learning" in single
+    assert f"#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}?workflowType=machine_learning" in sweep
+    assert sweep.count("elm_audio run finished") == 0 and sweep.count("trial ") >= 6  # a line a trial
+    assert first.info.run_name == "mfcc-small-svm-seed0" and parent.info.run_name == "sweep-mfcc-small-svm-seed0"
+    assert sorted(r.info.run_name for r in trials) == [f"mfcc-small-svm-seed0-trial{n}" for n in range(6)]
+    # the summary and the best trial as descriptions
+    assert "elm_audio run finished" in first.data.tags["mlflow.note.content"]
+    assert first.info.run_id in first.data.tags["mlflow.note.content"]
+    assert "best trial #" in parent.data.tags["mlflow.note.content"]
+    # gamma exists for rbf trials only
+    kernels = {r.data.params["classifier.kernel"] for r in trials}
+    assert kernels == {"rbf", "linear"}, "the sweep should have tried both kernels"
+    for r in trials:
+        assert ("classifier.gamma" in r.data.params) == (r.data.params["classifier.kernel"] == "rbf")
+    # the dataset input: name, source, and a digest that changes when a clip is added
+    (given,) = first.inputs.dataset_inputs
+    assert given.dataset.name == "folder" and str(class_folder) in given.dataset.source
+    write_audio(class_folder / "low" / "low_extra.wav", tone(230.0, 1.5, 22_050), 22_050)
+    run_cli("elm_audio", *args, cwd=tmp_path)
+    _, logged = runs(tmp_path, "folder")
+    (again,) = logged[-1].inputs.dataset_inputs
+    assert again.dataset.digest != given.dataset.digest
+    assert {r.inputs.dataset_inputs[0].dataset.digest for r in trials} == {given.dataset.digest}

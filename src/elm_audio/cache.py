@@ -76,20 +76,26 @@ class FeatureCache:
         return self.root / key
 
     @contextmanager
-    def lock(self, key: str) -> Iterator[None]:
+    def lock(self, key: str) -> Iterator[bool]:
+        """Hold the key's lock (runs that need the same features wait for the one computing
+        them); yields False, holding nothing, where the cache is read-only."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             lock = FileLock(str(self.root / f"{key}.lock"))
             lock.acquire()
-        except OSError as err:
-            raise CacheError(
-                f"cache.dir={self.root}: cannot write there ({err.strerror}) and it does not hold these "
-                "features; choose a writable cache.dir"
-            ) from None
+        except OSError:
+            yield False
+            return
         try:
-            yield
+            yield True
         finally:
             lock.release()
+
+    def read_only_error(self) -> CacheError:
+        return CacheError(
+            f"cache.dir={self.root}: cannot write there and it does not hold these features; "
+            "choose a writable cache.dir"
+        )
 
     def load(self, key: str) -> Features | None:
         """The entry, verified; None when there is none (or it was damaged: then it is moved

@@ -22,18 +22,17 @@ def input_settings(cfg: DictConfig) -> InputSettings:
     return InputSettings(cfg.audio.fit, cfg.audio.fit_stage, cfg.audio.stft_padding, cfg.audio.min_fraction)
 
 
-def load_or_extract(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> tuple[Features, bool]:
-    """The features of ``plan.key``, and whether they were computed now. A cached entry is used
-    without a lock (a read-only cache serves what it holds); a missing one is computed under
-    the key's lock, once, however many runs need it at the same moment. The bad-clip policy
-    holds either way: under ``on_bad_clip=error`` a cached entry that left clips out stops the run."""
+def load_or_extract(cfg: DictConfig, plan: Plan, cache: FeatureCache, locked: bool) -> tuple[Features, bool]:
+    """The features of ``plan.key``, and whether they were computed now. Callers hold the key's
+    lock where the cache is writable (``locked``), so that runs needing the same features compute
+    them once; a read-only cache serves the entries it holds. The bad-clip policy holds either
+    way: under ``on_bad_clip=error`` a cached entry that left clips out stops the run."""
     features = cache.load(plan.key)
     computed = False
     if features is None:
-        with cache.lock(plan.key):
-            features = cache.load(plan.key)
-            if features is None:
-                features, computed = _extract(cfg, plan, cache), True
+        if not locked:
+            raise cache.read_only_error()
+        features, computed = _extract(cfg, plan, cache), True
     for message in cache.damaged:
         print(f"elm_audio: {message}", file=sys.stderr, flush=True)
     if features.bad_clips and plan.dataset.on_bad_clip == "error":

@@ -3,13 +3,19 @@ feature matrix (once per cache key), the per-clip predictions and the confusion 
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import ConfusionMatrixDisplay
@@ -20,14 +26,21 @@ from .datasets import ClipIndex
 from .plan import Plan
 from .protocols import Evaluation
 from .redaction import redact_tree
+from .summary import applicable
 
 # Config nodes that describe a search rather than this run: kept out of the params.
 NOT_PARAMS = ("classifier.search_space", "classifier.paper_grid", "sweep.")
 
 
 def log_config(cfg: DictConfig, plan: Plan) -> None:
+    """The resolved config as params (without the classifier's hyper-parameters that do not
+    apply: no gamma for a linear kernel), the cost, config.yaml, the tags and the dataset input."""
     container = redact_tree(OmegaConf.to_container(cfg, resolve=True))
-    params = {k: v for k, v in tracking.flatten(container).items() if not k.startswith(NOT_PARAMS)}
+    inapplicable = {f"classifier.{k}" for k in cfg.classifier if k not in applicable(cfg)}
+    inapplicable |= {f"classifier.estimator.{k[len('classifier.'):]}" for k in inapplicable}
+    params = {
+        k: v for k, v in tracking.flatten(container).items() if not k.startswith(NOT_PARAMS) and k not in inapplicable
+    }
     params.update(
         feature_size=cfg.feature_size.name,
         feature_dim=plan.profile["feature_dim"],
@@ -44,6 +57,44 @@ def log_config(cfg: DictConfig, plan: Plan) -> None:
     else:
         tags["elm_audio.role"] = "run"
     mlflow.set_tags(tags)
+    log_dataset(plan)
+
+
+def clip_list_digest(plan: Plan) -> str:
+    """What tells two copies of a dataset apart: every clip's id, label, split and size."""
+    listing = "\n".join(f"{c.clip_id}\t{c.label}\t{c.split}\t{_size(c.path)}" for c in plan.index.clips)
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
+
+
+def log_dataset(plan: Plan) -> None:
+    """MLflow's dataset input (its runs table's Dataset column): name, the clip list's digest,
+    and the root as the source."""
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice and says so
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(Path(plan.survey.root).as_uri())
+    dataset = MetaDataset(source, name=plan.dataset.name, digest=clip_list_digest(plan))
+    mlflow.log_input(dataset, context="clips", tags={"n_clips": str(len(plan.index.clips))})
+
+
+def describe_run(lines: list[str]) -> None:
+    """The summary the terminal shows, as the run's description in the MLflow UI."""
+    mlflow.set_tag("mlflow.note.content", "\n".join(line for line in lines if line.strip()))
+
+
+def to_job_log(lines: list[str]) -> None:
+    """The summary into Hydra's job log (outputs/.../__main__.log) too, and only there: the
+    terminal has it already."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            for line in lines:
+                handler.emit(logging.makeLogRecord({"name": "elm_audio", "levelno": logging.INFO, "levelname": "INFO", "msg": line}))
 
 
 def log_features(features: Features, uri: str, experiment: str, computed_here: bool) -> None:

@@ -17,7 +17,7 @@ from .components import build_classifier
 from .features import load_or_extract
 from .plan import make_plan
 from .protocols import evaluate
-from .summary import summary_lines
+from .summary import summary_lines, trial_line
 
 
 class Interrupted(KeyboardInterrupt):
@@ -47,11 +47,19 @@ def run(cfg: DictConfig) -> float:
 
 
 def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: FeatureCache) -> float:
-    active = mlflow.start_run(experiment_id=experiment, parent_run_id=cfg.sweep.parent_run_id, tags=tracking.process_tags())
+    active = mlflow.start_run(
+        experiment_id=experiment,
+        parent_run_id=cfg.sweep.parent_run_id,
+        run_name=tracking.run_name(cfg),
+        tags=tracking.process_tags(),
+    )
     try:
         record.log_config(cfg, plan)
-        features, computed = load_or_extract(cfg, plan, cache)
-        record.log_features(features, uri, experiment, computed_here=computed)
+        with cache.lock(plan.key) as locked:  # the features' run is recorded before others look
+            features, computed = load_or_extract(cfg, plan, cache, locked)
+            record.log_features(features, uri, experiment, computed_here=computed)
+        if not computed:
+            print(f"features: from the cache, {features.path}", flush=True)
         mlflow.log_metric("extract_seconds", features.extract_seconds)
         record.log_bad_clips(features.bad_clips, features.silent_clips)
         usable = features.usable()
@@ -65,6 +73,8 @@ def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: Feature
         )
         mlflow.log_metrics(evaluation.metrics)
         record.log_outcome(evaluation, plan.index)
+        lines = summary_lines(cfg, plan, features, evaluation, uri, experiment, active.info.run_id)
+        record.describe_run(lines)
     except KeyboardInterrupt:
         mlflow.end_run("KILLED")
         raise Interrupted(active.info.run_id) from None
@@ -72,5 +82,7 @@ def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: Feature
         mlflow.end_run("FAILED")
         raise
     mlflow.end_run("FINISHED")
-    print("\n".join(summary_lines(cfg, plan, features, evaluation, uri, experiment, active.info.run_id)), flush=True)
+    record.to_job_log(lines)
+    in_sweep = cfg.sweep.trial is not None
+    print(trial_line(cfg, evaluation, active.info.run_id) if in_sweep else "\n".join(lines), flush=True)
     return evaluation.metrics["val_accuracy"]

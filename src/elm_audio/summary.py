@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from . import tracking
 from .cache import Features
@@ -13,13 +13,32 @@ from .redaction import redact
 HYPER_PARAMETERS = ("kernel", "C", "gamma", "hidden_units", "alpha")
 
 
+def trial_line(cfg: DictConfig, evaluation: Evaluation, run_id: str) -> str:
+    """A sweep prints one line a trial; the sweep's end says the rest."""
+    m = evaluation.metrics
+    hyper = ", ".join(f"{k}={cfg.classifier[k]}" for k in applicable(cfg) if k in HYPER_PARAMETERS)
+    return f"trial {cfg.sweep.trial}: val_accuracy {m['val_accuracy']:.4f}, test_accuracy {m['test_accuracy']:.4f} ({hyper}; run {run_id})"
+
+
+def applicable(cfg: DictConfig) -> list[str]:
+    """The classifier's hyper-parameters that mean something for this run (gamma only for an
+    rbf kernel: the classifier's search_conditions say which depend on which)."""
+    conditions = cfg.classifier.get("search_conditions") or {}
+    keys = []
+    for key in cfg.classifier:
+        needs = conditions.get(f"classifier.{key}", {})
+        if all(str(OmegaConf.select(cfg, k)) == str(v) for k, v in needs.items()):
+            keys.append(key)
+    return keys
+
+
 def summary_lines(
     cfg: DictConfig, plan: Plan, features: Features, evaluation: Evaluation, uri: str, experiment: str, run_id: str
 ) -> list[str]:
     m = evaluation.metrics
     index = plan.index
     unit = f"{len(index.folds)} folds" if index.protocol == "folds" else "train/validation/test"
-    hyper = {k: cfg.classifier[k] for k in HYPER_PARAMETERS if k in cfg.classifier}
+    hyper = {k: cfg.classifier[k] for k in HYPER_PARAMETERS if k in applicable(cfg)}
     skipped = f", {len(features.bad_clips)} skipped" if features.bad_clips else ""
     warnings = []
     if features.silent_clips:
@@ -35,6 +54,6 @@ def summary_lines(
         f"  validation   {m['val_accuracy']:.4f}",
         f"  test         {m['test_accuracy']:.4f} +/- {m['test_accuracy_std']:.4f}",
         f"  logged       run {run_id} in experiment {tracking.experiment_name(cfg.dataset.name)} ({redact(uri)})",
-        f"  browse       {tracking.ui_hint(uri, experiment, run_id)}",
+        f"  browse       {tracking.ui_link(uri, experiment, run_id)}",
         *warnings,
     ]

@@ -210,7 +210,8 @@ class SweepRun:
             "sweep_id": study.study_name,
             "optuna.storage": storage_label(storage_url),
         }
-        run = self.client.create_run(self.experiment, tags=tags, run_name=f"sweep {study.study_name}")
+        name = f"sweep-{cfg.frontend.name}-{cfg.feature_size.name}-{cfg.classifier.name}-seed{cfg.seed}"
+        run = self.client.create_run(self.experiment, tags={**tags, **tracking.process_tags()}, run_name=name)
         self.run_id = run.info.run_id
         params = {f"search_space.{k}": str(v) for k, v in space.items()}
         params.update(n_trials=n_trials, study_name=study.study_name, sampler=type(study.sampler).__name__)
@@ -248,13 +249,15 @@ class SweepRun:
                     summary["nested_test_accuracy"] = nested
                     self.client.log_metric(self.run_id, "nested_test_accuracy", nested)
                 self.client.log_figure(self.run_id, objective_figure(trials), "objective.png")
+                description = summary_lines(summary, self.study.study_name, self)
+                self.client.set_tag(self.run_id, "mlflow.note.content", "\n".join(description))
         finally:
             status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
             self.client.set_terminated(self.run_id, status)
         return summary
 
 
-def summary_lines(summary: Mapping[str, Any], study_name: str, sweep_run: SweepRun) -> list[str]:
+def summary_lines(summary: Mapping[str, Any], study_name: str, sweep_run: "SweepRun") -> list[str]:
     lines = [f"best trial #{summary['trial']} of study {study_name}: val_accuracy {summary['val_accuracy']:.4f}"]
     if summary.get("test_accuracy") is not None:
         lines.append(f"  its test_accuracy {summary['test_accuracy']:.4f} (run {summary.get('run_id')})")
@@ -262,6 +265,16 @@ def summary_lines(summary: Mapping[str, Any], study_name: str, sweep_run: SweepR
         lines.append(f"  nested test accuracy (each fold's best validation trial) {summary['nested_test_accuracy']:.4f}")
     lines.append("  params " + ", ".join(f"{k}={v}" for k, v in summary["params"].items()))
     lines.append(f"  sweep run {sweep_run.run_id} in {redact(sweep_run.uri)}")
+    return lines
+
+
+def look_lines(sweep_run: "SweepRun", storage_url: str | None, study_name: str) -> list[str]:
+    """How to look at a finished sweep: its parent run in the MLflow UI; the study in Optuna's
+    dashboard where it is stored."""
+    lines = [f"  browse       {tracking.ui_link(sweep_run.uri, sweep_run.experiment, sweep_run.run_id)}"]
+    if storage_url:
+        where = storage_url[len(JOURNAL_PREFIX) :] if storage_url.startswith(JOURNAL_PREFIX) else storage_label(storage_url)
+        lines.append(f"  study        optuna-dashboard {where}   (pip install optuna-dashboard; study {study_name})")
     return lines
 
 

@@ -123,17 +123,25 @@ def connect(configured: str | None) -> str:
     return uri
 
 
+# MLflow 3 opens experiments in its GenAI view unless told otherwise: the tag records what the
+# experiment is, the link parameter opens the runs table (the browser's setting wins over the tag).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
+
+
 def experiment_id(name: str, uri: str) -> str:
     """Get or create the experiment, tolerating another process creating it meanwhile."""
     client = MlflowClient(uri)
     for attempt in range(5):
         exp = client.get_experiment_by_name(name)
         if exp is not None:
+            if exp.tags.get("mlflow.experimentKind") is None:
+                client.set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
             return exp.experiment_id
         db = local_sqlite_path(uri)
         location = (db.parent / "artifacts").as_uri() if db is not None else None
         try:
-            return client.create_experiment(name, artifact_location=location)
+            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
         except MlflowException:
             time.sleep(0.2 * (attempt + 1))
     raise RuntimeError(f"could not get or create the MLflow experiment {name!r} at {uri}")
@@ -201,8 +209,21 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def ui_hint(uri: str, experiment: str, run_id: str) -> str:
+def run_name(cfg) -> str:
+    """What a run is, readable in a table of fifty: front-end, size, classifier, seed, and the
+    preset and trial where there is one."""
+    parts = [cfg.frontend.name, cfg.feature_size.name, cfg.classifier.name, f"seed{cfg.seed}"]
+    if cfg.experiment_name:
+        parts.append(str(cfg.experiment_name))
+    if cfg.sweep.trial is not None:
+        parts.append(f"trial{cfg.sweep.trial}")
+    return "-".join(parts)
+
+
+def ui_link(uri: str, experiment: str, run_id: str | None = None) -> str:
+    """The page of an experiment (or of one of its runs), in MLflow's model-training view."""
+    page = f"#/experiments/{experiment}" + (f"/runs/{run_id}" if run_id else "") + MODEL_TRAINING_VIEW
     uri = redact(uri)
     if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
-    return f"mlflow ui --backend-store-uri {uri}   then http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id}"
+        return f"{uri.rstrip('/')}/{page}"
+    return f"mlflow ui --backend-store-uri {uri}   then http://127.0.0.1:5000/{page}"

@@ -111,6 +111,11 @@ class Synth(Folder):
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.base))
             try:
                 n = self.settings["clips_per_class"]
+                print(
+                    f"synth: generating the built-in dataset once, {n * len(RHYTHMS) * len(TIMBRES)} clips of "
+                    f"{self.settings['duration']:g} s, under {target}",
+                    flush=True,
+                )
                 for r, rhythm in enumerate(RHYTHMS):
                     for t, timbre in enumerate(TIMBRES):
                         folder = tmp / f"{rhythm}_{timbre}"

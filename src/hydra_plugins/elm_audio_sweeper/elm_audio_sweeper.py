@@ -124,7 +124,9 @@ class ElmAudioSweeper(Sweeper):
         finally:
             summary = sweep_run.finish(failed=failed)
             if summary:
-                print("\n".join(sweeps.summary_lines(summary, study.study_name, sweep_run)), flush=True)
+                lines = sweeps.summary_lines(summary, study.study_name, sweep_run)
+                lines += sweeps.look_lines(sweep_run, self.storage_url, study.study_name)
+                print("\n".join(lines), flush=True)
 
     def _run_trials(self, study, space, from_grid: bool, to_run: int, parent_run_id: str) -> None:
         import optuna
