@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import local_uri, logged_runs
 
@@ -64,3 +65,31 @@ def test_on_fixed_partitions_the_report_compares_front_ends_by_mcnemar_on_their_
     assert pairs["p"].iloc[0] == pytest.approx(mcnemar(table, exact=True).pvalue)
     summary = pd.read_csv(workdir / "reports" / "folder" / "table.csv")
     assert summary["ci_low"].notna().all()  # Wilson intervals over the 8 test clips
+
+
+def test_a_trained_run_logs_its_learning_curve_and_fold_metrics(workdir):
+    run(compose(["frontend=temporal", "weights=trained", "weights.max_epochs=3", "weights.patience=3",
+                 f"cache.dir={workdir / 'cache'}", *TINY]))  # fmt: skip
+    client, (trained,) = logged_runs(workdir)
+    m, tags = trained.data.metrics, trained.data.tags
+    assert tags["weights"] == "trained" and tags["classifier"] == "trained" and trained.info.run_name == "temporal-small-trained-seed0"
+    for k in (1, 2, 3):
+        assert f"fold{k}_test_accuracy" in m and f"fold{k}_val_accuracy" in m
+        curve = client.get_metric_history(trained.info.run_id, f"fold{k}_epoch_train_loss")
+        assert [p.step for p in curve] == [1, 2, 3]
+        assert len(client.get_metric_history(trained.info.run_id, f"fold{k}_epoch_val_accuracy")) == 3
+    assert m["val_accuracy"] == pytest.approx(np.mean([m[f"fold{k}_val_accuracy"] for k in (1, 2, 3)]))
+    assert m["train_seconds"] > 0 and m["gflops_per_epoch"] > 0
+    # the best epoch's validation accuracy is what the fold reports
+    best = max(p.value for p in client.get_metric_history(trained.info.run_id, "fold1_epoch_val_accuracy"))
+    assert m["fold1_val_accuracy"] == pytest.approx(best)
+
+
+def test_weights_trained_refuses_the_paper_protocol_by_key():
+    from elm_audio.config import ConfigError
+    from elm_audio.validate import validate
+
+    with pytest.raises(ConfigError, match="protocol.mode=paper: weights=trained needs a validation fold"):
+        validate(compose(["weights=trained", "protocol.mode=paper", "device=cpu"]))
+    with pytest.raises(ConfigError, match="weights.max_epochs=0 must be at least 1"):
+        validate(compose(["weights=trained", "weights.max_epochs=0", "device=cpu"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -135,11 +135,14 @@ def extract(
     out: np.ndarray,
     device: torch.device,
     settings: ExtractSettings,
+    compute: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[dict[str, str], list[str]]:
     """Write one feature row per clip into ``out``; return the clips left out and why (their
     rows hold NaN), and the silent clips (kept, but worth a look).
 
     Under ``on_bad_clip=error`` the first clip that fails to decode raises AudioError.
+    ``compute`` maps a batch of the front-end's inputs to the rows (default: its features;
+    weights=trained stores the inputs themselves, flattened).
     """
     if settings.on_bad_clip not in BAD_CLIP_POLICIES:
         raise ConfigError(f"dataset.on_bad_clip={settings.on_bad_clip!r} must be one of {', '.join(BAD_CLIP_POLICIES)}")
@@ -162,7 +165,7 @@ def extract(
                 # the log-mel in full precision, the network in the run's precision
                 for positions, x in network_inputs(frontend, batch, device, settings.inputs):
                     with reduced:
-                        out[[rows[p] for p in positions]] = frontend.features(x).float().cpu().numpy()
+                        out[[rows[p] for p in positions]] = (compute or frontend.features)(x).float().cpu().numpy()
             bar.update(len(rows) + len(failed))
     return bad, silent
 

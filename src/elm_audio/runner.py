@@ -18,6 +18,7 @@ from .features import load_or_extract
 from .plan import make_plan
 from .protocols import evaluate
 from .summary import summary_lines, trial_line
+from .training import train_and_evaluate
 
 
 class Interrupted(KeyboardInterrupt):
@@ -46,6 +47,25 @@ def run(cfg: DictConfig) -> float:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _random_weights(cfg: DictConfig, plan, cache: FeatureCache, uri: str, experiment: str):
+    """The method: the random front-end's features (cached), scored by the classifier."""
+    with cache.lock(plan.key) as locked:  # the features' run is recorded before others look
+        features, computed = load_or_extract(cfg, plan, cache, locked)
+        record.log_features(features, uri, experiment, computed_here=computed)
+    if not computed:
+        print(f"features: from the cache, {features.path}", flush=True)
+    usable = features.usable()
+    evaluation = evaluate(
+        lambda: build_classifier(cfg.classifier, cfg.seed),
+        features.matrix,
+        features.labels,
+        [split.keep(usable) for split in plan.splits],
+        cfg.protocol.mode,
+        cfg.protocol.fold_weighting,
+    )
+    return evaluation, features
+
+
 def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: FeatureCache) -> float:
     active = mlflow.start_run(
         experiment_id=experiment,
@@ -55,22 +75,12 @@ def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: Feature
     )
     try:
         record.log_config(cfg, plan)
-        with cache.lock(plan.key) as locked:  # the features' run is recorded before others look
-            features, computed = load_or_extract(cfg, plan, cache, locked)
-            record.log_features(features, uri, experiment, computed_here=computed)
-        if not computed:
-            print(f"features: from the cache, {features.path}", flush=True)
+        if cfg.weights.name == "trained":
+            evaluation, features = train_and_evaluate(cfg, plan, cache)
+        else:
+            evaluation, features = _random_weights(cfg, plan, cache, uri, experiment)
         mlflow.log_metric("extract_seconds", features.extract_seconds)
         record.log_bad_clips(features.bad_clips, features.silent_clips)
-        usable = features.usable()
-        evaluation = evaluate(
-            lambda: build_classifier(cfg.classifier, cfg.seed),
-            features.matrix,
-            features.labels,
-            [split.keep(usable) for split in plan.splits],
-            cfg.protocol.mode,
-            cfg.protocol.fold_weighting,
-        )
         mlflow.log_metrics(evaluation.metrics)
         record.log_outcome(evaluation, plan.index)
         lines = summary_lines(cfg, plan, features, evaluation, uri, experiment, active.info.run_id)

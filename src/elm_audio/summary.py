@@ -50,7 +50,11 @@ def summary_lines(
         f"{unit}, {cfg.protocol.mode} protocol",
         f"  front-end    {cfg.frontend.name}, feature size {cfg.feature_size.name} "
         f"({plan.profile['feature_dim']} values, seed {cfg.seed})",
-        f"  classifier   {cfg.classifier.name} " + ", ".join(f"{k}={v}" for k, v in hyper.items()),
+        (
+            f"  classifier   linear softmax, trained end to end with the front-end (weights=trained, lr={cfg.weights.lr})"
+            if cfg.weights.name == "trained"
+            else f"  classifier   {cfg.classifier.name} " + ", ".join(f"{k}={v}" for k, v in hyper.items())
+        ),
         f"  validation   {m['val_accuracy']:.4f}",
         f"  test         {m['test_accuracy']:.4f} +/- {m['test_accuracy_std']:.4f}",
         f"  logged       run {run_id} in experiment {tracking.experiment_name(cfg.dataset.name)} ({redact(uri)})",

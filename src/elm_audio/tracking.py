@@ -183,7 +183,9 @@ def config_tags(cfg) -> dict[str, str]:
         "frontend": cfg.frontend.name,
         "dataset": cfg.dataset.name,
         "feature_size": cfg.feature_size.name,
-        "classifier": cfg.classifier.name,
+        # a trained front-end is scored by its own softmax layer, not the configured classifier
+        "classifier": "trained" if cfg.weights.name == "trained" else cfg.classifier.name,
+        "weights": cfg.weights.name,
         "protocol.mode": cfg.protocol.mode,
         # a preset's runs (experiment=paper: reproductions) are never mixed with the method's
         "experiment": cfg.experiment_name or DEFAULT_EXPERIMENT,
@@ -212,7 +214,8 @@ def git_commit() -> str | None:
 def run_name(cfg) -> str:
     """What a run is, readable in a table of fifty: front-end, size, classifier, seed, and the
     preset and trial where there is one."""
-    parts = [cfg.frontend.name, cfg.feature_size.name, cfg.classifier.name, f"seed{cfg.seed}"]
+    scorer = "trained" if cfg.weights.name == "trained" else cfg.classifier.name
+    parts = [cfg.frontend.name, cfg.feature_size.name, scorer, f"seed{cfg.seed}"]
     if cfg.experiment_name:
         parts.append(str(cfg.experiment_name))
     if cfg.sweep.trial is not None:

@@ -45,6 +45,8 @@ def validate(cfg: DictConfig) -> None:
         integer(cfg, "dataset.fold_seed")
     boolean(cfg, "classifier.standardize")
     classifier(cfg)
+    if cfg.weights.name == "trained":
+        trained_weights(cfg)
     writable_folder(cfg, "cache.dir")
 
 
@@ -88,6 +90,20 @@ def classifier(cfg: DictConfig) -> None:
         v = cfg.classifier.get(param, cfg.classifier.estimator.get(param))
         allowed = str(err).split(" must be ", 1)[-1].rsplit(". Got", 1)[0]
         raise ConfigError(f"{key}={v!r} must be {allowed}") from None
+
+
+def trained_weights(cfg: DictConfig) -> None:
+    """The training recipe, and what training needs of the rest of the config."""
+    for key in ("weights.batch_size", "weights.max_epochs", "weights.patience"):
+        integer(cfg, key, minimum=1)
+    for key in ("weights.lr", "weights.weight_decay"):
+        v = value(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (key == "weights.lr" and v == 0):
+            raise ConfigError(f"{key}={v!r} must be a number above 0" + (" or 0" if key == "weights.weight_decay" else ""))
+    if cfg.protocol.mode == "paper":
+        raise ConfigError("protocol.mode=paper: weights=trained needs a validation fold to stop on; use protocol.mode=honest")
+    if cfg.audio.fit_stage == "frames" and cfg.frontend.name == "mfcc":
+        raise ConfigError("audio.fit_stage=frames: weights=trained with frontend=mfcc needs inputs of one length (waveform)")
 
 
 def writable_folder(cfg: DictConfig, key: str) -> None:

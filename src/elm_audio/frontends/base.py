@@ -100,6 +100,10 @@ class FrontEnd(nn.Module):
         finally:
             self._trace = None
 
+    def trainable(self) -> "FrontEnd":
+        """The same network with gradients on (weights=trained)."""
+        return self.requires_grad_(True)
+
     @torch.no_grad()
     def init_weights(self, seed: int) -> "FrontEnd":
         """TensorFlow 1's variance_scaling_initializer defaults: truncated normal (cut at two
@@ -148,5 +152,10 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -
     out = None
     for f0 in range(x.shape[1] - bands + 1):
         h = F.conv1d(x[:, f0 : f0 + bands], weight, conv.bias)
-        out = h if out is None else torch.maximum(out, h, out=out)
+        if out is None:
+            out = h
+        elif torch.is_grad_enabled() and h.requires_grad:  # training: autograd needs new tensors
+            out = torch.maximum(out, h)
+        else:
+            out = torch.maximum(out, h, out=out)
     return out

@@ -52,7 +52,9 @@ class VGG(FrontEnd):
         h = x.unsqueeze(1)  # (batch, 1, frames, mels)
         means = []
         for i, (conv, pool) in enumerate(zip(self.convs, POOLS), start=1):
-            h = F.elu_(self.first_block(h) if i == 1 else max_pool(conv(h), pool))
+            pooled = self.first_block(h) if i == 1 else max_pool(conv(h), pool)
+            # in place where nothing is trained; autograd needs the max-pool's own output
+            h = F.elu(pooled) if torch.is_grad_enabled() and pooled.requires_grad else F.elu_(pooled)
             means.append(self.tap(f"pool{i}", h))
         return torch.cat(means, dim=1)
 

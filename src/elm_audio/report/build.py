@@ -16,6 +16,8 @@ from ..tracking import DEFAULT_EXPERIMENT
 from . import figures
 from .collect import clip_correctness, load_runs
 from .published import TRAINED, is_papers, published
+from .premise import MIN_FRONTENDS, premises
+from .premise import figure as premise_figure
 from .stats import LEVEL, pairwise, select_best, summarize
 
 SIZES = ("small", "large")
@@ -173,6 +175,13 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
         pairs.assign(feature_size=size, classifier=clf, experiment=exp).to_csv(folder / f"pairs_{name}.csv", index=False)
         files.append(folder / f"pairs_{name}.csv")
     save_figure(figures.cost(summary, f"{dataset}: accuracy against cost"), "cost.png")
+    premise_notes = []
+    for p in premises(best):
+        name = f"premise_{p.feature_size}{suffix(p.experiment)}"
+        save_figure(premise_figure(p, f"{dataset}: {p.feature_size}, random against trained"), f"{name}.png")
+        premise_notes += p.notes
+        pd.DataFrame({"random": p.random, "trained": p.trained, "random_classifier": pd.Series(p.classifiers)}).to_csv(folder / f"{name}.csv")
+        files.append(folder / f"{name}.csv")
 
     shown = table(summary, dataset)
     summary.to_csv(folder / "table.csv", index=False)
@@ -198,10 +207,13 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
         + [f"- {n}" for n in legend + report.notes]
         + ["", "## Significance", ""]
         + [f"- {n}" if not n.startswith("  ") else f"  - {n.strip()}" for n in significance or ["Fewer than two front-ends per cell: nothing to test."]]
-    )
+        + ["", "## Premise: does the random-weight ranking predict the trained one?", ""]
+        + [f"- {n}" if not n.startswith("  ") else f"  - {n.strip()}" for n in premise_notes
+           or [f"No feature size has random and trained runs (weights=trained) for at least {MIN_FRONTENDS} front-ends."]]
+    )  # fmt: skip
     (folder / "table.md").write_text(markdown + "\n")
     files += [folder / "table.md", folder / "table.csv"]
-    report.notes += significance
+    report.notes += significance + premise_notes
     report.run_id = log_report(uri, experiment_id, folder, summary)
     return report
 

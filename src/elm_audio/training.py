@@ -1,0 +1,214 @@
+"""weights=trained: the premise test. The same front-end as a random run (same config, same
+seed for the initial weights), followed by the same feature-map means and a linear softmax
+layer, trained end to end with cross-entropy under the dataset's protocol: for each test fold,
+fit on the training folds, stop early on the validation fold, score the test fold (fixed
+partitions: train / validation / test). No augmentation.
+
+The decoded inputs (log-mel or waveform) are computed once and kept in the feature cache for
+the epochs. Every fold checkpoints every epoch under ``<cache.dir>/training/<key>/``, so an
+interrupted training resumes from its last epoch; a finished fold keeps its result.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from tqdm.auto import tqdm
+
+from .cache import FeatureCache, Features, cache_key
+from .components import build_frontend
+from .devices import resolve_device
+from .extract import ExtractSettings, autocast, extract
+from .features import input_settings
+from .frontends import FrontEnd
+from .plan import Plan
+from .protocols import Evaluation, Split, SplitResult
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The training recipe: every setting is a key of conf/weights/trained.yaml."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    max_epochs: int = 30
+    patience: int = 5  # epochs without a better validation accuracy before stopping
+
+
+class Probe(nn.Module):
+    """A front-end's feature-map means, standardized as the random runs' classifiers see them
+    (the initial front-end's mean and deviation over the training clips, then fixed), then a
+    linear softmax layer."""
+
+    def __init__(self, frontend: FrontEnd, n_features: int, n_classes: int):
+        super().__init__()
+        self.frontend = frontend
+        self.head = nn.Linear(n_features, n_classes)
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("scale", torch.ones(n_features))
+
+    def standardize_on(self, batches_of_inputs) -> None:
+        with torch.no_grad():
+            feats = torch.cat([self.frontend.features(x).float() for x in batches_of_inputs])
+        self.mean.copy_(feats.mean(0))
+        self.scale.copy_(feats.std(0, correction=0).clamp_min(1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head((self.frontend.features(x) - self.mean) / self.scale)
+
+
+def recipe_of(cfg: DictConfig) -> Recipe:
+    """The recipe of conf/weights/trained.yaml (validate.py has checked its keys)."""
+    return Recipe(**{k: cfg.weights[k] for k in Recipe.__dataclass_fields__})
+
+
+def cached_inputs(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> tuple[Features, tuple[int, ...]]:
+    """Every clip's network input (flattened rows), decoded once and kept in the cache."""
+    frontend = plan.frontend
+    with torch.no_grad():
+        shape = tuple(frontend.prepare(torch.zeros(1, frontend.input_samples), cfg.audio.stft_padding).shape[1:])
+    key = cache_key({"inputs_for": plan.key})
+    with cache.lock(key) as locked:
+        found = cache.load(key)
+        if found is not None:
+            return found, shape
+        if not locked:
+            raise cache.read_only_error()
+        settings = ExtractSettings(
+            batch_size=cfg.extract.batch_size,
+            num_workers=cfg.extract.num_workers,
+            on_bad_clip=plan.dataset.on_bad_clip,
+            progress=cfg.extract.progress,
+            inputs=input_settings(cfg),
+        )
+        clips = plan.index.clips
+
+        def fill(rows: np.ndarray) -> dict:
+            start = time.perf_counter()
+            bad, silent = extract(frontend, clips, rows, resolve_device(cfg.device), settings, compute=lambda x: x.flatten(1))
+            return {"clip_ids": [c.clip_id for c in clips], "labels": [c.label for c in clips], "bad_clips": bad,
+                    "silent_clips": silent, "extract_seconds": time.perf_counter() - start}  # fmt: skip
+
+        return cache.store(key, len(clips), int(np.prod(shape)), fill), shape
+
+
+def train_and_evaluate(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> tuple[Evaluation, Features]:
+    recipe = recipe_of(cfg)
+    inputs, shape = cached_inputs(cfg, plan, cache)
+    device = resolve_device(cfg.device)
+    labels = np.array(inputs.labels)
+    classes = sorted(set(labels))
+    codes = np.searchsorted(classes, labels)
+    usable = inputs.usable()
+    folder = Path(cfg.cache.dir).expanduser() / "training" / run_key(cfg, plan)
+    start = time.perf_counter()
+    results = []
+    for split in (s.keep(usable) for s in plan.splits):
+        results.append(
+            train_split(cfg, plan, recipe, inputs.matrix, shape, codes, classes, split, device, folder / split.name)
+        )
+    seconds = time.perf_counter() - start
+    mlflow.log_metric("train_seconds", seconds)
+    n_train = np.mean([len(s.train) for s in plan.splits])
+    # a training step costs about three forward passes (forward, and backward through inputs and weights)
+    mlflow.log_metric("gflops_per_epoch", 3 * plan.profile["gflops_per_clip"] * float(n_train))
+    return Evaluation(results, seconds, cfg.protocol.mode, cfg.protocol.fold_weighting), inputs
+
+
+def run_key(cfg: DictConfig, plan: Plan) -> str:
+    """What determines a training: the inputs and front-end, the recipe, the protocol's splits."""
+    return cache_key(
+        {
+            "features": plan.key,
+            "recipe": OmegaConf.to_container(cfg.weights, resolve=True),
+            "splits": [(s.name, len(s.train), len(s.test)) for s in plan.splits],
+            "mode": cfg.protocol.mode,
+        }
+    )
+
+
+def batches(rows: np.ndarray, size: int, generator: torch.Generator | None = None):
+    order = rows if generator is None else rows[torch.randperm(len(rows), generator=generator).numpy()]
+    for i in range(0, len(order), size):
+        yield order[i : i + size]
+
+
+def predict(probe: Probe, X: np.ndarray, shape, rows: np.ndarray, recipe: Recipe, device, precision: str) -> np.ndarray:
+    probe.eval()
+    out = []
+    with torch.no_grad():
+        for batch in batches(rows, recipe.batch_size):
+            x = torch.from_numpy(np.asarray(X[batch])).reshape(len(batch), *shape).to(device)
+            with autocast(device, precision):
+                out.append(probe(x).float().argmax(1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, int)
+
+
+def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Split, device, folder: Path) -> SplitResult:
+    """One test fold: train, stop early on validation, score the test fold; resumable."""
+    folder.mkdir(parents=True, exist_ok=True)
+    done = folder / "result.json"
+    if done.is_file():
+        saved = json.loads(done.read_text())
+        return SplitResult(split.name, saved["val"], saved["test"], split.test, np.array(saved["predictions"]), len(split.validation))
+    torch.manual_seed(int(cfg.seed))
+    probe = Probe(build_frontend(cfg).trainable(), plan.profile["feature_dim"], len(classes)).to(device)
+    optimizer = torch.optim.Adam(probe.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    state = {"epoch": 0, "best_val": -1.0, "best": None, "stale": 0}
+    load = lambda rows: torch.from_numpy(np.asarray(X[rows])).reshape(len(rows), *shape).to(device)  # noqa: E731
+    probe.standardize_on(load(rows) for rows in batches(split.train, recipe.batch_size))
+    last = folder / "last.pt"
+    if last.is_file():  # resume where the interrupted training stopped
+        saved = torch.load(last, weights_only=False)
+        probe.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        state = saved["state"]
+    y = torch.from_numpy(codes)
+    bar = tqdm(total=recipe.max_epochs, initial=state["epoch"], desc=f"training {cfg.frontend.name} {split.name}",
+               unit="epoch", disable=not cfg.extract.progress)  # fmt: skip
+    while state["epoch"] < recipe.max_epochs and state["stale"] < recipe.patience:
+        probe.train()
+        losses = []
+        for batch in batches(split.train, recipe.batch_size, generator):
+            x = torch.from_numpy(np.asarray(X[batch])).reshape(len(batch), *shape).to(device)
+            with autocast(device, cfg.precision):
+                loss = F.cross_entropy(probe(x).float(), y[batch].to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+        val = float(np.mean(predict(probe, X, shape, split.validation, recipe, device, cfg.precision) == codes[split.validation]))
+        state["epoch"] += 1
+        if val > state["best_val"]:
+            state.update(best_val=val, best=copy.deepcopy(probe.state_dict()), stale=0)
+        else:
+            state["stale"] += 1
+        mlflow.log_metrics({f"{split.name}_epoch_train_loss": float(np.mean(losses)), f"{split.name}_epoch_val_accuracy": val},
+                           step=state["epoch"])  # fmt: skip
+        tmp = folder / "last.pt.tmp"
+        torch.save({"model": probe.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                    "state": state}, tmp)  # fmt: skip
+        tmp.replace(last)
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses):.3f}", val=f"{val:.3f}")
+    bar.close()
+    probe.load_state_dict(state["best"])
+    predictions = predict(probe, X, shape, split.test, recipe, device, cfg.precision)
+    test = float(np.mean(predictions == codes[split.test]))
+    named = [classes[p] for p in predictions]
+    done.write_text(json.dumps({"val": state["best_val"], "test": test, "predictions": named, "epochs": state["epoch"]}))
+    last.unlink(missing_ok=True)
+    return SplitResult(split.name, state["best_val"], test, split.test, np.array(named), len(split.validation))
