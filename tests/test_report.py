@@ -262,3 +262,11 @@ def test_the_premise_section_compares_random_and_trained_rankings(tmp_path):
     tau = float(section.split("Kendall's tau ")[1].split(" ")[0])
     assert tau == pytest.approx(stats.kendalltau(table["random"], table["trained"]).statistic, abs=0.006)
     assert "small · trained" in md and "premise" in proc.stdout
+
+
+def test_neighbours_whose_intervals_overlap_are_counted():
+    from elm_audio.report.premise import overlapping_neighbours
+
+    folds = pd.DataFrame({"a": [0.90, 0.91, 0.89, 0.90], "b": [0.60, 0.61, 0.59, 0.60], "c": [0.59, 0.62, 0.58, 0.61]})
+    # a stands far above b and c; b and c, 0.5 points apart with a spread of 1.5, overlap
+    assert overlapping_neighbours(folds) == 1

@@ -32,6 +32,7 @@ class Premise:
     tau_ci: tuple[float, float]
     rho_ci: tuple[float, float]
     n_folds: int
+    unsettled: dict[str, int]  # "random"/"trained" -> adjacent pairs in that ranking whose intervals overlap
 
     @property
     def notes(self) -> list[str]:
@@ -42,6 +43,9 @@ class Premise:
         ]
         if len(self.frontends) < 5:
             out.append(f"  the evidence is thin: {len(self.frontends)} front-ends give few pairs to rank; add front-ends")
+        for kind, n in self.unsettled.items():
+            if n:
+                out.append(f"  {n} neighbouring pair(s) in the {kind} ranking have overlapping 95% intervals: their order is not settled")
         if np.isnan(self.tau_ci[0]) or self.tau_ci[0] <= 0 <= self.tau_ci[1]:
             out.append("  the data cannot tell whether the rankings agree: tau's interval includes 0")
         elif self.tau_ci[0] > 0:
@@ -65,6 +69,15 @@ def rank_agreement(per_fold_random: pd.DataFrame, per_fold_trained: pd.DataFrame
     return stats.kendalltau(r, t).statistic, stats.spearmanr(r, t).statistic, ci["tau"], ci["rho"]
 
 
+def overlapping_neighbours(per_fold: pd.DataFrame, seed: int = 0) -> int:
+    """Adjacent front-ends in the ranking by mean whose 95% bootstrap intervals (over folds) overlap."""
+    rng = np.random.default_rng(seed)
+    draws = np.array([per_fold.iloc[rng.integers(0, len(per_fold), len(per_fold))].mean() for _ in range(BOOTSTRAP)])
+    low, high = np.percentile(draws, 2.5, axis=0), np.percentile(draws, 97.5, axis=0)
+    order = np.argsort(-per_fold.mean().to_numpy())
+    return int(sum(low[a] <= high[b] for a, b in zip(order, order[1:])))
+
+
 def premises(best: pd.DataFrame) -> list[Premise]:
     long = scores(best)
     out = []
@@ -84,8 +97,9 @@ def premises(best: pd.DataFrame) -> list[Premise]:
         table_r = pd.DataFrame({fe: per_fold.loc[fe, chosen[fe][1]].loc[folds] for fe in common})
         table_t = pd.DataFrame({fe: per_fold.loc[fe, TRAINED].loc[folds] for fe in common})
         tau, rho, tau_ci, rho_ci = rank_agreement(table_r, table_t)
+        unsettled = {"random": overlapping_neighbours(table_r), "trained": overlapping_neighbours(table_t)}
         out.append(Premise(size, experiment, common, table_r.mean(), table_t.mean(), {fe: chosen[fe][1] for fe in common},
-                           float(tau), float(rho), tau_ci, rho_ci, len(folds)))  # fmt: skip
+                           float(tau), float(rho), tau_ci, rho_ci, len(folds), unsettled))  # fmt: skip
     return out
 
 
