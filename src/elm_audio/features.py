@@ -18,8 +18,16 @@ from .inputs import InputSettings
 from .plan import Plan
 
 
-def input_settings(cfg: DictConfig) -> InputSettings:
-    return InputSettings(cfg.audio.fit, cfg.audio.fit_stage, cfg.audio.stft_padding, cfg.audio.min_fraction)
+def extract_settings(cfg: DictConfig, plan: Plan) -> ExtractSettings:
+    """How a run decodes and batches its clips, from its config."""
+    return ExtractSettings(
+        batch_size=cfg.extract.batch_size,
+        num_workers=cfg.extract.num_workers,
+        on_bad_clip=plan.dataset.on_bad_clip,
+        progress=cfg.extract.progress,
+        precision=cfg.precision,
+        inputs=InputSettings(cfg.audio.fit, cfg.audio.fit_stage, cfg.audio.stft_padding, cfg.audio.min_fraction),
+    )
 
 
 def load_or_extract(cfg: DictConfig, plan: Plan, cache: FeatureCache, locked: bool) -> tuple[Features, bool]:
@@ -52,14 +60,7 @@ def _extract(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> Features:
     if report.bad_clips and plan.dataset.on_bad_clip == "error":
         raise DatasetError(text)
     mlflow.log_text(text, "data_check.txt")
-    settings = ExtractSettings(
-        batch_size=cfg.extract.batch_size,
-        num_workers=cfg.extract.num_workers,
-        on_bad_clip=plan.dataset.on_bad_clip,
-        progress=cfg.extract.progress,
-        precision=cfg.precision,
-        inputs=input_settings(cfg),
-    )
+    settings = extract_settings(cfg, plan)
     clips = plan.index.clips
 
     def fill(rows: np.ndarray) -> dict:

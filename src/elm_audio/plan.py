@@ -47,7 +47,7 @@ def features_key(cfg: DictConfig, index: ClipIndex) -> str:
     becomes the input, the front-end, its seed and its arithmetic."""
     return cache_key(
         {
-            "clips": [(c.clip_id, c.path, _size(c.path)) for c in index.clips],
+            "clips": [(c.clip_id, c.path, file_size(c.path)) for c in index.clips],
             "audio": OmegaConf.to_container(cfg.audio, resolve=True),
             "frontend": OmegaConf.to_container(cfg.frontend.net, resolve=True),
             "seed": int(cfg.seed),
@@ -56,7 +56,8 @@ def features_key(cfg: DictConfig, index: ClipIndex) -> str:
     )
 
 
-def _size(path: str) -> int:
+def file_size(path: str) -> int:
+    """A clip file's size in bytes, -1 where it cannot be read (it enters keys and digests)."""
     try:
         return os.path.getsize(path)
     except OSError:

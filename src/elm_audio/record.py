@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -23,7 +22,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 from . import tracking
 from .cache import Features
 from .datasets import ClipIndex
-from .plan import Plan
+from .plan import Plan, file_size
 from .protocols import Evaluation
 from .redaction import redact_tree
 from .summary import applicable
@@ -62,15 +61,8 @@ def log_config(cfg: DictConfig, plan: Plan) -> None:
 
 def clip_list_digest(plan: Plan) -> str:
     """What tells two copies of a dataset apart: every clip's id, label, split and size."""
-    listing = "\n".join(f"{c.clip_id}\t{c.label}\t{c.split}\t{_size(c.path)}" for c in plan.index.clips)
+    listing = "\n".join(f"{c.clip_id}\t{c.label}\t{c.split}\t{file_size(c.path)}" for c in plan.index.clips)
     return hashlib.sha256(listing.encode()).hexdigest()[:16]
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return -1
 
 
 def log_dataset(plan: Plan) -> None:

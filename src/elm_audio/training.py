@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 from .cache import FeatureCache, Features, cache_key
 from .components import build_frontend
 from .devices import resolve_device
-from .extract import ExtractSettings, autocast, extract
-from .features import input_settings
+from .extract import autocast, extract
+from .features import extract_settings
 from .frontends import FrontEnd
 from .plan import Plan
 from .protocols import Evaluation, Split, SplitResult
@@ -85,13 +85,7 @@ def cached_inputs(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> tuple[Fea
             return found, shape
         if not locked:
             raise cache.read_only_error()
-        settings = ExtractSettings(
-            batch_size=cfg.extract.batch_size,
-            num_workers=cfg.extract.num_workers,
-            on_bad_clip=plan.dataset.on_bad_clip,
-            progress=cfg.extract.progress,
-            inputs=input_settings(cfg),
-        )
+        settings = extract_settings(cfg, plan)
         clips = plan.index.clips
 
         def fill(rows: np.ndarray) -> dict:
@@ -144,14 +138,18 @@ def batches(rows: np.ndarray, size: int, generator: torch.Generator | None = Non
         yield order[i : i + size]
 
 
+def load(X: np.ndarray, rows: np.ndarray, shape, device) -> torch.Tensor:
+    """Cached inputs of ``rows`` (flattened in the cache), in the network's shape, on ``device``."""
+    return torch.from_numpy(np.asarray(X[rows])).reshape(len(rows), *shape).to(device)
+
+
 def predict(probe: Probe, X: np.ndarray, shape, rows: np.ndarray, recipe: Recipe, device, precision: str) -> np.ndarray:
     probe.eval()
     out = []
     with torch.no_grad():
         for batch in batches(rows, recipe.batch_size):
-            x = torch.from_numpy(np.asarray(X[batch])).reshape(len(batch), *shape).to(device)
             with autocast(device, precision):
-                out.append(probe(x).float().argmax(1).cpu().numpy())
+                out.append(probe(load(X, batch, shape, device)).float().argmax(1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, int)
 
 
@@ -167,8 +165,7 @@ def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Spli
     optimizer = torch.optim.Adam(probe.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     generator = torch.Generator().manual_seed(int(cfg.seed))
     state = {"epoch": 0, "best_val": -1.0, "best": None, "stale": 0}
-    load = lambda rows: torch.from_numpy(np.asarray(X[rows])).reshape(len(rows), *shape).to(device)  # noqa: E731
-    probe.standardize_on(load(rows) for rows in batches(split.train, recipe.batch_size))
+    probe.standardize_on(load(X, rows, shape, device) for rows in batches(split.train, recipe.batch_size))
     last = folder / "last.pt"
     if last.is_file():  # resume where the interrupted training stopped
         saved = torch.load(last, weights_only=False)
@@ -183,9 +180,8 @@ def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Spli
         probe.train()
         losses = []
         for batch in batches(split.train, recipe.batch_size, generator):
-            x = torch.from_numpy(np.asarray(X[batch])).reshape(len(batch), *shape).to(device)
             with autocast(device, cfg.precision):
-                loss = F.cross_entropy(probe(x).float(), y[batch].to(device))
+                loss = F.cross_entropy(probe(load(X, batch, shape, device)).float(), y[batch].to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
