@@ -176,6 +176,12 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
+def scorer(cfg) -> str:
+    """What scores a run's front-end: the configured classifier, or, for weights=trained, the
+    front-end's own trained softmax layer ("trained")."""
+    return "trained" if cfg.weights.name == "trained" else cfg.classifier.name
+
+
 def config_tags(cfg) -> dict[str, str]:
     """Tags that say what a run or sweep compared: front-end, dataset, size, classifier,
     protocol, and the code's commit where known."""
@@ -183,8 +189,7 @@ def config_tags(cfg) -> dict[str, str]:
         "frontend": cfg.frontend.name,
         "dataset": cfg.dataset.name,
         "feature_size": cfg.feature_size.name,
-        # a trained front-end is scored by its own softmax layer, not the configured classifier
-        "classifier": "trained" if cfg.weights.name == "trained" else cfg.classifier.name,
+        "classifier": scorer(cfg),
         "weights": cfg.weights.name,
         "protocol.mode": cfg.protocol.mode,
         # a preset's runs (experiment=paper: reproductions) are never mixed with the method's
@@ -214,8 +219,7 @@ def git_commit() -> str | None:
 def run_name(cfg) -> str:
     """What a run is, readable in a table of fifty: front-end, size, classifier, seed, and the
     preset and trial where there is one."""
-    scorer = "trained" if cfg.weights.name == "trained" else cfg.classifier.name
-    parts = [cfg.frontend.name, cfg.feature_size.name, scorer, f"seed{cfg.seed}"]
+    parts = [cfg.frontend.name, cfg.feature_size.name, scorer(cfg), f"seed{cfg.seed}"]
     if cfg.experiment_name:
         parts.append(str(cfg.experiment_name))
     if cfg.sweep.trial is not None:
