@@ -4,7 +4,9 @@ shared studies on a real PostgreSQL and MLflow server, and resuming an interrupt
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,9 +15,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 from conftest import QUICK, local_uri, logged_runs, run_cli
 from services import mlflow_server, postgres, postgres_bin
 
+from elm_audio import tracking
 from elm_audio.sweeps import expand_grid, nested_test_accuracy, open_storage
 
 pytestmark = pytest.mark.slow
@@ -162,11 +166,80 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path):
     after = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(after) == 6 and before <= {t.number for t in after}  # the old trials are kept
     assert min(t.number for t in after if t.number not in before) > max(before)  # numbering continues
-    assert f"study resumable already holds {len(before)} completed trials" in proc.stdout
+    # the trial the kill cut short is settled, not left RUNNING; had its run just finished, it is kept
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    kept = re.findall(r"trial \d+ was interrupted after its run \w+ finished", proc.stdout)
+    assert f"study resumable already holds {len(before) + len(kept)} completed trials" in proc.stdout
     _, parents, trials = sweep_runs(local_uri(tmp_path))
     assert len(parents) == 2 and len([r for r in trials if r.info.status == "FINISHED"]) == 6
     second = max(parents, key=lambda r: r.info.start_time)
     assert second.data.metrics["n_trials_complete"] == 6
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def claimed(study: optuna.Study, host: str, pid: int) -> optuna.Trial:
+    trial = study.ask()
+    trial.set_user_attr(tracking.HOST_TAG, host)
+    trial.set_user_attr(tracking.PID_TAG, pid)
+    return trial
+
+
+def test_a_restarted_sweep_settles_the_trials_a_killed_sweeper_left_running(tmp_path):
+    """A SIGKILLed sweeper leaves its trial RUNNING in Optuna. On this host, a dead sweeper's
+    trial is kept if its MLflow run finished and failed otherwise; trials of live sweepers or
+    other hosts may be running and are left alone."""
+    storage = f"journal:{tmp_path / 'study.journal'}"
+    study = optuna.create_study(study_name="settled", storage=open_storage(storage), direction="maximize")
+    host, gone = socket.gethostname(), dead_pid()
+    finished, lost = claimed(study, host, gone), claimed(study, host, gone)
+    live, elsewhere = claimed(study, host, os.getpid()), claimed(study, "another-host", gone)
+    uri = local_uri(tmp_path)
+    tracking.connect(uri)
+    client = MlflowClient(uri)
+    run = client.create_run(
+        tracking.experiment_id(tracking.experiment_name("synth"), uri),
+        tags={"elm_audio.role": "trial", "sweep_id": "settled", "trial": str(finished.number)},
+    )
+    client.log_metric(run.info.run_id, "val_accuracy", 0.123)
+    client.set_terminated(run.info.run_id, "FINISHED")
+
+    proc = run_cli(
+        "elm_audio", "-m", "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=settled", *QUICK, cwd=tmp_path,
+    )  # fmt: skip
+    study = optuna.load_study(study_name="settled", storage=open_storage(storage))
+    state = {t.number: t for t in study.get_trials()}
+    assert state[finished.number].state == optuna.trial.TrialState.COMPLETE and state[finished.number].value == 0.123
+    assert state[lost.number].state == optuna.trial.TrialState.FAIL
+    assert state[live.number].state == state[elsewhere.number].state == optuna.trial.TrialState.RUNNING
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3  # 1 kept + 2 run now
+    assert f"trial {finished.number} was interrupted after its run {run.info.run_id} finished" in proc.stdout
+    assert f"trial {lost.number} was interrupted before its run finished: marked failed" in proc.stdout
+
+
+def test_a_grid_point_a_killed_sweeper_left_running_is_run_again(tmp_path):
+    storage = f"journal:{tmp_path / 'grid.journal'}"
+    study = optuna.create_study(study_name="grid", storage=open_storage(storage), direction="maximize")
+    units = [100, 250, 500, 1200, 1800, 2500]  # the ELM's paper_grid (conf/classifier/elm.yaml)
+    point = {"classifier.alpha": 0.0, "classifier.hidden_units": 100}
+    study.enqueue_trial(point, user_attrs={"grid_keys": sorted(point)})
+    trial = claimed(study, socket.gethostname(), dead_pid())
+    trial.suggest_categorical("classifier.alpha", [0.0])
+    trial.suggest_categorical("classifier.hidden_units", units)
+
+    run_cli(
+        "elm_audio", "-m", "hydra/sweeper=paper_grid", "classifier=elm", f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=grid", *QUICK, cwd=tmp_path,
+    )  # fmt: skip
+    study = optuna.load_study(study_name="grid", storage=open_storage(storage))
+    assert study.get_trials()[trial.number].state == optuna.trial.TrialState.FAIL
+    done = sorted(t.params["classifier.hidden_units"] for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    assert done == units  # every point once, the interrupted one included
 
 
 @pytest.mark.services

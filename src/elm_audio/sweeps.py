@@ -29,6 +29,7 @@ from optuna.storages.journal import JournalFileBackend
 from sklearn.model_selection import ParameterGrid
 
 from . import tracking
+from .processes import process_alive
 from .redaction import redact
 
 log = logging.getLogger(__name__)
@@ -196,10 +197,30 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 
 
+def claim(trial: optuna.Trial) -> None:
+    """Mark a trial as this sweeper's, so that a later sweep on the same host can tell that it
+    was interrupted (the sweeper asked for it, then was killed before telling its result)."""
+    trial.set_user_attr(tracking.HOST_TAG, socket.gethostname())
+    trial.set_user_attr(tracking.PID_TAG, os.getpid())
+
+
+def interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials still RUNNING whose sweeper, on this host, is gone. Trials of other hosts or of
+    live sweepers are left alone: they may be running right now."""
+    host = socket.gethostname()
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if t.user_attrs.get(tracking.HOST_TAG) == host
+        and isinstance(t.user_attrs.get(tracking.PID_TAG), int)
+        and not process_alive(t.user_attrs[tracking.PID_TAG])
+    ]
+
+
 class SweepRun:
     """The sweep's parent run: created before the first trial, summarized after the last."""
 
-    def __init__(self, cfg, study: optuna.Study, storage_url: str | None, space: Mapping[str, str], n_trials: int):
+    def __init__(self, cfg, study: optuna.Study, storage_url: str | None, space: Mapping[str, str]):
         self.uri = tracking.connect(cfg.tracking.uri)
         self.experiment = tracking.experiment_id(tracking.experiment_name(cfg.dataset.name), self.uri)
         self.client = MlflowClient(self.uri)
@@ -213,14 +234,44 @@ class SweepRun:
         name = f"sweep-{cfg.frontend.name}-{cfg.feature_size.name}-{cfg.classifier.name}-seed{cfg.seed}"
         run = self.client.create_run(self.experiment, tags={**tags, **tracking.process_tags()}, run_name=name)
         self.run_id = run.info.run_id
-        params = {f"search_space.{k}": str(v) for k, v in space.items()}
-        params.update(n_trials=n_trials, study_name=study.study_name, sampler=type(study.sampler).__name__)
+        self.space = space
+
+    def log_plan(self, n_trials: int) -> None:
+        """The search space and how many trials this sweeper runs (known once interrupted
+        trials are settled)."""
+        params = {f"search_space.{k}": str(v) for k, v in self.space.items()}
+        params.update(n_trials=n_trials, study_name=self.study.study_name, sampler=type(self.study.sampler).__name__)
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def child_runs(self) -> list[mlflow.entities.Run]:
         return self.client.search_runs(
             [self.experiment], filter_string=f"tags.sweep_id = '{self.study.study_name}' and tags.`elm_audio.role` = 'trial'"
         )
+
+    def settle_interrupted(self) -> list[str]:
+        """An interrupted sweeper leaves its last trials RUNNING in Optuna for ever. A trial
+        whose MLflow run finished gets the value that run returned (the work is not redone);
+        the others fail. Returns what was done, a line per trial."""
+        lost = interrupted(self.study)
+        if not lost:
+            return []
+        finished = {
+            r.data.tags.get("trial"): r
+            for r in self.child_runs()
+            if r.info.status == "FINISHED" and "val_accuracy" in r.data.metrics
+        }
+        lines = []
+        for trial in lost:
+            run = finished.get(str(trial.number))
+            if run is not None:
+                self.study.tell(trial.number, run.data.metrics["val_accuracy"], skip_if_finished=True)
+                lines.append(f"trial {trial.number} was interrupted after its run {run.info.run_id} finished: its result is kept")
+            else:
+                self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                lines.append(f"trial {trial.number} was interrupted before its run finished: marked failed")
+                if "grid_keys" in trial.user_attrs:  # a grid point is run again, as the grid promises every point
+                    self.study.enqueue_trial(trial.params, user_attrs={"grid_keys": trial.user_attrs["grid_keys"]})
+        return lines
 
     def finish(self, failed: bool = False) -> dict[str, Any]:
         """Record the best trial (of the whole study, all servers), its params and test

@@ -147,9 +147,13 @@ def experiment_id(name: str, uri: str) -> str:
     raise RuntimeError(f"could not get or create the MLflow experiment {name!r} at {uri}")
 
 
+HOST_TAG = "elm_audio.host"
+PID_TAG = "elm_audio.pid"
+
+
 def process_tags() -> dict[str, str]:
     """Where a run's process lives, so a later run can tell a run killed by SIGKILL."""
-    return {"elm_audio.host": socket.gethostname(), "elm_audio.pid": str(os.getpid())}
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
 def end_orphaned_runs(uri: str, experiment: str) -> list[str]:
@@ -160,8 +164,8 @@ def end_orphaned_runs(uri: str, experiment: str) -> list[str]:
     ended = []
     for run in client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'", max_results=1000):
         tags = run.data.tags
-        pid = tags.get("elm_audio.pid", "")
-        if tags.get("elm_audio.host") == host and pid.isdigit() and not process_alive(int(pid)):
+        pid = tags.get(PID_TAG, "")
+        if tags.get(HOST_TAG) == host and pid.isdigit() and not process_alive(int(pid)):
             client.set_terminated(run.info.run_id, "KILLED")
             ended.append(run.info.run_id)
     return ended

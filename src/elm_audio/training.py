@@ -185,7 +185,7 @@ def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Spli
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         val = float(np.mean(predict(probe, X, shape, split.validation, recipe, device, cfg.precision) == codes[split.validation]))
         state["epoch"] += 1
         if val > state["best_val"]:

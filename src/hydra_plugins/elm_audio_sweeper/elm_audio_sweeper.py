@@ -6,7 +6,9 @@
   starts (creation races between servers are retried), and owned by this sweeper.
 - ``grid``: a scikit-learn param_grid (the paper's), run as enqueued trials in ParameterGrid's order.
 - ``n_trials``: a sweep restarted on a study that already holds completed trials runs only the
-  rest (an interrupted sweep resumes); servers started together each run theirs.
+  rest (an interrupted sweep resumes); servers started together each run theirs. Trials an
+  interrupted sweeper left RUNNING on this host are settled first: kept if their MLflow run
+  finished, failed (a grid point: queued again) if not.
 - Each trial gets its Optuna trial number, the study name and the sweep's MLflow parent run as
   overrides (``sweep.*``), so trials are child runs of one parent whatever the launcher.
 """
@@ -107,18 +109,11 @@ class ElmAudioSweeper(Sweeper):
             log.info("hydra.sweeper.study_name not set: using %s", self.study_name)
         storage = sweeps.open_storage(self.storage_url)
         study = sweeps.open_study(storage, self.study_name, self._sampler(), self.direction)
-        if grid_points is not None:
-            for point in grid_points:
-                study.enqueue_trial(point, user_attrs={"grid_keys": sorted(point)}, skip_if_exists=True)
-            to_run = len(study.get_trials(deepcopy=False, states=(sweeps.optuna.trial.TrialState.WAITING,)))
-        else:
-            done = len(sweeps.completed(study))
-            if done:
-                log.info("study %s already holds %d completed trials", study.study_name, done)
-            to_run = max(0, self.n_trials - done)
-        sweep_run = sweeps.SweepRun(cfg, study, self.storage_url, entries, to_run)
+        sweep_run = sweeps.SweepRun(cfg, study, self.storage_url, entries)
         failed = True
         try:
+            to_run = self._trials_to_run(study, sweep_run, grid_points)
+            sweep_run.log_plan(to_run)
             self._run_trials(study, space, grid_points is not None, to_run, sweep_run.run_id)
             failed = False
         finally:
@@ -128,13 +123,31 @@ class ElmAudioSweeper(Sweeper):
                 lines += sweeps.look_lines(sweep_run, self.storage_url, study.study_name)
                 print("\n".join(lines), flush=True)
 
+    def _trials_to_run(self, study, sweep_run, grid_points: list[dict[str, Any]] | None) -> int:
+        """Settle what an interrupted sweeper left behind, then count what is left to run: the
+        grid's waiting points, or n_trials less the trials the study already completed."""
+        from elm_audio import sweeps
+
+        for line in sweep_run.settle_interrupted():
+            log.info(line)
+        if grid_points is not None:
+            for point in grid_points:
+                study.enqueue_trial(point, user_attrs={"grid_keys": sorted(point)}, skip_if_exists=True)
+            return len(study.get_trials(deepcopy=False, states=(sweeps.optuna.trial.TrialState.WAITING,)))
+        done = len(sweeps.completed(study))
+        if done:
+            log.info("study %s already holds %d completed trials", study.study_name, done)
+        return max(0, self.n_trials - done)
+
     def _run_trials(self, study, space, from_grid: bool, to_run: int, parent_run_id: str) -> None:
         import optuna
+        from elm_audio import sweeps
 
         while to_run > 0:
             trials = [study.ask() for _ in range(min(self.n_jobs, to_run))]
             batch = []
             for trial in trials:
+                sweeps.claim(trial)
                 # an enqueued grid point sets only its own keys (the linear kernel has no gamma)
                 only = trial.user_attrs["grid_keys"] if from_grid else None
                 values = space.suggest(trial, only)
