@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ import pytest
 import soundfile as sf
 from conftest import QUICK, logged_runs, run_cli, tone, write_audio
 
-from elm_audio.cache import FeatureCache
+from elm_audio.cache import CacheError, FeatureCache
 from elm_audio.config import ConfigError, compose
 from elm_audio.data import main as data_main
 from elm_audio.tracking import connect
@@ -93,14 +96,49 @@ def test_a_damaged_cache_entry_is_named_moved_aside_and_recomputed(cached, damag
     assert list((cwd / "cache").glob(f".damaged-{entry.name}-*"))
 
 
-def test_an_entry_is_used_without_its_lock_and_shared_with_the_group(tmp_path):
+def test_entries_are_shared_with_the_group_and_a_lock_that_fails_otherwise_is_reported(tmp_path):
     cache = FeatureCache(tmp_path)
     cache.store("k", 3, 2, lambda rows: {"clip_ids": list("abc"), "labels": ["x"] * 3})
     entry = tmp_path / "k"
     assert entry.stat().st_mode & 0o050 == 0o050 and (entry / "features.npy").stat().st_mode & 0o040
     (tmp_path / "k.lock").unlink(missing_ok=True)
-    (tmp_path / "k.lock").mkdir()  # a lock that cannot be taken, as in a read-only cache
-    assert FeatureCache(tmp_path).load("k").clip_ids == list("abc")
+    (tmp_path / "k.lock").mkdir()  # not a read-only cache: something is wrong with the disk
+    with pytest.raises(CacheError, match=f"cache.dir={tmp_path}: cannot lock k"):
+        with cache.lock("k"):
+            pass
+
+
+@contextmanager
+def read_only_view(folder: Path, mount_point: Path) -> Iterator[Path]:
+    """``folder`` seen through a read-only bind mount: a cache on a read-only disk, which even
+    root cannot write (chmod does not stop root)."""
+    mount_point.mkdir()
+    if subprocess.run(["mount", "--bind", str(folder), str(mount_point)], capture_output=True).returncode:
+        pytest.skip("mounting is not permitted here")
+    try:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(mount_point)], capture_output=True).returncode:
+            pytest.skip("read-only remounting is not permitted here")
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("mount") is None, reason="no mount command")
+def test_a_read_only_cache_serves_the_features_it_holds_and_says_when_it_does_not(tmp_path):
+    data = [*SMALL, f"dataset.root={tmp_path / 'cache' / 'synth'}"]  # the clips stay where they are
+    run_cli("elm_audio", *data, cwd=tmp_path)
+    _, (first,) = logged_runs(tmp_path)
+    with read_only_view(tmp_path / "cache", tmp_path / "read-only") as ro:
+        proc = run_cli("elm_audio", *data, f"cache.dir={ro}", cwd=tmp_path)
+        assert "features: from the cache" in proc.stdout
+        _, runs = logged_runs(tmp_path)
+        assert runs[-1].data.metrics["test_accuracy"] == first.data.metrics["test_accuracy"]
+        assert runs[-1].data.tags["features_run_id"] == first.info.run_id
+
+        missing = run_cli("elm_audio", *data, "seed=7", f"cache.dir={ro}", cwd=tmp_path, check=False)
+        assert missing.returncode == 1 and "Traceback" not in missing.stderr
+        assert f"cache.dir={ro}: cannot write there and it does not hold these features" in missing.stderr
 
 
 def test_temporary_folders_of_dead_processes_are_cleaned(tmp_path):

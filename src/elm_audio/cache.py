@@ -33,6 +33,7 @@ from .processes import process_alive
 FEATURE_CODE_VERSION = 1
 TMP_PREFIX = ".tmp-"
 DAMAGED_PREFIX = ".damaged-"
+READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)  # a cache one may read but not write
 
 
 def cache_key(spec: dict[str, Any]) -> str:
@@ -83,7 +84,9 @@ class FeatureCache:
             self.root.mkdir(parents=True, exist_ok=True)
             lock = FileLock(str(self.root / f"{key}.lock"))
             lock.acquire()
-        except OSError:
+        except OSError as err:
+            if err.errno not in READ_ONLY:
+                raise CacheError(f"cache.dir={self.root}: cannot lock {key}: {err.strerror or err}; check the disk") from err
             yield False
             return
         try:

@@ -14,6 +14,7 @@ from .components import build_dataset, build_frontend
 from .config import compose
 from .datasets import DatasetError
 from .datasets.check import CheckReport
+from .inputs import min_samples
 
 USAGE = "usage: python -m elm_audio.data check dataset=<name> dataset.root=<path> [other overrides]"
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as err:
         print(f"elm_audio: {err}", file=sys.stderr)
         return 2
-    least = max(1, int(cfg.audio.min_fraction * build_frontend(cfg).input_samples))
+    least = min_samples(build_frontend(cfg), cfg.audio.min_fraction)
     report = CheckReport.from_survey(dataset, survey, progress=sys.stderr.isatty(), decode_min_samples=least)
     print(report.render())
     return 0 if report.ok else 1

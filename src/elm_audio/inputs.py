@@ -11,6 +11,7 @@ Waveform front-ends are fitted the same way in both stages.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -33,10 +34,14 @@ class InputSettings:
     min_fraction: float = 0.001  # audio.min_fraction: a shorter clip (of the input's length) is a bad clip
 
 
+def min_samples(frontend: FrontEnd, min_fraction: float) -> int:
+    """The fewest decoded samples a usable clip has (``audio.min_fraction`` of the input)."""
+    return max(1, math.ceil(min_fraction * frontend.input_samples))
+
+
 def too_short(n_samples: int, frontend: FrontEnd, settings: InputSettings) -> str | None:
     """Why a decoded clip is too short to use, or None."""
-    least = settings.min_fraction * frontend.input_samples
-    if n_samples < max(least, 1):
+    if n_samples < min_samples(frontend, settings.min_fraction):
         return (
             f"decodes to {n_samples / SAMPLE_RATE:.3f} s, less than audio.min_fraction={settings.min_fraction} "
             f"of the {frontend.input_samples / SAMPLE_RATE:.1f} s input"

@@ -85,7 +85,7 @@ class CheckReport:
             if min_samples is not None:
                 signal = load(path)
                 if len(signal) < min_samples:
-                    raise AudioError(path, f"decodes to {len(signal) / SAMPLE_RATE:.3f} s, too short to use")
+                    raise AudioError(path, f"decodes to {len(signal) / SAMPLE_RATE:.3f} s, too short to use (audio.min_fraction)")
                 if float(np.abs(signal).max()) < SILENCE:
                     self.silent.append(name)
         except AudioError as err:
