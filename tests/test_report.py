@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 from pathlib import Path
 
@@ -242,6 +244,47 @@ def test_rank_agreement_is_scipys_tau_and_rho_with_a_bootstrap_over_folds():
     assert rank_agreement(random, trained) == (tau, rho, tau_ci, rho_ci)  # a seeded bootstrap
     reversed_ = rank_agreement(random, -random)
     assert reversed_[0] == pytest.approx(-1.0) and reversed_[2][1] == pytest.approx(-1.0)
+
+
+def test_a_pair_reads_as_the_larger_minus_the_smaller_and_says_why_it_is_undecided():
+    from elm_audio.report.build import pair_note
+
+    def note(p: float, p_holm: float) -> str:
+        row = {"a": "mfcc", "b": "vgg", "mean_diff": -0.20, "ci_low": -0.322, "ci_high": -0.078, "p": p, "p_holm": p_holm, "n": 5}
+        return pair_note(pd.Series(row))
+
+    assert note(0.01, 0.03).strip() == "vgg > mfcc: vgg - mfcc = +20.0 points [+7.8, +32.2] (p=0.01, Holm p=0.03, n=5)"
+    # the pair's own interval excludes 0, but not once the other pairs are counted
+    assert note(0.03, 0.09).strip().startswith("cannot tell vgg and mfcc apart once every pair is counted (Holm)")
+    assert note(0.4, 0.8).strip().startswith("cannot tell vgg and mfcc apart: vgg - mfcc = +20.0 points")
+
+
+def test_the_premise_p_value_counts_the_orderings_that_agree_as_well():
+    from elm_audio.report.premise import tau_p_value
+
+    random = pd.Series([0.71, 0.64, 0.58, 0.52, 0.47, 0.40], index=list("abcdef"))
+    trained = pd.Series([0.80, 0.66, 0.69, 0.50, 0.55, 0.41], index=list("abcdef"))
+
+    def concordance(order) -> int:  # pairs ranked the same way by random and by the ordering
+        return sum((random.iloc[i] - random.iloc[j]) * (order[i] - order[j]) > 0 for i, j in itertools.combinations(range(6), 2))
+
+    observed = concordance(trained.to_numpy())
+    as_good = sum(concordance(perm) >= observed for perm in itertools.permutations(range(6)))
+    assert tau_p_value(random, trained) == pytest.approx(as_good / math.factorial(6))
+
+
+def test_three_front_ends_in_perfect_agreement_do_not_confirm_the_premise_but_six_do():
+    from elm_audio.report.premise import Premise, tau_p_value
+
+    def verdict(n: int) -> str:
+        acc = pd.Series(np.linspace(0.8, 0.4, n), index=[f"fe{i}" for i in range(n)])
+        ci = pd.DataFrame({"low": acc - 0.01, "high": acc + 0.01})
+        p = Premise("small", "", list(acc.index), acc, acc + 0.1, {}, 1.0, 1.0, (1.0, 1.0), (1.0, 1.0),
+                    tau_p_value(acc, acc + 0.1), ci, ci + 0.1, 5, {"random": 0, "trained": 0})  # fmt: skip
+        return p.notes[-1]
+
+    assert "cannot confirm that the rankings agree: p=0.167" in verdict(3)  # 1/3!
+    assert "predicts the trained one" in verdict(6) and "p=0.00139" in verdict(6)  # 1/6!
 
 
 @pytest.mark.slow

@@ -119,12 +119,16 @@ TESTS = {
 def pair_note(r: pd.Series) -> str:
     """One pair in words: the difference with its interval and the corrected p, or that the data
     cannot tell them apart."""
-    interval = f"{100 * r['mean_diff']:+.1f} points [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
+    sign = 1 if r["mean_diff"] >= 0 else -1  # written as the larger minus the smaller
+    first, second = (r["a"], r["b"]) if sign > 0 else (r["b"], r["a"])
+    low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
+    difference = f"{first} - {second} = {100 * sign * r['mean_diff']:+.1f} points [{100 * low:+.1f}, {100 * high:+.1f}]"
     stat = f"p={r['p']:.3g}, Holm p={r['p_holm']:.3g}, n={r['n']}"
     if r["p_holm"] < ALPHA:
-        better, worse = (r["a"], r["b"]) if r["mean_diff"] > 0 else (r["b"], r["a"])
-        return f"  {better} > {worse}: {r['a']} - {r['b']} = {interval} ({stat})"
-    return f"  cannot tell {r['a']} and {r['b']} apart: {r['a']} - {r['b']} = {interval} ({stat})"
+        return f"  {first} > {second}: {difference} ({stat})"
+    if r["p"] < ALPHA:  # the interval, one pair's, may exclude 0: say why that is not enough
+        return f"  cannot tell {first} and {second} apart once every pair is counted (Holm): {difference} ({stat})"
+    return f"  cannot tell {first} and {second} apart: {difference} ({stat})"
 
 
 def significance_notes(pairs: pd.DataFrame, cell: str) -> list[str]:

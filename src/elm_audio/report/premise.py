@@ -5,6 +5,7 @@ random accuracy."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ from .stats import scores
 TRAINED = "trained"  # the classifier tag of weights=trained runs
 MIN_FRONTENDS = 3
 BOOTSTRAP = 2000
+ALPHA = 0.05
 
 
 @dataclass
@@ -31,6 +33,9 @@ class Premise:
     rho: float
     tau_ci: tuple[float, float]
     rho_ci: tuple[float, float]
+    tau_p: float  # one-sided, exact: how often orderings drawn at random agree as well or better
+    random_ci: pd.DataFrame  # front-end -> low, high: 95% bootstrap interval over folds
+    trained_ci: pd.DataFrame
     n_folds: int
     unsettled: dict[str, int]  # "random"/"trained" -> adjacent pairs in that ranking whose intervals overlap
 
@@ -46,10 +51,16 @@ class Premise:
         for kind, n in self.unsettled.items():
             if n:
                 out.append(f"  {n} neighbouring pair(s) in the {kind} ranking have overlapping 95% intervals: their order is not settled")
+        chance = (
+            f"p={self.tau_p:.3g} that {len(self.frontends)} front-ends ordered at random agree as well "
+            f"(exact, one-sided; the least possible is 1/{len(self.frontends)}! = {1 / math.factorial(len(self.frontends)):.3g})"
+        )
         if np.isnan(self.tau_ci[0]) or self.tau_ci[0] <= 0 <= self.tau_ci[1]:
-            out.append("  the data cannot tell whether the rankings agree: tau's interval includes 0")
+            out.append(f"  the data cannot tell whether the rankings agree: tau's interval includes 0; {chance}")
+        elif not self.tau_p < ALPHA:
+            out.append(f"  the data cannot confirm that the rankings agree: {chance}")
         elif self.tau_ci[0] > 0:
-            out.append("  the random-weight ranking predicts the trained one on these data")
+            out.append(f"  the random-weight ranking predicts the trained one on these data: {chance}")
         return out
 
 
@@ -69,13 +80,26 @@ def rank_agreement(per_fold_random: pd.DataFrame, per_fold_trained: pd.DataFrame
     return stats.kendalltau(r, t).statistic, stats.spearmanr(r, t).statistic, ci["tau"], ci["rho"]
 
 
-def overlapping_neighbours(per_fold: pd.DataFrame, seed: int = 0) -> int:
-    """Adjacent front-ends in the ranking by mean whose 95% bootstrap intervals (over folds) overlap."""
+def tau_p_value(random: pd.Series, trained: pd.Series) -> float:
+    """The exact one-sided p-value of Kendall's tau: the share of the n! orderings of the
+    front-ends that agree with the random-weight ranking at least as well as the trained one.
+    Fold bootstraps say how stable the front-ends' means are; this says whether so few
+    front-ends can show agreement at all (three cannot: 1/3! = 0.17)."""
+    return float(stats.kendalltau(random, trained, alternative="greater").pvalue)
+
+
+def intervals(per_fold: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Each front-end's 95% bootstrap interval (over folds) of its mean accuracy: columns low, high."""
     rng = np.random.default_rng(seed)
     draws = np.array([per_fold.iloc[rng.integers(0, len(per_fold), len(per_fold))].mean() for _ in range(BOOTSTRAP)])
-    low, high = np.percentile(draws, 2.5, axis=0), np.percentile(draws, 97.5, axis=0)
-    order = np.argsort(-per_fold.mean().to_numpy())
-    return int(sum(low[a] <= high[b] for a, b in zip(order, order[1:])))
+    return pd.DataFrame({"low": np.percentile(draws, 2.5, axis=0), "high": np.percentile(draws, 97.5, axis=0)}, index=per_fold.columns)
+
+
+def overlapping_neighbours(per_fold: pd.DataFrame, seed: int = 0) -> int:
+    """Adjacent front-ends in the ranking by mean whose 95% bootstrap intervals (over folds) overlap."""
+    ci = intervals(per_fold, seed)
+    order = per_fold.mean().sort_values(ascending=False).index
+    return int(sum(ci.at[a, "low"] <= ci.at[b, "high"] for a, b in zip(order, order[1:])))
 
 
 def premises(best: pd.DataFrame) -> list[Premise]:
@@ -99,7 +123,8 @@ def premises(best: pd.DataFrame) -> list[Premise]:
         tau, rho, tau_ci, rho_ci = rank_agreement(table_r, table_t)
         unsettled = {"random": overlapping_neighbours(table_r), "trained": overlapping_neighbours(table_t)}
         out.append(Premise(size, experiment, common, table_r.mean(), table_t.mean(), {fe: chosen[fe][1] for fe in common},
-                           float(tau), float(rho), tau_ci, rho_ci, len(folds), unsettled))  # fmt: skip
+                           float(tau), float(rho), tau_ci, rho_ci, tau_p_value(table_r.mean(), table_t.mean()),
+                           intervals(table_r), intervals(table_t), len(folds), unsettled))  # fmt: skip
     return out
 
 
@@ -109,17 +134,22 @@ def figure(p: Premise, title: str) -> Figure:
     fig = Figure(figsize=(5.5, 5.0))
     ax = fig.subplots()
     x, y = 100 * p.random[p.frontends], 100 * p.trained[p.frontends]
-    ax.scatter(x, y, s=30)
+    xerr = [x - 100 * p.random_ci.loc[p.frontends, "low"], 100 * p.random_ci.loc[p.frontends, "high"] - x]
+    yerr = [y - 100 * p.trained_ci.loc[p.frontends, "low"], 100 * p.trained_ci.loc[p.frontends, "high"] - y]
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=5, elinewidth=0.8, capsize=2, label="mean, 95% interval over folds")
     rank_r, rank_t = x.rank(ascending=False).astype(int), y.rank(ascending=False).astype(int)
     for fe in p.frontends:
         ax.annotate(f"{fe} ({rank_r[fe]}→{rank_t[fe]})", (x[fe], y[fe]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    low, high = min(x.min(), y.min()) - 3, max(x.max(), y.max()) + 3
+    low = min(100 * p.random_ci["low"].min(), 100 * p.trained_ci["low"].min()) - 3
+    high = max(100 * p.random_ci["high"].max(), 100 * p.trained_ci["high"].max()) + 3
     ax.plot([low, high], [low, high], "--", color="0.6", lw=1, label="trained = random")
     ax.set_xlim(low, high)
     ax.set_ylim(low, high)
     ax.set_xlabel("test accuracy with random weights (%)")
     ax.set_ylabel("test accuracy trained (%)")
-    ax.set_title(f"{title}\ntau {p.tau:+.2f} [{p.tau_ci[0]:+.2f}, {p.tau_ci[1]:+.2f}], rho {p.rho:+.2f}", fontsize=9)
+    ax.set_title(
+        f"{title}\ntau {p.tau:+.2f} [{p.tau_ci[0]:+.2f}, {p.tau_ci[1]:+.2f}] (p={p.tau_p:.3g}), rho {p.rho:+.2f}", fontsize=9
+    )
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
