@@ -28,7 +28,7 @@ from sklearn.datasets import make_classification
 from sklearn.svm import SVC
 
 from elm_audio.classifiers import ELMClassifier, KernelSVC, svm
-from elm_audio.classifiers.products import linear
+from elm_audio.classifiers.products import mkl_runs_avx2_only, onednn_linear
 from elm_audio.config import choices, compose
 from elm_audio.datasets import Clip
 from elm_audio.datasets.synth import synth_clip
@@ -44,7 +44,8 @@ NOTES = {
     "(log-mel or waveform; the float64 STFT is not counted). gemm_gflops is torch.matmul's fp32 rate "
     "(MKL sgemm, which runs AVX2 code on AMD CPUs); onednn_gemm_gflops is the same product as a 1x1 "
     "convolution (oneDNN, AVX-512 where the CPU has it), the float32 limit the convolutions really "
-    "run against: ratio_onednn is gflops over that rate. The classifiers use the oneDNN product.",
+    "run against: ratio_onednn is gflops over that rate. The classifiers use the oneDNN product on AMD CPUs "
+    "and torch.matmul elsewhere (machine.classifier_product).",
     "timbral_temporal": "vertical filters run as 1-D convolutions over time with the mel bands as channels, one "
     "per frequency offset, with a running maximum for the frequency max-pool (tried first: 2-D convolution "
     "with one input channel, 0.2 of the GEMM rate; unfold + matmul, held back by im2col copies). The 1-frame "
@@ -76,6 +77,15 @@ def best_time(fn, reps: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def cpu_model() -> str:
+    """The CPU's name, as Linux gives it (the GEMM rates depend on it more than on anything else)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
 
 
 def gemm_gflops(product=torch.matmul) -> float:
@@ -316,9 +326,10 @@ def main() -> None:
     names = REQUIRED if args.quick else tuple(n for n in choices("frontend") if n != "mfcc")
     result = {
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "processor": platform.processor() or platform.machine()},  # fmt: skip
+                    "processor": platform.processor() or platform.machine(), "cpu": cpu_model(),
+                    "classifier_product": "oneDNN" if mkl_runs_avx2_only() else "torch.matmul"},  # fmt: skip
         "gemm_gflops": round(gemm_gflops(), 1),
-        "onednn_gemm_gflops": round(gemm_gflops(linear), 1),
+        "onednn_gemm_gflops": round(gemm_gflops(onednn_linear), 1),
         "notes": NOTES,
     }
     print(f"fp32 GEMM: torch.matmul {result['gemm_gflops']} GFLOP/s, oneDNN {result['onednn_gemm_gflops']} GFLOP/s "

@@ -215,11 +215,13 @@ def test_the_run_device_reaches_both_classifiers():
                 cuda.fit(*blobs())
 
 
+@pytest.mark.parametrize("product", ["linear", "onednn_linear"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_the_classifiers_product_is_torch_linear_in_float32_arithmetic(dtype, with_bias):
-    from elm_audio.classifiers.products import linear
+def test_the_classifiers_product_is_torch_linear_in_float32_arithmetic(product, dtype, with_bias):
+    from elm_audio.classifiers import products
 
+    linear = getattr(products, product)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(300, 500, generator=gen, dtype=dtype)
     weight = torch.randn(700, 1000, generator=gen, dtype=dtype)[:, ::2]  # a strided view, as the ELM's blocks

@@ -1,23 +1,44 @@
 """Matrix products for the classifiers, at the CPU's float32 limit.
 
-torch.matmul on the CPU calls MKL's sgemm, which runs AVX2 code on AMD processors even where
-they have AVX-512 (this machine's Zen 5 reaches about half its float32 peak that way). oneDNN,
-which torch uses for convolutions, picks its kernels by instruction set, not by vendor. A product
-x @ w.T written as a 1x1 convolution over a channels-last view of x is the same float32
-arithmetic (summed in another order) and, here, 2.1 times faster; ``benchmarks/run.py`` prints
-both rates as ``gemm_gflops`` and ``onednn_gemm_gflops``.
+torch.matmul on the CPU calls MKL's sgemm, which picks its kernels by the CPU's vendor: on AMD
+processors it runs AVX2 code even where they have AVX-512 (a Zen 5 reaches about half its
+float32 peak that way). oneDNN, which torch uses for convolutions, picks its kernels by
+instruction set. A product x @ w.T written as a 1x1 convolution over a channels-last view of x
+is the same float32 arithmetic (summed in another order): 2.1 times faster than torch.matmul on
+a Zen 5, 0.85 times as fast on an Intel Xeon, where MKL is at home. So the choice follows the
+vendor, which keeps it the same on every run of a machine (a timed choice could flip between
+runs and change the last bits). ``benchmarks/run.py`` prints both rates as ``gemm_gflops`` and
+``onednn_gemm_gflops``.
 """
 
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 
+@functools.cache
+def mkl_runs_avx2_only() -> bool:
+    """Whether this is an AMD CPU, on which MKL's sgemm leaves AVX-512 unused."""
+    try:
+        return "AuthenticAMD" in Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: keep torch's own product
+        return False
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x @ weight.T + bias for 2-D x (n, k) and weight (m, k), like torch.nn.functional.linear."""
-    if x.device.type != "cpu" or x.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
-        return F.linear(x, weight, bias)
+    """x @ weight.T + bias for 2-D x (n, k) and weight (m, k), like torch.nn.functional.linear,
+    through whichever library is faster on this CPU."""
+    if x.device.type == "cpu" and x.dtype == torch.float32 and mkl_runs_avx2_only() and torch.backends.mkldnn.is_available():
+        return onednn_linear(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The same product as a 1x1 convolution, which oneDNN computes (float32 on the CPU)."""
     (n, k), m = x.shape, weight.shape[0]
     # (1, k, n, 1) in NCHW order with channels-last strides: x's own memory, no copy
     image = x.contiguous().view(1, n, 1, k).permute(0, 3, 1, 2)
