@@ -280,7 +280,7 @@ def test_three_front_ends_in_perfect_agreement_do_not_confirm_the_premise_but_si
         acc = pd.Series(np.linspace(0.8, 0.4, n), index=[f"fe{i}" for i in range(n)])
         ci = pd.DataFrame({"low": acc - 0.01, "high": acc + 0.01})
         p = Premise("small", "", list(acc.index), acc, acc + 0.1, {}, 1.0, 1.0, (1.0, 1.0), (1.0, 1.0),
-                    tau_p_value(acc, acc + 0.1), ci, ci + 0.1, 5, {"random": 0, "trained": 0})  # fmt: skip
+                    tau_p_value(acc, acc + 0.1), ci, ci + 0.1, 5)  # fmt: skip
         return p.notes[-1]
 
     assert "cannot confirm that the rankings agree: p=0.167" in verdict(3)  # 1/3!
@@ -308,8 +308,8 @@ def test_the_premise_section_compares_random_and_trained_rankings(tmp_path):
 
 
 def test_neighbours_whose_intervals_overlap_are_counted():
-    from elm_audio.report.premise import overlapping_neighbours
+    from elm_audio.report.premise import intervals, overlapping_neighbours
 
     folds = pd.DataFrame({"a": [0.90, 0.91, 0.89, 0.90], "b": [0.60, 0.61, 0.59, 0.60], "c": [0.59, 0.62, 0.58, 0.61]})
     # a stands far above b and c; b and c, 0.5 points apart with a spread of 1.5, overlap
-    assert overlapping_neighbours(folds) == 1
+    assert overlapping_neighbours(folds.mean(), intervals(folds)) == 1

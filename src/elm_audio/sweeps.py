@@ -29,7 +29,7 @@ from optuna.storages.journal import JournalFileBackend
 from sklearn.model_selection import ParameterGrid
 
 from . import tracking
-from .processes import process_alive
+from .processes import gone_from_here
 from .redaction import redact
 
 log = logging.getLogger(__name__)
@@ -200,20 +200,17 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 def claim(trial: optuna.Trial) -> None:
     """Mark a trial as this sweeper's, so that a later sweep on the same host can tell that it
     was interrupted (the sweeper asked for it, then was killed before telling its result)."""
-    trial.set_user_attr(tracking.HOST_TAG, socket.gethostname())
-    trial.set_user_attr(tracking.PID_TAG, os.getpid())
+    for key, value in tracking.process_tags().items():
+        trial.set_user_attr(key, value)
 
 
 def interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials still RUNNING whose sweeper, on this host, is gone. Trials of other hosts or of
     live sweepers are left alone: they may be running right now."""
-    host = socket.gethostname()
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        if t.user_attrs.get(tracking.HOST_TAG) == host
-        and isinstance(t.user_attrs.get(tracking.PID_TAG), int)
-        and not process_alive(t.user_attrs[tracking.PID_TAG])
+        if gone_from_here(t.user_attrs.get(tracking.HOST_TAG), t.user_attrs.get(tracking.PID_TAG))
     ]
 
 

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from .config import ConfigError
-from .processes import process_alive
+from .processes import gone_from_here
 from .redaction import redact
 
 DEFAULT_DIR = "mlruns"
@@ -147,6 +147,7 @@ def experiment_id(name: str, uri: str) -> str:
     raise RuntimeError(f"could not get or create the MLflow experiment {name!r} at {uri}")
 
 
+TRAINED_SCORER = "trained"  # the classifier tag of weights=trained runs
 HOST_TAG = "elm_audio.host"
 PID_TAG = "elm_audio.pid"
 
@@ -160,12 +161,9 @@ def end_orphaned_runs(uri: str, experiment: str) -> list[str]:
     """Runs of this host still RUNNING whose process is gone (killed with SIGKILL, or the
     machine lost power) are ended as KILLED; returns their ids."""
     client = MlflowClient(uri)
-    host = socket.gethostname()
     ended = []
     for run in client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'", max_results=1000):
-        tags = run.data.tags
-        pid = tags.get(PID_TAG, "")
-        if tags.get(HOST_TAG) == host and pid.isdigit() and not process_alive(int(pid)):
+        if gone_from_here(run.data.tags.get(HOST_TAG), run.data.tags.get(PID_TAG)):
             client.set_terminated(run.info.run_id, "KILLED")
             ended.append(run.info.run_id)
     return ended
@@ -183,7 +181,7 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def scorer(cfg) -> str:
     """What scores a run's front-end: the configured classifier, or, for weights=trained, the
     front-end's own trained softmax layer ("trained")."""
-    return "trained" if cfg.weights.name == "trained" else cfg.classifier.name
+    return TRAINED_SCORER if cfg.weights.name == "trained" else cfg.classifier.name
 
 
 def config_tags(cfg) -> dict[str, str]:

@@ -18,10 +18,9 @@ from .collect import clip_correctness, load_runs
 from .published import TRAINED, is_papers, published
 from .premise import MIN_FRONTENDS, premises
 from .premise import figure as premise_figure
-from .stats import LEVEL, pairwise, select_best, summarize
+from .stats import ALPHA, LEVEL, pairwise, select_best, summarize
 
 SIZES = ("small", "large")
-ALPHA = 0.05
 
 
 @dataclass

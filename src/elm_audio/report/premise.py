@@ -13,12 +13,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from .stats import scores
+from ..tracking import TRAINED_SCORER
+from .stats import ALPHA, scores
 
-TRAINED = "trained"  # the classifier tag of weights=trained runs
 MIN_FRONTENDS = 3
 BOOTSTRAP = 2000
-ALPHA = 0.05
 
 
 @dataclass
@@ -37,7 +36,14 @@ class Premise:
     random_ci: pd.DataFrame  # front-end -> low, high: 95% bootstrap interval over folds
     trained_ci: pd.DataFrame
     n_folds: int
-    unsettled: dict[str, int]  # "random"/"trained" -> adjacent pairs in that ranking whose intervals overlap
+
+    @property
+    def unsettled(self) -> dict[str, int]:
+        """Per ranking, the adjacent pairs whose intervals overlap."""
+        return {
+            "random": overlapping_neighbours(self.random, self.random_ci),
+            "trained": overlapping_neighbours(self.trained, self.trained_ci),
+        }
 
     @property
     def notes(self) -> list[str]:
@@ -59,7 +65,7 @@ class Premise:
             out.append(f"  the data cannot tell whether the rankings agree: tau's interval includes 0; {chance}")
         elif not self.tau_p < ALPHA:
             out.append(f"  the data cannot confirm that the rankings agree: {chance}")
-        elif self.tau_ci[0] > 0:
+        else:
             out.append(f"  the random-weight ranking predicts the trained one on these data: {chance}")
         return out
 
@@ -95,10 +101,9 @@ def intervals(per_fold: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"low": np.percentile(draws, 2.5, axis=0), "high": np.percentile(draws, 97.5, axis=0)}, index=per_fold.columns)
 
 
-def overlapping_neighbours(per_fold: pd.DataFrame, seed: int = 0) -> int:
-    """Adjacent front-ends in the ranking by mean whose 95% bootstrap intervals (over folds) overlap."""
-    ci = intervals(per_fold, seed)
-    order = per_fold.mean().sort_values(ascending=False).index
+def overlapping_neighbours(means: pd.Series, ci: pd.DataFrame) -> int:
+    """Adjacent front-ends in the ranking by mean whose intervals (``intervals``) overlap."""
+    order = means.sort_values(ascending=False).index
     return int(sum(ci.at[a, "low"] <= ci.at[b, "high"] for a, b in zip(order, order[1:])))
 
 
@@ -108,23 +113,22 @@ def premises(best: pd.DataFrame) -> list[Premise]:
     for (size, experiment), part in long.groupby(["feature_size", "experiment"]):
         per_fold = part.groupby(["frontend", "classifier", "fold"])["accuracy"].mean()  # seeds averaged
         means = per_fold.groupby(["frontend", "classifier"]).mean()
-        trained = means.xs(TRAINED, level="classifier") if TRAINED in means.index.get_level_values(1) else pd.Series(dtype=float)
-        random = means.drop(TRAINED, level="classifier", errors="ignore")
+        trained = means.xs(TRAINED_SCORER, level="classifier") if TRAINED_SCORER in means.index.get_level_values(1) else pd.Series(dtype=float)
+        random = means.drop(TRAINED_SCORER, level="classifier", errors="ignore")
         if random.empty:
             continue
         chosen = random.groupby(level="frontend").idxmax()  # the random runs' best classifier per front-end
         common = sorted(set(trained.index) & set(chosen.index))
         if len(common) < MIN_FRONTENDS:
             continue
-        folds = sorted(set.intersection(*(set(per_fold.loc[fe, chosen[fe][1]].index) & set(per_fold.loc[fe, TRAINED].index)
+        folds = sorted(set.intersection(*(set(per_fold.loc[fe, chosen[fe][1]].index) & set(per_fold.loc[fe, TRAINED_SCORER].index)
                                            for fe in common)))  # fmt: skip
         table_r = pd.DataFrame({fe: per_fold.loc[fe, chosen[fe][1]].loc[folds] for fe in common})
-        table_t = pd.DataFrame({fe: per_fold.loc[fe, TRAINED].loc[folds] for fe in common})
+        table_t = pd.DataFrame({fe: per_fold.loc[fe, TRAINED_SCORER].loc[folds] for fe in common})
         tau, rho, tau_ci, rho_ci = rank_agreement(table_r, table_t)
-        unsettled = {"random": overlapping_neighbours(table_r), "trained": overlapping_neighbours(table_t)}
         out.append(Premise(size, experiment, common, table_r.mean(), table_t.mean(), {fe: chosen[fe][1] for fe in common},
                            float(tau), float(rho), tau_ci, rho_ci, tau_p_value(table_r.mean(), table_t.mean()),
-                           intervals(table_r), intervals(table_t), len(folds), unsettled))  # fmt: skip
+                           intervals(table_r), intervals(table_t), len(folds)))  # fmt: skip
     return out
 
 

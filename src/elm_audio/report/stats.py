@@ -17,6 +17,7 @@ from scipy import stats
 # A cell of the comparison; a preset's runs (experiment=paper) form cells of their own.
 CELL = ["frontend", "feature_size", "classifier", "experiment"]
 LEVEL = 0.95  # of every interval
+ALPHA = 0.05  # of every test's verdict
 
 
 def select_best(runs: pd.DataFrame) -> pd.DataFrame:
