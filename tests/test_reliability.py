@@ -170,9 +170,14 @@ def check(root: Path, capsys, *extra: str) -> tuple[int, str]:
 
 
 @pytest.mark.slow
-def test_a_cached_skip_does_not_bypass_on_bad_clip_error(collection, tmp_path):
+@pytest.mark.parametrize(
+    "mode",
+    [FOLDER, [*FOLDER[:2], "frontend=temporal", "weights=trained", "weights.max_epochs=2"]],  # features; cached inputs
+    ids=["random", "trained"],
+)
+def test_a_cached_skip_does_not_bypass_on_bad_clip_error(collection, tmp_path, mode):
     (collection / "low" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    args = ["dataset=folder", f"dataset.root={collection}", "dataset.n_folds=3", *FOLDER]
+    args = ["dataset=folder", f"dataset.root={collection}", "dataset.n_folds=3", *mode]
     run_cli("elm_audio", *args, "dataset.on_bad_clip=skip", cwd=tmp_path)
     proc = run_cli("elm_audio", *args, cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "low/broken" in proc.stderr and "on_bad_clip=skip" in proc.stderr

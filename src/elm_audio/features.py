@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 import mlflow
 import numpy as np
+import torch
 from omegaconf import DictConfig
 
 from .cache import FeatureCache, Features
@@ -30,17 +32,27 @@ def extract_settings(cfg: DictConfig, plan: Plan) -> ExtractSettings:
     )
 
 
-def load_or_extract(cfg: DictConfig, plan: Plan, cache: FeatureCache, locked: bool) -> tuple[Features, bool]:
+def load_or_extract(
+    cfg: DictConfig,
+    plan: Plan,
+    cache: FeatureCache,
+    locked: bool,
+    entry: tuple[str, int, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+) -> tuple[Features, bool]:
     """The features of ``plan.key``, and whether they were computed now. Callers hold the key's
     lock where the cache is writable (``locked``), so that runs needing the same features compute
     them once; a read-only cache serves the entries it holds. The bad-clip policy holds either
-    way: under ``on_bad_clip=error`` a cached entry that left clips out stops the run."""
-    features = cache.load(plan.key)
+    way: under ``on_bad_clip=error`` a cached entry that left clips out stops the run.
+
+    ``entry`` = (key, width, compute) caches something else per clip instead (training caches
+    the network inputs), under the same checks."""
+    key, width, compute = entry or (plan.key, plan.profile["feature_dim"], None)
+    features = cache.load(key)
     computed = False
     if features is None:
         if not locked:
             raise cache.read_only_error()
-        features, computed = _extract(cfg, plan, cache), True
+        features, computed = _extract(cfg, plan, cache, key, width, compute), True
     for message in cache.damaged:
         print(f"elm_audio: {message}", file=sys.stderr, flush=True)
     if features.bad_clips and plan.dataset.on_bad_clip == "error":
@@ -53,7 +65,7 @@ def load_or_extract(cfg: DictConfig, plan: Plan, cache: FeatureCache, locked: bo
     return features, computed
 
 
-def _extract(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> Features:
+def _extract(cfg: DictConfig, plan: Plan, cache: FeatureCache, key: str, width: int, compute) -> Features:
     """Read every header first, so an unreadable clip stops the run now, not hours in."""
     report = CheckReport.from_survey(plan.dataset, plan.survey, read_headers=True, progress=cfg.extract.progress)
     text = report.render()
@@ -65,7 +77,7 @@ def _extract(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> Features:
 
     def fill(rows: np.ndarray) -> dict:
         start = time.perf_counter()
-        bad, silent = extract(plan.frontend, clips, rows, resolve_device(cfg.device), settings)
+        bad, silent = extract(plan.frontend, clips, rows, resolve_device(cfg.device), settings, compute=compute)
         usable = [i for i, c in enumerate(clips) if c.clip_id not in bad]
         broken = [clips[i].clip_id for i in usable if not np.isfinite(rows[i]).all()]
         if broken:  # a front-end that overflowed (fp16): never cache such rows as features
@@ -81,4 +93,4 @@ def _extract(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> Features:
             "extract_seconds": time.perf_counter() - start,
         }
 
-    return cache.store(plan.key, len(clips), plan.profile["feature_dim"], fill)
+    return cache.store(key, len(clips), width, fill)

@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 from .cache import FeatureCache, Features, cache_key
 from .components import build_frontend
 from .devices import resolve_device
-from .extract import autocast, extract
-from .features import extract_settings
+from .extract import autocast
+from .features import load_or_extract
 from .frontends import FrontEnd
 from .plan import Plan
 from .protocols import Evaluation, Split, SplitResult
@@ -80,21 +80,8 @@ def cached_inputs(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> tuple[Fea
         shape = tuple(frontend.prepare(torch.zeros(1, frontend.input_samples), cfg.audio.stft_padding).shape[1:])
     key = cache_key({"inputs_for": plan.key})
     with cache.lock(key) as locked:
-        found = cache.load(key)
-        if found is not None:
-            return found, shape
-        if not locked:
-            raise cache.read_only_error()
-        settings = extract_settings(cfg, plan)
-        clips = plan.index.clips
-
-        def fill(rows: np.ndarray) -> dict:
-            start = time.perf_counter()
-            bad, silent = extract(frontend, clips, rows, resolve_device(cfg.device), settings, compute=lambda x: x.flatten(1))
-            return {"clip_ids": [c.clip_id for c in clips], "labels": [c.label for c in clips], "bad_clips": bad,
-                    "silent_clips": silent, "extract_seconds": time.perf_counter() - start}  # fmt: skip
-
-        return cache.store(key, len(clips), int(np.prod(shape)), fill), shape
+        inputs, _ = load_or_extract(cfg, plan, cache, locked, (key, int(np.prod(shape)), lambda x: x.flatten(1)))
+    return inputs, shape
 
 
 def train_and_evaluate(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> tuple[Evaluation, Features]:
