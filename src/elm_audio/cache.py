@@ -68,6 +68,13 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def allocate(path: Path) -> None:
+    """Reserve a (sparse) file's blocks now: rows written through a memory map onto a full disk
+    kill the process with SIGBUS; here a full disk is an OSError (ENOSPC) before any work."""
+    with path.open("r+b") as fh:
+        os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+
+
 class FeatureCache:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser()
@@ -152,7 +159,19 @@ class FeatureCache:
 
     def store(self, key: str, n_rows: int, dim: int, fill: Callable[[np.ndarray], dict[str, Any]]) -> Features:
         """Create an entry: ``fill`` writes the rows into a (n_rows, dim) float32 memory map
-        and returns the metadata. Nothing is left behind if ``fill`` raises."""
+        and returns the metadata. Nothing is left behind if ``fill`` raises; a full disk is a
+        CacheError naming the folder."""
+        try:
+            return self._store(key, n_rows, dim, fill)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise CacheError(
+                f"cache.dir={self.root}: the disk is full ({n_rows * dim * 4 / 1e6:.1f} MB of features to write "
+                "there); free space, or choose a cache.dir on a disk with room"
+            ) from None
+
+    def _store(self, key: str, n_rows: int, dim: int, fill: Callable[[np.ndarray], dict[str, Any]]) -> Features:
         self.root.mkdir(parents=True, exist_ok=True)
         self.clean_stale()
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{key}-{os.getpid()}-", dir=self.root))
@@ -161,6 +180,7 @@ class FeatureCache:
             os.umask(umask)
             tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; an entry is shared like any folder
             rows = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n_rows, dim))
+            allocate(tmp / "features.npy")
             meta = fill(rows)
             rows.flush()
             del rows

@@ -24,7 +24,7 @@ from .cache import Features
 from .datasets import ClipIndex
 from .plan import Plan, file_size
 from .protocols import Evaluation
-from .redaction import redact_tree
+from .redaction import as_written_from_environment, redact_tree
 from .summary import applicable
 
 # Config nodes that describe a search rather than this run: kept out of the params.
@@ -33,8 +33,10 @@ NOT_PARAMS = ("classifier.search_space", "classifier.paper_grid", "sweep.")
 
 def log_config(cfg: DictConfig, plan: Plan) -> None:
     """The resolved config as params (without the classifier's hyper-parameters that do not
-    apply: no gamma for a linear kernel), the cost, config.yaml, the tags and the dataset input."""
-    container = redact_tree(OmegaConf.to_container(cfg, resolve=True))
+    apply: no gamma for a linear kernel), the cost, config.yaml, the tags and the dataset input.
+    Passwords are redacted; values read from the environment are recorded as written."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    container = redact_tree(as_written_from_environment(resolved, OmegaConf.to_container(cfg, resolve=False)))
     inapplicable = {f"classifier.{k}" for k in cfg.classifier if k not in applicable(cfg)}
     inapplicable |= {f"classifier.estimator.{k[len('classifier.'):]}" for k in inapplicable}
     params = {

@@ -14,18 +14,52 @@ import logging
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, unquote_plus
 
+import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-# scheme://user:password@  (the password runs to the last @ before the host's path)
-CREDENTIALS = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s'\"]*):(?P<secret>[^\s'\"/]*)@")
+SCHEME = r"\b[a-zA-Z][a-zA-Z0-9+.-]*://"
+# scheme://user:password@ : as SQLAlchemy and urllib read a URI, the password may hold '/', spaces
+# and quotes; in free text it runs to the last '@' on its line before any other URI (a password
+# with an '@' of its own is hidden whole, at worst with a little of what follows).
+CREDENTIALS = re.compile(rf"(?P<head>{SCHEME}[^/:@\s'\"]*):(?P<secret>(?:(?!{SCHEME})[^\n])*)@")
+# ?password=... and the like in a URI's query (libpq, MySQL drivers, tokens in http URLs): in free
+# text the value ends at '&', '#', a space or a quote; in a whole value at '&' or '#' only.
+QUERY_KEYS = r"[?&;](?:password|passwd|pwd|pass|sslpassword|secret|token|access_token|api_key|apikey|auth)="
+QUERY_SECRET = re.compile(rf"(?P<head>{QUERY_KEYS})(?P<secret>[^&#\s'\"]*)", re.IGNORECASE)
+QUERY_SECRET_VALUE = re.compile(rf"(?P<head>{QUERY_KEYS})(?P<secret>[^&#\n]*)", re.IGNORECASE)
 HIDDEN = "***"
+# Secrets found in whole values (the config, a storage URL): hidden wherever they show up later,
+# also in text the patterns cannot parse (a query password with a space, a line that wraps).
+_KNOWN: set[str] = set()
+SHORTEST_KNOWN = 4  # shorter secrets are hidden where a pattern finds them only
+
+
+def remember(value: str) -> None:
+    """Note the passwords and query secrets of a whole value (a URI, or ``key=URI``)."""
+    found = [m["secret"] for m in CREDENTIALS.finditer(value)] + [m["secret"] for m in QUERY_SECRET_VALUE.finditer(value)]
+    for secret in found:
+        for form in {secret, unquote(secret), unquote_plus(secret), quote(unquote(secret), safe="")}:
+            if len(form) >= SHORTEST_KNOWN and form != HIDDEN:
+                _KNOWN.add(form)
 
 
 def redact(text: Any) -> str:
-    """``text`` with every URI password replaced by ***."""
-    return CREDENTIALS.sub(lambda m: f"{m['head']}:{HIDDEN}@", str(text))
+    """``text`` with every URI password and query secret replaced by ***."""
+    clean = str(text)
+    for secret in sorted(_KNOWN, key=len, reverse=True):  # before the patterns cut them in pieces
+        clean = clean.replace(secret, HIDDEN)
+    clean = CREDENTIALS.sub(lambda m: f"{m['head']}:{HIDDEN}@", clean)
+    return QUERY_SECRET.sub(lambda m: m["head"] + HIDDEN, clean)
+
+
+def redact_value(value: Any) -> str:
+    """A whole value redacted, its secrets remembered for the text that quotes it later."""
+    value = str(value)
+    remember(value)
+    return redact(value)
 
 
 def redact_tree(tree: Any) -> Any:
@@ -34,7 +68,61 @@ def redact_tree(tree: Any) -> Any:
         return {k: redact_tree(v) for k, v in tree.items()}
     if isinstance(tree, list):
         return [redact_tree(v) for v in tree]
-    return redact(tree) if isinstance(tree, str) else tree
+    return redact_value(tree) if isinstance(tree, str) else tree
+
+
+def remember_tree(tree: Any) -> None:
+    if isinstance(tree, dict):
+        for v in tree.values():
+            remember_tree(v)
+    elif isinstance(tree, list):
+        for v in tree:
+            remember_tree(v)
+    elif isinstance(tree, str):
+        remember(tree)
+
+
+# Values read from the environment are recorded as written (``${oc.env:TOKEN}``), never resolved:
+# an environment variable is where a token or password belongs. The cache folder is a path, and
+# the shipped config reads it from ELM_AUDIO_CACHE: it is recorded resolved.
+RESOLVED_FROM_ENVIRONMENT = ("cache.dir",)
+ENV_INTERPOLATION = re.compile(r"\$\{\s*oc\.env\s*:")
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_leaves(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def from_environment(raw: Any) -> set[str]:
+    """The dotted keys of an unresolved config container whose value comes from an environment
+    variable, directly or through interpolations of such keys."""
+    texts = {k: str(v) for k, v in _leaves(raw).items() if isinstance(v, (str, list)) and "${" in str(v)}
+    found = {k for k, v in texts.items() if ENV_INTERPOLATION.search(v) and k not in RESOLVED_FROM_ENVIRONMENT}
+    while True:
+        more = {k for k, v in texts.items() if k not in found and any("${" + f in v for f in found)}
+        if not more:
+            return found
+        found |= more
+
+
+def as_written_from_environment(resolved: Any, raw: Any) -> Any:
+    """``resolved`` (a config container) with every value that comes from the environment put
+    back as written in ``raw`` (the same config unresolved)."""
+    keys = from_environment(raw)
+
+    def swap(res: Any, unres: Any, prefix: str) -> Any:
+        if prefix[:-1] in keys:
+            return unres
+        if isinstance(res, dict) and isinstance(unres, dict):
+            return {k: swap(v, unres.get(k), f"{prefix}{k}.") for k, v in res.items()}
+        return res
+
+    return swap(resolved, raw, "")
 
 
 class RedactingFilter(logging.Filter):
@@ -57,11 +145,21 @@ def guard_logging() -> None:
 
 
 def redact_file(path: Path) -> None:
-    if path.is_file():
-        text = path.read_text()
-        clean = redact(text)
-        if clean != text:
-            path.write_text(clean)
+    """Redact a saved file in place. YAML is read and redacted value by value (a long value may
+    be wrapped over lines), then written back; other text line by line."""
+    if not path.is_file():
+        return
+    text = path.read_text()
+    clean = redact(text)
+    if path.suffix == ".yaml":
+        try:
+            tree = yaml.safe_load(text)
+        except yaml.YAMLError:
+            tree = None
+        if isinstance(tree, (dict, list)) and redact_tree(tree) != tree:
+            clean = yaml.safe_dump(redact_tree(tree), default_flow_style=False, sort_keys=False, allow_unicode=True, width=10**6)
+    if clean != text:
+        path.write_text(clean)
 
 
 class RedactSecrets(Callback):
@@ -69,12 +167,15 @@ class RedactSecrets(Callback):
     a basic sweep's ``multirun.yaml``) and filters the log, before the job runs."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        remember_tree(OmegaConf.to_container(config, resolve=False))
         guard_logging()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        remember_tree(OmegaConf.to_container(config, resolve=False))
         guard_logging()
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        remember_tree(OmegaConf.to_container(config, resolve=False))
         guard_logging()
         hydra = config.hydra
         if hydra.output_subdir is not None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import signal
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import record, tracking
 from .cache import FeatureCache
@@ -36,13 +38,16 @@ def _terminate(signum, frame) -> None:
 def run(cfg: DictConfig) -> float:
     plan = make_plan(cfg)  # bad config or data stops here, before anything is read or logged
     uri = tracking.connect(cfg.tracking.uri)
-    experiment = tracking.experiment_id(tracking.experiment_name(cfg.dataset.name), uri)
-    for stale in tracking.end_orphaned_runs(uri, experiment):
-        print(f"elm_audio: run {stale} was left RUNNING by a process that is gone; marked KILLED", flush=True)
-    cache = FeatureCache(cfg.cache.dir)
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends the run as Ctrl-C does
     try:
-        return _logged_run(cfg, plan, uri, experiment, cache)
+        experiment = tracking.experiment_id(tracking.experiment_name(cfg.dataset.name), uri)
+        for stale in tracking.end_orphaned_runs(uri, experiment):
+            print(f"elm_audio: run {stale} was left RUNNING by a process that is gone; marked KILLED", flush=True)
+        return _logged_run(cfg, plan, uri, experiment, FeatureCache(cfg.cache.dir))
+    except (MlflowException, SQLAlchemyError, OSError) as err:
+        if tracking.disk_full(err):
+            raise tracking.full_disk_error(err, uri) from None
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -88,8 +93,12 @@ def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: Feature
     except KeyboardInterrupt:
         mlflow.end_run("KILLED")
         raise Interrupted(active.info.run_id) from None
-    except BaseException:
-        mlflow.end_run("FAILED")
+    except BaseException as err:
+        try:
+            mlflow.end_run("FAILED")
+        except (MlflowException, SQLAlchemyError, OSError):
+            if not tracking.disk_full(err):  # on a full store the run stays RUNNING: the next run ends it
+                raise
         raise
     mlflow.end_run("FINISHED")
     record.to_job_log(lines)

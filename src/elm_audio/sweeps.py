@@ -5,6 +5,7 @@ Used by the Hydra sweeper plugin ``hydra_plugins.elm_audio_sweeper``; nothing he
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import mlflow
 import numpy as np
 import optuna
+import sqlalchemy
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from matplotlib.figure import Figure
@@ -25,12 +27,15 @@ from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.storages.journal._file import get_lock_file
 from sklearn.model_selection import ParameterGrid
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import tracking
+from .config import ConfigError
 from .processes import gone_from_here
-from .redaction import redact
+from .redaction import redact, redact_value
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,16 +44,27 @@ JOURNAL_PREFIX = "journal:"
 
 def retry(what: str, action: Callable[[], T], attempts: int = 6) -> T:
     """Several processes creating the same tables or study at the same moment race; the losers
-    see integrity or 'already exists' errors. Trying again finds what the winner created."""
+    see integrity or 'already exists' errors. Trying again finds what the winner created. A
+    ValueError (a damaged journal, a bad URL) is no race: it is raised at once."""
     for attempt in range(attempts):
         try:
             return action()
+        except ValueError:
+            raise
         except Exception as err:  # sqlalchemy, optuna and mlflow raise their own kinds
             if attempt == attempts - 1:
                 raise
             log.info("%s: %s; trying again", what, err)
             time.sleep(0.3 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+class StorageError(ConfigError):
+    """An Optuna storage that cannot be used; the message names it and says what to do."""
+
+
+# How long a database server may take to accept a connection before the sweep gives up.
+CONNECT_SECONDS = 10
 
 
 def open_storage(url: str | None) -> BaseStorage:
@@ -60,18 +76,80 @@ def open_storage(url: str | None) -> BaseStorage:
     if url.startswith(JOURNAL_PREFIX):
         path = Path(url[len(JOURNAL_PREFIX) :]).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        backend = JournalFileBackend(str(path))
+        repaired = drop_torn_record(path)
+        if repaired:
+            log.warning("hydra.sweeper.storage=%s: %s", url, repaired)
+        try:
+            return JournalStorage(backend)  # reads the whole journal
+        except ValueError as err:
+            raise damaged_journal(url, err) from None
     if "://" not in url:
-        raise ValueError(
-            f"hydra.sweeper.storage={url!r}: expected an RDB URL (sqlite:///study.db, "
+        raise StorageError(
+            f"hydra.sweeper.storage={storage_label(url)!r}: expected an RDB URL (sqlite:///study.db, "
             "postgresql://user:pw@host/db) or journal:<path to a file on a shared disk>"
         )
-    return retry("creating the Optuna tables", lambda: RDBStorage(url))
+    engine_kwargs = connect_timeout(url)
+    try:  # a server that does not answer fails now, in seconds, not after the retries below
+        engine = sqlalchemy.create_engine(url, **engine_kwargs)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except (SQLAlchemyError, ImportError, ValueError) as err:
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise StorageError(
+            f"hydra.sweeper.storage={storage_label(url)}: cannot connect ({redact(reason)}); "
+            "start the database server, or fix the URL (host, port, user, password, database)"
+        ) from None
+    return retry("creating the Optuna tables", lambda: RDBStorage(url, engine_kwargs=engine_kwargs))
+
+
+def damaged_journal(where: str, err: ValueError) -> StorageError:
+    return StorageError(
+        f"hydra.sweeper.storage={where}: the journal is damaged ({err}); restore it from a copy, or start "
+        "a new study (another hydra.sweeper.storage or study_name)"
+    )
+
+
+def connect_timeout(url: str) -> dict[str, Any]:
+    """PostgreSQL and MySQL drivers wait for minutes on a host that does not answer."""
+    parsed = sqlalchemy.engine.make_url(url)
+    if parsed.get_backend_name() in ("postgresql", "mysql", "mariadb") and "connect_timeout" not in parsed.query:
+        return {"connect_args": {"connect_timeout": CONNECT_SECONDS}}
+    return {}
+
+
+def drop_torn_record(path: Path) -> str | None:
+    """A sweeper killed while appending to a journal leaves its last line cut; Optuna reads past
+    it, but the next record is appended to the cut line and the journal no longer loads. The cut
+    record (of a trial that never ran) is removed, under the journal's own lock so that no writer
+    is halfway through. Returns what was done, or None."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    with get_lock_file(JournalFileSymlinkLock(str(path))):
+        with path.open("rb+") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            tail_start = max(0, size - 1_048_576)  # records are small: the tail holds the last two
+            fh.seek(tail_start)
+            tail = fh.read()
+            body, newline, last = tail.rstrip(b"\n").rpartition(b"\n")
+            if tail.endswith(b"\n") and _is_record(last):
+                return None
+            keep = tail_start + len(body) + len(newline)
+            fh.truncate(keep)
+    return f"its last record was cut off (a sweeper killed while writing it): removed it ({size - keep} bytes)"
+
+
+def _is_record(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 def storage_label(url: str | None) -> str:
     """A storage URL without its password, for logs and MLflow."""
-    return redact(url) if url else "in-memory"
+    return redact_value(url) if url else "in-memory"
 
 
 def default_study_name(cfg) -> str:
@@ -236,7 +314,7 @@ class SweepRun:
     def log_plan(self, n_trials: int) -> None:
         """The search space and how many trials this sweeper runs (known once interrupted
         trials are settled)."""
-        params = {f"search_space.{k}": str(v) for k, v in self.space.items()}
+        params = {f"search_space.{k}": redact_value(v) for k, v in self.space.items()}
         params.update(n_trials=n_trials, study_name=self.study.study_name, sampler=type(self.study.sampler).__name__)
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 

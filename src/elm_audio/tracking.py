@@ -6,12 +6,16 @@ Default store: SQLite at ``mlruns/mlflow.db`` under the working directory, artif
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -19,16 +23,22 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import mlflow
 from filelock import FileLock
 from mlflow.exceptions import MlflowException
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from .config import ConfigError
 from .processes import gone_from_here
-from .redaction import redact
+from .redaction import redact, redact_value
 
 DEFAULT_DIR = "mlruns"
 EXPERIMENT_PREFIX = "elm_audio/"
 DEFAULT_EXPERIMENT = "default"  # the experiment tag of runs made without a preset
 
+
+# MLflow logs every database error with its traceback before raising it again as an
+# MlflowException, which the run turns into one line (a full disk, a damaged store): not twice.
+logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: record.levelno < logging.ERROR)
 
 # URIs this process gave mlflow.set_tracking_uri, which copies them into MLFLOW_TRACKING_URI:
 # that variable wins only where the user set it.
@@ -100,27 +110,96 @@ def probe(uri: str, shown: str) -> None:
 
 
 def connect(configured: str | None) -> str:
-    """Point MLflow at the store and check that it answers, creating a local SQLite store once
-    even when several processes start at the same moment (MLflow's schema migration is not
-    safe to race). Returns the URI in use (credentials of an http(s) URI moved to MLflow's
-    environment variables)."""
+    """Point MLflow at the store and check that it answers (see ``open_store``). Returns the URI
+    in use (credentials of an http(s) URI moved to MLflow's environment variables)."""
     given = resolve_uri(configured)
-    shown = redact(given)
+    shown = redact_value(given)
     uri = credentials_to_environment(given)
     if uri.startswith(("http://", "https://")):
         probe(uri, shown)
     use(uri)
+    open_store(uri, shown)
+    return uri
+
+
+def disk_full(err: BaseException) -> bool:
+    """A write refused for want of space (or quota), as the OS or SQLite says it."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(words in str(err) for words in ("database or disk is full", "No space left on device", "Disk quota exceeded"))
+
+
+def full_disk_error(err: BaseException, uri: str) -> ConfigError:
+    """One line for a write the disk refused: the file or the store it was for, and what to do."""
+    db = local_sqlite_path(uri)
+    if isinstance(err, OSError) and err.filename:
+        where = f"{err.filename}: the disk is full"
+    elif db is not None:
+        where = f"tracking.uri={redact_value(uri)}: the disk holding {db.parent} is full"
+    else:
+        where = f"the disk is full ({redact(err)})"
+    return ConfigError(f"{where}; free space there, or point cache.dir / tracking.uri to a disk with room")
+
+
+def open_store(uri: str, shown: str | None = None) -> None:
+    """A ConfigError naming the store and what to do unless MLflow can use it. A local SQLite
+    store is created once even when several processes start at the same moment (MLflow's schema
+    migration is not safe to race), and checked for damage (a truncated or overwritten file)."""
+    shown = shown or redact_value(uri)
     db = local_sqlite_path(uri)
     try:
-        if db is not None:
-            db.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(db) + ".lock"):
-                MlflowClient(uri).search_experiments(max_results=1)
-        else:
+        if db is None:
             MlflowClient(uri).search_experiments(max_results=1)
-    except (MlflowException, OSError, ValueError) as err:
-        raise ConfigError(f"tracking.uri={shown}: the MLflow store cannot be used ({redact(err)})") from None
-    return uri
+            return
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(db) + ".lock"):
+            if not db.exists() or db.stat().st_size == 0:
+                _create_sqlite_store(db)
+            damage = sqlite_damage(db)
+            if damage is None:
+                MlflowClient(uri).search_experiments(max_results=1)
+    except (MlflowException, SQLAlchemyError, sqlite3.Error, OSError, ValueError) as err:
+        if disk_full(err):
+            where = db.parent if db is not None else shown
+            raise ConfigError(f"tracking.uri={shown}: the disk holding {where} is full; free space there or choose another tracking.uri") from None
+        if db is None:
+            raise ConfigError(f"tracking.uri={shown}: the MLflow store cannot be used ({redact(err)})") from None
+        damage = str(getattr(err, "orig", None) or err).splitlines()[0]
+    if damage is not None:
+        raise ConfigError(
+            f"tracking.uri={shown}: the MLflow store is damaged ({damage}); move {db} aside (sqlite3's .recover "
+            "may rescue its runs) and run again to start a new store, or restore it from a copy"
+        )
+
+
+def sqlite_damage(db: Path) -> str | None:
+    """What SQLite finds wrong with a database file (PRAGMA quick_check), or None."""
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            found = [row[0] for row in con.execute("PRAGMA quick_check")]
+    except sqlite3.Error as err:
+        return str(err)
+    return None if found == ["ok"] else found[0].strip().splitlines()[-1]
+
+
+# What a store is built under until its tables are complete (see _create_sqlite_store).
+CREATING = ".creating-"
+
+
+def _create_sqlite_store(db: Path) -> None:
+    """MLflow builds a SQLite store by dozens of schema migrations, not in one transaction: a
+    kill in the middle left a half-built store that failed for ever. The store is built under a
+    temporary name and renamed into place once complete. Callers hold the store's lock, so a
+    temporary file found here was left by a killed process."""
+    for stale in db.parent.glob(f"{db.name}{CREATING}*"):
+        stale.unlink(missing_ok=True)
+    building = db.with_name(f"{db.name}{CREATING}{os.getpid()}")
+    uri = f"sqlite:///{building.as_posix()}"
+    MlflowClient(uri).search_experiments(max_results=1)
+    engine = SqlAlchemyStore._engine_map.pop(uri, None)  # MLflow keeps an engine per URI
+    if engine is not None:
+        engine.dispose()
+    os.replace(building, db)
 
 
 # MLflow 3 opens experiments in its GenAI view unless told otherwise: the tag records what the
@@ -142,7 +221,9 @@ def experiment_id(name: str, uri: str) -> str:
         location = (db.parent / "artifacts").as_uri() if db is not None else None
         try:
             return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
-        except MlflowException:
+        except MlflowException as err:
+            if disk_full(err):  # no race: another try cannot help
+                raise
             time.sleep(0.2 * (attempt + 1))
     raise RuntimeError(f"could not get or create the MLflow experiment {name!r} at {uri}")
 

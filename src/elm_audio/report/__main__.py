@@ -13,7 +13,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from ..tracking import resolve_uri
+from ..config import ConfigError
+from ..tracking import open_store, resolve_uri
 from .build import build
 from .collect import experiments
 
@@ -25,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="reports", help="output folder (default: reports)")
     args = parser.parse_args(argv)
     uri = args.tracking_uri or resolve_uri(None)
+    try:
+        open_store(uri)  # a damaged or unreachable store: one line, not a traceback
+    except ConfigError as err:
+        print(f"elm_audio.report: {err}", file=sys.stderr)
+        return 2
     found = experiments(MlflowClient(uri), args.dataset)
     if not found:
         wanted = f" for {', '.join(args.dataset)}" if args.dataset else ""

@@ -90,6 +90,15 @@ class ElmAudioSweeper(Sweeper):
         return instantiate(sampler, _execution_whitelist_=("optuna.samplers.*",))
 
     def sweep(self, arguments: list[str]) -> None:
+        from elm_audio.config import ConfigError
+        from elm_audio.redaction import redact
+
+        try:
+            self._sweep(arguments)
+        except ConfigError as err:  # a storage or store that cannot be used: one line, no traceback
+            raise SystemExit(f"elm_audio: {redact(err)}") from None
+
+    def _sweep(self, arguments: list[str]) -> None:
         from elm_audio import sweeps
 
         cfg = self.config
