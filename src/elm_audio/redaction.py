@@ -14,7 +14,7 @@ import logging
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, unquote_plus
+from urllib.parse import unquote, unquote_plus
 
 import yaml
 from hydra.experimental.callback import Callback
@@ -31,18 +31,20 @@ QUERY_KEYS = r"[?&;](?:password|passwd|pwd|pass|sslpassword|secret|token|access_
 QUERY_SECRET = re.compile(rf"(?P<head>{QUERY_KEYS})(?P<secret>[^&#\s'\"]*)", re.IGNORECASE)
 QUERY_SECRET_VALUE = re.compile(rf"(?P<head>{QUERY_KEYS})(?P<secret>[^&#\n]*)", re.IGNORECASE)
 HIDDEN = "***"
-# Secrets found in whole values (the config, a storage URL): hidden wherever they show up later,
-# also in text the patterns cannot parse (a query password with a space, a line that wraps).
+# Secrets found in whole values (the config, a storage URL) that the free-text patterns would cut
+# short (a query password with a space, one with an '@'): hidden wherever they show up later. A
+# plain secret is left to the patterns: hiding every "optuna" in the text would garble it.
 _KNOWN: set[str] = set()
-SHORTEST_KNOWN = 4  # shorter secrets are hidden where a pattern finds them only
+CUT_SHORT = re.compile(r"[\s'\"&#@]")
+SHORTEST_KNOWN = 4
 
 
 def remember(value: str) -> None:
     """Note the passwords and query secrets of a whole value (a URI, or ``key=URI``)."""
     found = [m["secret"] for m in CREDENTIALS.finditer(value)] + [m["secret"] for m in QUERY_SECRET_VALUE.finditer(value)]
     for secret in found:
-        for form in {secret, unquote(secret), unquote_plus(secret), quote(unquote(secret), safe="")}:
-            if len(form) >= SHORTEST_KNOWN and form != HIDDEN:
+        for form in {secret, unquote(secret), unquote_plus(secret)}:
+            if len(form) >= SHORTEST_KNOWN and CUT_SHORT.search(form):
                 _KNOWN.add(form)
 
 
@@ -71,17 +73,6 @@ def redact_tree(tree: Any) -> Any:
     return redact_value(tree) if isinstance(tree, str) else tree
 
 
-def remember_tree(tree: Any) -> None:
-    if isinstance(tree, dict):
-        for v in tree.values():
-            remember_tree(v)
-    elif isinstance(tree, list):
-        for v in tree:
-            remember_tree(v)
-    elif isinstance(tree, str):
-        remember(tree)
-
-
 # Values read from the environment are recorded as written (``${oc.env:TOKEN}``), never resolved:
 # an environment variable is where a token or password belongs. The cache folder is a path, and
 # the shipped config reads it from ELM_AUDIO_CACHE: it is recorded resolved.
@@ -96,6 +87,11 @@ def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
             out.update(_leaves(value, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: tree}
+
+
+def remember_tree(tree: Any) -> None:
+    for value in _leaves(tree).values():
+        remember(str(value))
 
 
 def from_environment(raw: Any) -> set[str]:

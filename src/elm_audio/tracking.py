@@ -162,9 +162,9 @@ def open_store(uri: str, shown: str | None = None) -> None:
         if disk_full(err):
             where = db.parent if db is not None else shown
             raise ConfigError(f"tracking.uri={shown}: the disk holding {where} is full; free space there or choose another tracking.uri") from None
-        if db is None:
+        damage = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        if db is None or not any(words in damage for words in HALF_BUILT):
             raise ConfigError(f"tracking.uri={shown}: the MLflow store cannot be used ({redact(err)})") from None
-        damage = str(getattr(err, "orig", None) or err).splitlines()[0]
     if damage is not None:
         raise ConfigError(
             f"tracking.uri={shown}: the MLflow store is damaged ({damage}); move {db} aside (sqlite3's .recover "
@@ -172,12 +172,19 @@ def open_store(uri: str, shown: str | None = None) -> None:
         )
 
 
+# What MLflow meets in a store whose creation was cut short by an older elm_audio (which built it
+# in place) or whose file was overwritten.
+HALF_BUILT = ("duplicate column", "already exists", "no such table", "no such column", "malformed", "not a database")
+
+
 def sqlite_damage(db: Path) -> str | None:
     """What SQLite finds wrong with a database file (PRAGMA quick_check), or None."""
     try:
         with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
             found = [row[0] for row in con.execute("PRAGMA quick_check")]
-    except sqlite3.Error as err:
+    except sqlite3.OperationalError:  # not the file's fault (locked, unreadable): MLflow's error says
+        return None
+    except sqlite3.DatabaseError as err:
         return str(err)
     return None if found == ["ok"] else found[0].strip().splitlines()[-1]
 
@@ -196,7 +203,7 @@ def _create_sqlite_store(db: Path) -> None:
     building = db.with_name(f"{db.name}{CREATING}{os.getpid()}")
     uri = f"sqlite:///{building.as_posix()}"
     MlflowClient(uri).search_experiments(max_results=1)
-    engine = SqlAlchemyStore._engine_map.pop(uri, None)  # MLflow keeps an engine per URI
+    engine = getattr(SqlAlchemyStore, "_engine_map", {}).pop(uri, None)  # MLflow keeps an engine per URI: close it
     if engine is not None:
         engine.dispose()
     os.replace(building, db)
