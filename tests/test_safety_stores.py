@@ -245,7 +245,7 @@ def test_a_damaged_mlflow_store_is_one_line_for_the_run_and_the_report(store, tm
     db.write_bytes(damage(store.read_bytes()))
     with pytest.raises(ConfigError) as err:
         connect(f"sqlite:///{db}")
-    assert f"the MLflow store is damaged" in str(err.value) and f"move {db} aside" in str(err.value)
+    assert "the MLflow store is damaged" in str(err.value) and f"move {db} aside" in str(err.value)
     assert report_main(["--tracking-uri", f"sqlite:///{db}", "--out", str(tmp_path / "reports")]) == 2
     line = capsys.readouterr().err.strip()
     assert line.startswith("elm_audio.report: tracking.uri=") and "the MLflow store is damaged" in line
