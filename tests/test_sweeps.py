@@ -3,10 +3,10 @@ shared studies on a real PostgreSQL and MLflow server, and resuming an interrupt
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from conftest import QUICK, local_uri, logged_runs, run_cli
 from services import mlflow_server, postgres, postgres_bin
 
-from elm_audio import tracking
+from elm_audio import processes, tracking
 from elm_audio.sweeps import expand_grid, nested_test_accuracy, open_storage
 
 pytestmark = pytest.mark.slow
@@ -176,16 +176,19 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path):
     assert second.data.metrics["n_trials_complete"] == 6
 
 
-def dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
+def dead_sweeper() -> dict[str, str]:
+    """The identity (processes.identity) a sweeper had, read in a real process that has ended."""
+    child = subprocess.run([sys.executable, "-c", IDENTITY], capture_output=True, text=True, check=True)
+    return json.loads(child.stdout)
 
 
-def claimed(study: optuna.Study, host: str, pid: int) -> optuna.Trial:
+IDENTITY = "import json; from elm_audio import processes; print(json.dumps(processes.identity()))"
+
+
+def claimed(study: optuna.Study, owner: dict[str, str]) -> optuna.Trial:
     trial = study.ask()
-    trial.set_user_attr(tracking.HOST_TAG, host)
-    trial.set_user_attr(tracking.PID_TAG, pid)
+    for key, value in owner.items():
+        trial.set_user_attr(f"elm_audio.{key}", value)
     return trial
 
 
@@ -195,9 +198,9 @@ def test_a_restarted_sweep_settles_the_trials_a_killed_sweeper_left_running(tmp_
     other hosts may be running and are left alone."""
     storage = f"journal:{tmp_path / 'study.journal'}"
     study = optuna.create_study(study_name="settled", storage=open_storage(storage), direction="maximize")
-    host, gone = socket.gethostname(), dead_pid()
-    finished, lost = claimed(study, host, gone), claimed(study, host, gone)
-    live, elsewhere = claimed(study, host, os.getpid()), claimed(study, "another-host", gone)
+    gone = dead_sweeper()
+    finished, lost = claimed(study, gone), claimed(study, gone)
+    live, elsewhere = claimed(study, processes.identity()), claimed(study, {**gone, "host": "another-host"})
     uri = local_uri(tmp_path)
     tracking.connect(uri)
     client = MlflowClient(uri)
@@ -228,7 +231,7 @@ def test_a_grid_point_a_killed_sweeper_left_running_is_run_again(tmp_path):
     units = [100, 250, 500, 1200, 1800, 2500]  # the ELM's paper_grid (conf/classifier/elm.yaml)
     point = {"classifier.alpha": 0.0, "classifier.hidden_units": 100}
     study.enqueue_trial(point, user_attrs={"grid_keys": sorted(point)})
-    trial = claimed(study, socket.gethostname(), dead_pid())
+    trial = claimed(study, dead_sweeper())
     trial.suggest_categorical("classifier.alpha", [0.0])
     trial.suggest_categorical("classifier.hidden_units", units)
 

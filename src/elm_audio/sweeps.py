@@ -34,7 +34,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import tracking
 from .config import ConfigError
-from .processes import gone_from_here
 from .redaction import redact, redact_value
 
 log = logging.getLogger(__name__)
@@ -283,12 +282,13 @@ def claim(trial: optuna.Trial) -> None:
 
 
 def interrupted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials still RUNNING whose sweeper, on this host, is gone. Trials of other hosts or of
-    live sweepers are left alone: they may be running right now."""
+    """Trials still RUNNING whose sweeper is proven gone (tracking.owner_gone). Trials of live
+    sweepers, or of sweepers that cannot be proven gone (other hosts, other containers, older
+    versions' trials), are left alone: they may be running right now."""
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        if gone_from_here(t.user_attrs.get(tracking.HOST_TAG), t.user_attrs.get(tracking.PID_TAG))
+        if tracking.owner_gone(t.user_attrs)
     ]
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import socket
 import sqlite3
 import subprocess
 import time
@@ -28,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import ConfigError
-from .processes import gone_from_here
+from . import processes
 from .redaction import redact, redact_value
 
 DEFAULT_DIR = "mlruns"
@@ -236,22 +235,28 @@ def experiment_id(name: str, uri: str) -> str:
 
 
 TRAINED_SCORER = "trained"  # the classifier tag of weights=trained runs
-HOST_TAG = "elm_audio.host"
-PID_TAG = "elm_audio.pid"
+PROCESS_TAG_PREFIX = "elm_audio."  # elm_audio.host, elm_audio.pid, elm_audio.boot_id, ...
 
 
 def process_tags() -> dict[str, str]:
-    """Where a run's process lives, so a later run can tell a run killed by SIGKILL."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    """Which process runs a run (processes.identity), so a later run can tell a run killed by
+    SIGKILL from one still running, here or in another container."""
+    return {PROCESS_TAG_PREFIX + k: v for k, v in processes.identity().items()}
+
+
+def owner_gone(tags: dict[str, str]) -> bool:
+    """Whether the process named by a run's tags (or a trial's user attributes) is proven gone."""
+    return processes.proven_gone({k: tags.get(PROCESS_TAG_PREFIX + k) for k in processes.FIELDS})
 
 
 def end_orphaned_runs(uri: str, experiment: str) -> list[str]:
-    """Runs of this host still RUNNING whose process is gone (killed with SIGKILL, or the
-    machine lost power) are ended as KILLED; returns their ids."""
+    """Runs still RUNNING whose process is proven gone (killed with SIGKILL, or the machine lost
+    power) are ended as KILLED; returns their ids. Runs whose process cannot be proven gone
+    (another container's, another machine's, or tagged by an older version) are left alone."""
     client = MlflowClient(uri)
     ended = []
     for run in client.search_runs([experiment], filter_string="attributes.status = 'RUNNING'", max_results=1000):
-        if gone_from_here(run.data.tags.get(HOST_TAG), run.data.tags.get(PID_TAG)):
+        if owner_gone(run.data.tags):
             client.set_terminated(run.info.run_id, "KILLED")
             ended.append(run.info.run_id)
     return ended
