@@ -1,7 +1,11 @@
 """A few hundred damaged audio files (truncated, bit-flipped, header-damaged, NaN-filled,
 zero-length, wrong extension) through ``data check`` and a run with ``on_bad_clip=skip``: no
 traceback, every bad file named, nothing damaged cached. Which files are bad is decided here,
-independently of elm_audio: by the container's signature and by decoding with soundfile."""
+independently of elm_audio: by the container's signature and by decoding with soundfile.
+
+Then settings: every key a user sets, given wrong types, negatives, zero, huge values, empty
+strings and null, is refused with one line naming the key and the value (checked in-process,
+as a run checks them before it reads anything; a handful through the command line)."""
 
 from __future__ import annotations
 
@@ -11,11 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import WRITE_KW, logged_runs, run_cli, tone
+from conftest import QUICK, WRITE_KW, logged_runs, run_cli, tone
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from elm_audio.config import ConfigError, compose
 from elm_audio.data import main as data_main
-
-pytestmark = pytest.mark.slow
+from elm_audio.datasets import DatasetError
+from elm_audio.plan import make_plan
 
 SR = 16_000
 FORMATS = ("wav", "flac", "au", "ogg", "mp3")
@@ -94,6 +102,7 @@ def fuzzed(tmp_path_factory) -> tuple[Path, set[str]]:
     return root, bad
 
 
+@pytest.mark.slow
 def test_data_check_names_every_bad_file_and_no_other(fuzzed, capsys):
     root, bad = fuzzed
     code = data_main(["check", "dataset=folder", f"dataset.root={root}", "dataset.n_folds=3", "frontend=mfcc"])
@@ -111,6 +120,7 @@ def test_data_check_names_every_bad_file_and_no_other(fuzzed, capsys):
     assert {v.split(":")[0] for v in report.unreadable.values()} | set(report.empty.values()) == bad
 
 
+@pytest.mark.slow
 def test_a_run_with_skip_leaves_the_bad_files_out_and_caches_nothing_damaged(fuzzed, tmp_path):
     root, bad = fuzzed
     proc = run_cli(
@@ -127,3 +137,115 @@ def test_a_run_with_skip_leaves_the_bad_files_out_and_caches_nothing_damaged(fuz
     rows = np.load(entry / "features.npy")
     usable = [i for i, c in enumerate(meta["clip_ids"]) if c not in meta["bad_clips"]]
     assert np.isfinite(rows[usable]).all() and len(usable) == len(meta["clip_ids"]) - len(bad)
+
+
+# settings ---------------------------------------------------------------------------------
+
+# The values tried on every key (as typed on the command line), and what they are.
+FUZZ = {"abc": "text", "[1, 2]": "list", "{a: 1}": "mapping", "true": "flag", "-1": "negative", "-0.5": "negative",
+        "0": "zero", "0.5": "fraction", "99999999999999999999": "huge", "1e300": "huge", "''": "empty", "null": "null"}  # fmt: skip
+# What each kind of key allows, decided here from the README's table of keys.
+ALLOWS = {
+    "whole>=1": set(),  # every fuzz value is wrong: not whole, below 1, or too large to run
+    "whole>=0": {"0"},
+    "seed": {"0"},
+    "choice": set(),
+    "flag": {"true"},
+    "positive": {"0.5", "99999999999999999999", "1e300"},
+    "positive_or_zero": {"0", "0.5", "99999999999999999999", "1e300"},
+    "fraction": {"0", "0.5"},
+    "seconds": {"0.5"},  # the built-in dataset's clip length: above 0, at most 600
+    "gamma": {"0.5", "99999999999999999999", "1e300"},
+    "folder": {"abc", "-1", "-0.5", "0", "0.5", "99999999999999999999", "1e300", "true"},  # names of folders
+    "lengths": {"[1, 2]"},
+}
+# key -> (its kind, the overrides that make it apply)
+KEYS = {
+    "seed": ("seed", []),
+    "device": ("choice", []),
+    "precision": ("choice", []),
+    "audio.fit": ("choice", []),
+    "audio.fit_stage": ("choice", []),
+    "audio.stft_padding": ("choice", []),
+    "audio.min_fraction": ("fraction", []),
+    "extract.batch_size": ("whole>=1", []),
+    "extract.num_workers": ("whole>=0", []),
+    "extract.progress": ("flag", []),
+    "cache.dir": ("folder", []),
+    "protocol.mode": ("choice", []),
+    "protocol.fold_weighting": ("choice", []),
+    "dataset.n_folds": ("whole>=1", []),
+    "dataset.fold_seed": ("seed", []),
+    "dataset.seed": ("seed", []),
+    "dataset.clips_per_class": ("whole>=1", []),
+    "dataset.duration": ("seconds", []),
+    "dataset.on_bad_clip": ("choice", []),
+    "frontend.widths.small": ("whole>=1", []),
+    "frontend.net.temporal_lengths": ("lengths", ["frontend=temporal"]),
+    "frontend.net.timbral": ("flag", ["frontend=timbral"]),
+    "frontend.net.bands": ("whole>=1", ["frontend=cnn_7x96"]),
+    "frontend.net.n_mfcc": ("whole>=1", ["frontend=mfcc"]),
+    "frontend.net.backend_means": ("choice", ["frontend=frame_level"]),
+    "classifier.kernel": ("choice", []),
+    "classifier.C": ("positive", []),
+    "classifier.gamma": ("gamma", []),
+    "classifier.standardize": ("flag", []),
+    "classifier.hidden_units": ("whole>=1", ["classifier=elm"]),
+    "classifier.alpha": ("positive_or_zero", ["classifier=elm"]),
+    "classifier.hidden_draw": ("choice", ["classifier=elm"]),
+    "classifier.targets": ("choice", ["classifier=elm"]),
+    "weights.lr": ("positive", ["weights=trained"]),
+    "weights.weight_decay": ("positive_or_zero", ["weights=trained"]),
+    "weights.batch_size": ("whole>=1", ["weights=trained"]),
+    "weights.max_epochs": ("whole>=1", ["weights=trained"]),
+    "weights.patience": ("whole>=1", ["weights=trained"]),
+}
+# how a message shows each value (Python's repr of what Hydra parsed)
+SHOWN = {"{a: 1}": "{'a': 1}", "true": "True", "1e300": "1e+300", "null": "None"}
+WRONG = [
+    (key, value)
+    for key, (kind, _) in KEYS.items()
+    for value in FUZZ
+    if value not in ALLOWS[kind] and not (kind == "lengths" and value == "{a: 1}")  # Hydra's own merge error
+]
+
+
+def with_setting(base: DictConfig, key: str, value: str) -> DictConfig:
+    """``base`` with ``key=value`` applied as Hydra applies a command-line override (its parser,
+    then OmegaConf.update), without composing the whole tree again for each of 400 values."""
+    (override,) = OverridesParser.create().parse_overrides([f"{key}={value}"])
+    cfg = base.copy()
+    OmegaConf.update(cfg, key, override.value(), merge=True)
+    return cfg
+
+
+def test_every_wrong_setting_is_refused_in_one_line_naming_key_and_value(tmp_path):
+    assert len(WRONG) > 300
+    bases = {}
+    for key, value in WRONG:
+        extra = tuple(KEYS[key][1])
+        if extra not in bases:
+            bases[extra] = compose([*QUICK, f"cache.dir={tmp_path}", *extra])
+        with pytest.raises((ConfigError, DatasetError)) as refused:
+            make_plan(with_setting(bases[extra], key, value))
+        message = str(refused.value)
+        assert "\n" not in message, (key, value, message)
+        assert f"{key}=" in message or f"{key} " in message, (key, value, message)
+        assert SHOWN.get(value, value) in message, (key, value, message)
+
+
+def test_the_fuzz_applies_a_setting_as_hydra_does(tmp_path):
+    """The shortcut above gives what composing with the override gives."""
+    base = compose([*QUICK, "frontend=temporal"])
+    for key, value in [("seed", "-1"), ("frontend.widths.small", "0"), ("frontend.net.temporal_lengths", "[1, 2]"),
+                       ("classifier.C", "{a: 1}"), ("cache.dir", "''"), ("device", "null")]:  # fmt: skip
+        assert with_setting(base, key, value) == compose([*QUICK, "frontend=temporal", f"{key}={value}"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("override", ["seed=-1", "cache.dir=''"])
+def test_a_wrong_setting_on_the_command_line_ends_in_one_line(tmp_path, override):
+    proc = run_cli("elm_audio", *QUICK, override, cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    (line,) = [l for l in proc.stderr.splitlines() if l.startswith("elm_audio: ")]
+    assert override.split("=")[0] in line and not (tmp_path / "mlruns").exists()

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +21,10 @@ from conftest import local_uri
 from mlflow.tracking import MlflowClient
 
 from elm_audio import processes, tracking
-from elm_audio.sweeps import interrupted, open_storage
+from elm_audio.config import ConfigError, compose
+from elm_audio.datasets import DatasetError
+from elm_audio.plan import make_plan
+from elm_audio.sweeps import SweepRun, interrupted, open_storage
 
 IDENTITY = "import json; from elm_audio import processes; print(json.dumps(processes.identity()), flush=True)"
 
@@ -135,3 +140,71 @@ def test_a_sweep_leaves_running_the_trials_of_a_sweeper_in_another_container(tmp
             for key, value in who.items():
                 trial.set_user_attr(f"elm_audio.{key}", value)
         assert [t.number for t in interrupted(study)] == [1]  # the ended sweeper's trial only
+
+
+# 8. settings that ended in tracebacks --------------------------------------------------------
+
+FOLDER_ROOT = "dataset.root=/nonexistent-h23"  # never read: the settings are refused first
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (["seed=-1"], "seed=-1 must be a whole number from 0 to 4294967295"),
+        (["seed=99999999999999999999"], "seed=99999999999999999999 must be a whole number from 0"),
+        (["dataset.fold_seed=-1"], "dataset.fold_seed=-1 must be a whole number from 0"),
+        (["device=foo"], "device='foo' is not one of auto, cpu, cuda"),
+        (["device=mps"], "device='mps' is not one of auto, cpu, cuda"),
+        (["frontend.widths.small=0"], "frontend.widths.small=0 must be a whole number from 1"),
+        (["frontend.widths.small=-4"], "frontend.widths.small=-4 must be a whole number from 1"),
+        (["frontend=temporal", "frontend.net.temporal_lengths=[]"], "needs timbral filters, temporal lengths or both"),
+        (["cache.dir=''"], "cache.dir='' is empty; give a folder"),
+    ],
+)
+def test_a_setting_that_ended_in_a_traceback_is_refused_in_one_line(overrides, says, tmp_path):
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # cache.dir='' used to write the built-in dataset into the working directory
+    try:
+        with pytest.raises(ConfigError) as refused:
+            make_plan(compose(["dataset.clips_per_class=6", "dataset.duration=2.0", *overrides]))
+    finally:
+        os.chdir(cwd)
+    assert says in str(refused.value) and "\n" not in str(refused.value)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_one_split_list_is_refused_in_one_line_naming_the_others(class_folder):
+    """dataset.split_lists.train=... alone used to be Hydra's 'Key train is not in struct'."""
+    with pytest.raises(DatasetError, match=r"^dataset.split_lists needs train, validation, test; missing test, validation$"):
+        make_plan(compose(["dataset=folder", f"dataset.root={class_folder}", "dataset.split_lists.train=/x"]))
+
+
+def test_a_sweep_with_a_plus_key_logs_its_plan(tmp_path):
+    """``-m +token=abc``: the parent run logged param search_space.+token, which MLflow refuses."""
+    uri = local_uri(tmp_path)
+    cfg = compose([f"tracking.uri={uri}"])
+    study = optuna.create_study(direction="maximize")
+    sweep = SweepRun(cfg, study, None, {"+token": "abc", "classifier.C": "tag(log, interval(0.01, 1000))"})
+    sweep.log_plan(3)
+    params = MlflowClient(uri).get_run(sweep.run_id).data.params
+    assert params["search_space.token"] == "abc" and params["n_trials"] == "3"
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_process_group_ends_the_run_in_one_line(tmp_path):
+    """A shell's kill -TERM -<pgid> reaches the decoding workers too; the run ends KILLED with
+    its one line, not with DataLoader's traceback about a worker killed by a signal."""
+    env = {**os.environ, "ELM_AUDIO_CACHE": str(tmp_path / "cache")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    args = ["dataset.clips_per_class=20", "dataset.duration=6.0", "extract.progress=false", "extract.num_workers=2"]
+    proc = subprocess.Popen([sys.executable, "-m", "elm_audio", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not list((tmp_path / "cache").glob(".tmp-*")):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(1.5)  # the workers are decoding
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert "elm_audio: interrupted; run " in err and "ended as KILLED" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +50,10 @@ class ClipAudio(torch.utils.data.Dataset):
 def _quiet_worker(worker_id: int) -> None:
     """Decoding needs a few percent of one core. One thread per native pool (BLAS, OpenMP),
     whose idle threads would otherwise spin on the cores the network computes on, and a lower
-    priority, so the worker takes the cycles the network leaves idle."""
+    priority, so the worker takes the cycles the network leaves idle. SIGTERM to the whole
+    process group is the main process's to handle (it ends the run and then the workers):
+    a worker killed by it would make DataLoader raise in the main process instead."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threadpool_limits(1)
     try:
         os.nice(5)

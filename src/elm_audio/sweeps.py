@@ -314,7 +314,8 @@ class SweepRun:
     def log_plan(self, n_trials: int) -> None:
         """The search space and how many trials this sweeper runs (known once interrupted
         trials are settled)."""
-        params = {f"search_space.{k}": redact_value(v) for k, v in self.space.items()}
+        # Hydra's +key / ++key / ~key say how to override; MLflow's param names cannot hold them
+        params = {f"search_space.{k.lstrip('+~')}": redact_value(v) for k, v in self.space.items()}
         params.update(n_trials=n_trials, study_name=self.study.study_name, sampler=type(self.study.sampler).__name__)
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 

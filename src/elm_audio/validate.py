@@ -11,38 +11,52 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from sklearn.utils._param_validation import InvalidParameterError
 
 from .audio import FIT_MODES
 from .components import build_estimator
-from .config import ConfigError
+from .config import ConfigError, build
 from .datasets.index import BAD_CLIP_POLICIES
 from .devices import resolve_device
 from .dsp import STFT_PADDINGS
-from .extract import check_precision
+from .extract import PRECISIONS, check_precision
+from .frontends.base import N_MELS, SPECTROGRAM_FRAMES, WAVEFORM_SAMPLES
+from .frontends.waveform import BACKEND_MEANS
 from .inputs import FIT_STAGES
 from .protocols import FOLD_WEIGHTINGS, MODES
 
 
+# Seeds reach numpy and scikit-learn, whose seeds are unsigned 32-bit numbers.
+SEED_RANGE = (0, 2**32 - 1)
+# Counts past this would overflow the native code they reach (or the machine) long before use.
+MOST = 2**31 - 1
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first key whose value cannot work."""
-    integer(cfg, "seed")
+    integer(cfg, "seed", *SEED_RANGE)
+    device(cfg)
+    one_of(cfg, "precision", tuple(PRECISIONS))
     check_precision(resolve_device(cfg.device), cfg.precision)
     one_of(cfg, "audio.fit", FIT_MODES)
     one_of(cfg, "audio.fit_stage", FIT_STAGES)
     one_of(cfg, "audio.stft_padding", STFT_PADDINGS)
     fraction(cfg, "audio.min_fraction")
-    integer(cfg, "extract.batch_size", minimum=1)
-    integer(cfg, "extract.num_workers", minimum=0)
+    integer(cfg, "extract.batch_size", 1, MOST)
+    integer(cfg, "extract.num_workers", 0, 4 * (os.cpu_count() or 1))
     boolean(cfg, "extract.progress")
     one_of(cfg, "protocol.mode", MODES)
     one_of(cfg, "protocol.fold_weighting", FOLD_WEIGHTINGS)
     one_of(cfg, "dataset.on_bad_clip", BAD_CLIP_POLICIES)
     if "n_folds" in cfg.dataset:
-        integer(cfg, "dataset.n_folds", minimum=3 if cfg.protocol.mode == "honest" else 2)
-    if cfg.dataset.get("fold_seed") is not None:
-        integer(cfg, "dataset.fold_seed")
+        integer(cfg, "dataset.n_folds", 3 if cfg.protocol.mode == "honest" else 2, MOST)
+    if "fold_seed" in cfg.dataset:
+        integer(cfg, "dataset.fold_seed", *SEED_RANGE)
+    if cfg.dataset.name == "synth":
+        synth(cfg)
+    frontend(cfg)
     boolean(cfg, "classifier.standardize")
     classifier(cfg)
     if cfg.weights.name == "trained":
@@ -60,12 +74,76 @@ def one_of(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={v!r} is not one of {', '.join(allowed)}")
 
 
-def integer(cfg: DictConfig, key: str, minimum: int | None = None) -> None:
-    v = value(cfg, key)
+def integer(cfg: DictConfig, key: str, minimum: int | None = None, maximum: int | None = None, shown: str | None = None) -> None:
+    """A whole number within bounds; ``shown`` is the key the message names where the user sets
+    the value under another (``frontend.widths.small`` for ``frontend.net.width``)."""
+    v, shown = value(cfg, key), shown or key
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{key}={v!r} must be a whole number")
-    if minimum is not None and v < minimum:
-        raise ConfigError(f"{key}={v} must be at least {minimum}")
+        raise ConfigError(f"{shown}={v!r} must be a whole number")
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        allowed = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(f"{shown}={v} must be a whole number {allowed}")
+
+
+def device(cfg: DictConfig) -> None:
+    v = str(value(cfg, "device"))
+    kind, _, number = v.partition(":")
+    if kind not in ("auto", "cpu", "cuda") or (number and (kind != "cuda" or not number.isdigit())):
+        raise ConfigError(f"device={v!r} is not one of auto, cpu, cuda, cuda:<n> (elm_audio runs on CPUs and CUDA GPUs)")
+    if number and int(number) >= torch.cuda.device_count():
+        raise ConfigError(f"device={v}: this machine has {torch.cuda.device_count()} CUDA device(s); use cuda:0 to cuda:<n-1>, cpu or auto")
+
+
+def synth(cfg: DictConfig) -> None:
+    """The built-in dataset's generator: a bounded number of clips of a bounded length."""
+    integer(cfg, "dataset.clips_per_class", 1, 10_000)
+    integer(cfg, "dataset.seed", *SEED_RANGE)
+    v = value(cfg, "dataset.duration")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 600:
+        raise ConfigError(f"dataset.duration={v!r} must be a number of seconds above 0, at most 600")
+
+
+# Front-end arguments (frontend.net.<arg>) and what each allows: whole numbers from 1 to the
+# bound (the mel bands, the input's frames or samples), lists of them, and flags.
+WHOLE = {"width": MOST, "bands": N_MELS, "frames": SPECTROGRAM_FRAMES, "n_mfcc": 128,
+         "length": WAVEFORM_SAMPLES, "stride": WAVEFORM_SAMPLES, "blocks": 64}  # fmt: skip
+LISTS = {"temporal_lengths": SPECTROGRAM_FRAMES, "lengths": WAVEFORM_SAMPLES}
+# A front-end whose weights alone take more than this share of the machine's memory cannot run.
+MEMORY_SHARE = 0.5
+
+
+def frontend(cfg: DictConfig) -> None:
+    """The front-end's arguments, then the front-end itself, built on the meta device (no memory)
+    to catch what only the whole can tell (a musical front-end without filters, weights too many
+    for this machine)."""
+    net = cfg.frontend.net
+    for arg in net:
+        key = f"frontend.net.{arg}"
+        if arg in WHOLE:
+            size = f"frontend.widths.{cfg.feature_size.name}"
+            shown = size if arg == "width" and OmegaConf.is_interpolation(net, arg) else key
+            integer(cfg, key, 1, WHOLE[arg], shown=shown)
+        elif arg in LISTS:
+            v = value(cfg, key)
+            if not OmegaConf.is_list(v) or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= LISTS[arg] for n in v):
+                raise ConfigError(f"{key}={v!r} must be a list of whole numbers from 1 to {LISTS[arg]}")
+        elif arg == "timbral":
+            boolean(cfg, key)
+        elif arg == "backend_means":
+            one_of(cfg, key, BACKEND_MEANS)
+    try:
+        with torch.device("meta"):
+            net_on_meta = build(net)
+    except ValueError as err:
+        raise ConfigError(f"frontend.net ({cfg.frontend.name}): {err}") from None
+    n_params = sum(p.numel() for p in net_on_meta.parameters())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if 4 * n_params > MEMORY_SHARE * memory:
+        size = f"frontend.widths.{cfg.feature_size.name}"
+        raise ConfigError(
+            f"{size}={value(cfg, size)}: frontend={cfg.frontend.name} would have {n_params:.3g} weights "
+            f"({4 * n_params / 1e9:.3g} GB), more than half this machine's memory ({memory / 1e9:.3g} GB); lower it"
+        )
 
 
 def fraction(cfg: DictConfig, key: str) -> None:
@@ -81,21 +159,30 @@ def boolean(cfg: DictConfig, key: str) -> None:
 
 
 def classifier(cfg: DictConfig) -> None:
-    """The estimator's own parameter constraints, reported under the keys the user sets."""
+    """The estimator's own parameter constraints, reported under the keys the user sets.
+    scikit-learn counts true and false as numbers; here a flag where a value is expected is
+    refused (checked as the text it was typed as)."""
+    flags = [p for p, v in cfg.classifier.items() if isinstance(v, bool) and p != "standardize"]
+    checked = cfg.copy() if flags else cfg
+    for param in flags:
+        checked.classifier[param] = str(cfg.classifier[param]).lower()
     try:
-        build_estimator(cfg.classifier, int(cfg.seed))._validate_params()
+        build_estimator(checked.classifier, int(cfg.seed))._validate_params()
     except InvalidParameterError as err:
         param = str(err).split("'")[1] if "'" in str(err) else "?"
         key = f"classifier.{param}" if param in cfg.classifier else f"classifier.estimator.{param}"
         v = cfg.classifier.get(param, cfg.classifier.estimator.get(param))
         allowed = str(err).split(" must be ", 1)[-1].rsplit(". Got", 1)[0]
         raise ConfigError(f"{key}={v!r} must be {allowed}") from None
+    for param, v in cfg.classifier.items():  # sizes past this would only fail inside the solver
+        if isinstance(v, int) and not isinstance(v, bool) and v > MOST:
+            raise ConfigError(f"classifier.{param}={v} must be a whole number at most {MOST}")
 
 
 def trained_weights(cfg: DictConfig) -> None:
     """The training recipe, and what training needs of the rest of the config."""
     for key in ("weights.batch_size", "weights.max_epochs", "weights.patience"):
-        integer(cfg, key, minimum=1)
+        integer(cfg, key, 1, MOST)
     for key in ("weights.lr", "weights.weight_decay"):
         v = value(cfg, key)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (key == "weights.lr" and v == 0):
@@ -108,8 +195,12 @@ def trained_weights(cfg: DictConfig) -> None:
 
 def writable_folder(cfg: DictConfig, key: str) -> None:
     """The folder exists or can be made, and a file can be written in it; a cache that holds
-    entries but is read-only is allowed (the entries are read without a lock)."""
-    folder = Path(str(value(cfg, key))).expanduser()
+    entries but is read-only is allowed (the entries are read without a lock). An empty value
+    is refused: it would put the cache's entries in the working directory."""
+    given = value(cfg, key)
+    if given is None or OmegaConf.is_config(given) or not str(given).strip():
+        raise ConfigError(f"{key}={given!r} is empty; give a folder (default .elm_audio_cache, or set $ELM_AUDIO_CACHE)")
+    folder = Path(str(given)).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):

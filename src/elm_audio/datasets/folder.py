@@ -84,7 +84,7 @@ class Folder(Dataset):
         super().__init__(name, root, on_bad_clip, group)
         self.n_folds = int(n_folds)
         self.fold_seed = int(fold_seed)
-        self.split_lists = dict(split_lists) if split_lists else None
+        self.split_lists = {k: v for k, v in (split_lists or {}).items() if v is not None} or None
 
     def scan(self) -> tuple[Path, dict[str, tuple[str, Path]]]:
         """The root, and clip id -> (label, path) for every audio file one level below it."""
