@@ -4,6 +4,7 @@ names every run it leaves out; ``data check`` and a run give one verdict on a pa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,8 +16,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import optuna
+import pandas as pd
 import pytest
+import scipy.stats
 from conftest import local_uri
 from mlflow.tracking import MlflowClient
 
@@ -208,3 +212,70 @@ def test_sigterm_to_the_whole_process_group_ends_the_run_in_one_line(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "Traceback" not in err, err
     assert "elm_audio: interrupted; run " in err and "ended as KILLED" in err
+
+
+# 9. the report: bounded intervals, every left-out run named -------------------------------------
+
+
+def logged_run(client: MlflowClient, experiment: str, seed: int, metrics: dict[str, float], status: str = "FINISHED") -> str:
+    """A run as elm_audio logs one (the tags, params and metrics the report reads)."""
+    tags = {"elm_audio.role": "run", "frontend": "temporal", "feature_size": "small", "classifier": "svm",
+            "protocol.mode": "honest", "experiment": "default", "dataset": "synth"}  # fmt: skip
+    run = client.create_run(experiment, tags=tags)
+    for key, value in {"seed": seed, "n_clips": 36, "frontend.net._target_": "elm_audio.frontends.musical.Musical"}.items():
+        client.log_param(run.info.run_id, key, value)
+    for key, value in {"gflops_per_clip": 0.6, "extract_seconds": 3.0, **metrics}.items():
+        client.log_metric(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id, status)
+    return run.info.run_id
+
+
+FOLDS = {"fold1_test_accuracy": 0.8, "fold2_test_accuracy": 1.0, "fold3_test_accuracy": 1.0}
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    """One usable run whose folds spread widely, and three that cannot be compared; the report."""
+    from elm_audio.report.__main__ import main as report_main
+
+    cwd = tmp_path_factory.mktemp("report")
+    uri = local_uri(cwd)
+    tracking.connect(uri)
+    client = MlflowClient(uri)
+    experiment = tracking.experiment_id(tracking.experiment_name("synth"), uri)
+    good = logged_run(client, experiment, 1, {"val_accuracy": 0.7, "test_accuracy": 0.9333, **FOLDS})
+    dropped = {
+        logged_run(client, experiment, 2, {"val_accuracy": float("nan"), "test_accuracy": 0.9333, **FOLDS}): "val_accuracy",
+        logged_run(client, experiment, 3, {"test_accuracy": 0.9333, **FOLDS}): "val_accuracy",
+        logged_run(client, experiment, 4, {"val_accuracy": 0.9, "test_accuracy": float("nan")}): "test_accuracy",
+        logged_run(client, experiment, 5, {"val_accuracy": 0.9}, status="KILLED"): "killed",
+    }
+    printed = tmp_path_factory.mktemp("printed") / "out.txt"
+    with open(printed, "w") as out, contextlib.redirect_stdout(out):
+        assert report_main(["--tracking-uri", uri, "--out", str(cwd / "reports")]) == 0
+    return cwd / "reports" / "synth", printed.read_text(), good, dropped
+
+
+def test_a_cells_interval_stays_within_0_and_100_percent(reported):
+    folder, _, _, _ = reported
+    table = pd.read_csv(folder / "table.csv")
+    (cell,) = table.to_dict("records")
+    folds = np.array(list(FOLDS.values()))
+    # the corrected resampled t-interval (honest protocol, 3 folds: n_test/n_train = 1/1)
+    half = scipy.stats.t.ppf(0.975, 2) * np.sqrt((1 / 3 + 1) * folds.var(ddof=1))
+    assert folds.mean() + half > 1  # the unbounded interval reaches past 100%
+    assert cell["ci_high"] == 1.0 and cell["ci_low"] == pytest.approx(folds.mean() - half)
+    md = (folder / "table.md").read_text()
+    assert "[" + f"{100 * (folds.mean() - half):.1f}, 100.0]" in md and "clipped to [0, 100]" in md
+
+
+def test_every_run_the_report_leaves_out_is_named_with_its_reason(reported):
+    folder, printed, good, dropped = reported
+    listed = pd.read_csv(folder / "left_out.csv")
+    assert set(listed["run_id"]) == set(dropped) and good not in set(listed["run_id"])
+    section = (folder / "table.md").read_text().split("## Left out")[1].split("##")[0]
+    for run_id, why in dropped.items():
+        (reason,) = listed.loc[listed["run_id"] == run_id, "reason"]
+        assert why in reason
+        assert run_id in section and f"left out: run {run_id}" in printed and why in printed.split(run_id)[1].split("\n")[0]
+    assert "n=1" in (folder / "table.md").read_text()  # the cell counts the usable run only

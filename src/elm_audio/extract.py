@@ -50,10 +50,11 @@ class ClipAudio(torch.utils.data.Dataset):
 def _quiet_worker(worker_id: int) -> None:
     """Decoding needs a few percent of one core. One thread per native pool (BLAS, OpenMP),
     whose idle threads would otherwise spin on the cores the network computes on, and a lower
-    priority, so the worker takes the cycles the network leaves idle. SIGTERM to the whole
-    process group is the main process's to handle (it ends the run and then the workers):
-    a worker killed by it would make DataLoader raise in the main process instead."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    priority, so the worker takes the cycles the network leaves idle. SIGTERM (also the one a
+    shell sends the whole process group) ends a worker quietly, with status 0: killed by the
+    signal, as torch's own handler has it, the worker would make DataLoader raise "worker
+    killed by signal" in the main process, ahead of the main process's own clean ending."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
     threadpool_limits(1)
     try:
         os.nice(5)

@@ -18,7 +18,7 @@ from .collect import clip_correctness, load_runs
 from .published import TRAINED, is_papers, published
 from .premise import MIN_FRONTENDS, premises
 from .premise import figure as premise_figure
-from .stats import ALPHA, LEVEL, pairwise, select_best, summarize
+from .stats import ALPHA, LEVEL, left_out, pairwise, select_best, summarize
 
 SIZES = ("small", "large")
 
@@ -143,16 +143,27 @@ def significance_notes(pairs: pd.DataFrame, cell: str) -> list[str]:
     return notes
 
 
+def left_out_lines(dropped: pd.DataFrame) -> list[str]:
+    """Every run left out of the comparison, by id, with what it ran and why."""
+    return [
+        f"left out: run {r['run_id']} ({r['frontend']} · {r['feature_size']} · {r['classifier']} · seed {r['seed']}): {r['reason']}"
+        for _, r in dropped.iterrows()
+    ]
+
+
 def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
     runs = load_runs(uri, experiment_id)
     best = select_best(runs)
+    dropped = left_out(runs)
     if best.empty:
-        return Report(dataset, pd.DataFrame(), {}, [f"{dataset}: no finished runs to compare."])
+        return Report(dataset, pd.DataFrame(), {}, [f"{dataset}: no finished runs to compare.", *left_out_lines(dropped)])
     summary = summarize(best)
     folder = out / dataset
     folder.mkdir(parents=True, exist_ok=True)
     report = Report(dataset, summary, {}, missing_notes(runs, summary))
     files = report.files
+    dropped.to_csv(folder / "left_out.csv", index=False)
+    files.append(folder / "left_out.csv")
 
     def save_figure(fig, name: str) -> None:
         fig.savefig(folder / name, dpi=130)
@@ -192,6 +203,9 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
         "Cells: mean test accuracy (%) of the best-validation run of each seed, over folds and seeds; "
         "±: standard deviation over folds (the data) and over seeds (the random weights); "
         "n: runs the best ones were chosen from.",
+        f"Intervals: {int(100 * LEVEL)}%; on fold datasets the corrected resampled t-interval over folds, "
+        "clipped to [0, 100] (an accuracy cannot leave it; with few folds the t-interval would); "
+        "on fixed partitions Wilson's over the test clips.",
     ]
     if is_papers(dataset):
         legend.append(
@@ -208,6 +222,8 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
     markdown = "\n".join(
         [f"# {dataset}: front-ends compared", "", shown.to_markdown(index=False), "", "## Notes", ""]
         + [f"- {n}" for n in legend + report.notes]
+        + ["", "## Left out", ""]
+        + ([f"- {line.removeprefix('left out: ')}" for line in left_out_lines(dropped)] or ["- No run was left out."])
         + ["", "## Significance", ""]
         + [f"- {n}" if not n.startswith("  ") else f"  - {n.strip()}" for n in significance or ["Fewer than two front-ends per cell: nothing to test."]]
         + ["", "## Premise: does the random-weight ranking predict the trained one?", ""]
@@ -216,7 +232,7 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
     )  # fmt: skip
     (folder / "table.md").write_text(markdown + "\n")
     files += [folder / "table.md", folder / "table.csv"]
-    report.notes += significance + premise_notes
+    report.notes += left_out_lines(dropped) + significance + premise_notes
     report.run_id = log_report(uri, experiment_id, folder, summary)
     return report
 

@@ -20,10 +20,32 @@ LEVEL = 0.95  # of every interval
 ALPHA = 0.05  # of every test's verdict
 
 
+def why_left_out(run: pd.Series) -> str | None:
+    """Why a run cannot enter the comparison (None: it can): not finished, or finished without a
+    finite val_accuracy (what chooses it) or test_accuracy (what it reports; NaN if a fold is)."""
+    if run["status"] != "FINISHED":
+        return {"RUNNING": "still running", "SCHEDULED": "still scheduled"}.get(run["status"], str(run["status"]).lower())
+    for metric in ("val_accuracy", "test_accuracy"):
+        v = pd.to_numeric(run[metric], errors="coerce")
+        if pd.isna(v) or not np.isfinite(v):  # MLflow's table shows a metric never logged as NaN too
+            return f"finished without a finite {metric} (not logged, or NaN)"
+    return None
+
+
+def left_out(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every run the comparison leaves out, with what it was and why."""
+    reasons = runs.apply(why_left_out, axis=1) if len(runs) else pd.Series(dtype=object)
+    out = runs.loc[reasons.notna(), ["run_id", *CELL, "seed", "status"]].copy()
+    out["reason"] = reasons[reasons.notna()]
+    return out.reset_index(drop=True)
+
+
 def select_best(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per cell and seed: the finished run with the best val_accuracy (the earliest
-    on ties), with ``n_runs``, how many finished runs it was chosen from."""
-    done = runs[(runs["status"] == "FINISHED") & runs["val_accuracy"].notna()]
+    on ties), with ``n_runs``, how many usable finished runs it was chosen from (runs that
+    ``left_out`` lists are not among them)."""
+    usable = runs.apply(why_left_out, axis=1).isna() if len(runs) else pd.Series(dtype=bool)
+    done = runs[usable]
     if done.empty:
         return done.assign(n_runs=pd.Series(dtype=int))
     keys = CELL + ["seed"]
@@ -73,7 +95,9 @@ def summarize(best: pd.DataFrame) -> pd.DataFrame:
 
 def interval(scores_: pd.DataFrame, chosen: pd.DataFrame) -> tuple[float, float]:
     """A cell's 95% interval. Fold datasets: from the corrected variance of the per-fold
-    accuracies (seeds averaged within a fold); fixed partitions: Wilson's over the test clips."""
+    accuracies (seeds averaged within a fold), a t-interval clipped to [0, 1] (with few folds
+    and a wide spread it reaches past the bounds); fixed partitions: Wilson's over the test
+    clips, which stays within them."""
     per_fold = scores_.groupby("fold")["accuracy"].mean()
     if set(per_fold.index) == {"test"}:
         n = chosen["n_test_clips"].dropna()
@@ -86,7 +110,7 @@ def interval(scores_: pd.DataFrame, chosen: pd.DataFrame) -> tuple[float, float]
     ratio = test_train_ratio(protocol, len(per_fold))
     mean = per_fold.mean()
     half = stats.t.ppf(0.5 + LEVEL / 2, len(per_fold) - 1) * np.sqrt((1 / len(per_fold) + ratio) * per_fold.var(ddof=1))
-    return mean - half, mean + half
+    return max(0.0, mean - half), min(1.0, mean + half)  # clipped: an accuracy lies in [0, 1]
 
 
 def extraction_ms_per_clip(rows: pd.DataFrame) -> float:
