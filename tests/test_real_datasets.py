@@ -173,12 +173,14 @@ def test_ballroom_merges_the_three_rumba_folders(tmp_path, capsys):
     assert code == 0 and "clips found    698 of 698 expected" in out
 
 
-def test_an_incomplete_ballroom_copy_fails_the_check(tmp_path, capsys):
+def test_an_incomplete_ballroom_copy_passes_the_check_with_a_loud_warning(tmp_path, capsys):
+    """A run gives the protocol on what is there (nothing names the files that are gone), so the
+    check says so too, and warns that the results do not compare with published ones."""
     root = make_ballroom(tmp_path / "ballroom")
     for f in list((root / "BallroomData" / "Waltz").glob("*.wav"))[:10]:
         f.unlink()
     code, out = check("ballroom", root, capsys=capsys)
-    assert code == 1 and "688 clips where a complete copy has 698" in out
+    assert code == 0 and "WARNING        INCOMPLETE COPY of ballroom: 688 clips where the published dataset has 698" in out
 
 
 # --- UrbanSound8K --------------------------------------------------------------------------

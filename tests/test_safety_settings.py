@@ -279,3 +279,44 @@ def test_every_run_the_report_leaves_out_is_named_with_its_reason(reported):
         assert why in reason
         assert run_id in section and f"left out: run {run_id}" in printed and why in printed.split(run_id)[1].split("\n")[0]
     assert "n=1" in (folder / "table.md").read_text()  # the cell counts the usable run only
+
+
+# 11. data check and a run agree on a partial copy --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def partial_us8k(tmp_path_factory):
+    """An UrbanSound8K copy whose CSV lists 20 of the 8,732 clips (two classes, one clip of each
+    per fold), all present: the protocol's ten folds can be run, the published dataset it is not."""
+    from layouts import make_us8k, us8k_rows
+
+    rows, seen = [], set()
+    for row in us8k_rows():
+        if row["class"] in ("dog_bark", "siren") and (row["fold"], row["class"]) not in seen:
+            seen.add((row["fold"], row["class"]))
+            rows.append(row)
+    assert len(rows) == 20
+    return make_us8k(tmp_path_factory.mktemp("us8k") / "UrbanSound8K", rows)
+
+
+WARNING = "INCOMPLETE COPY of us8k: 20 clips where the published dataset has 8732; no clips of class(es) air_conditioner"
+
+
+def test_data_check_passes_a_partial_copy_that_gives_the_protocol_and_warns_loudly(partial_us8k, capsys):
+    from elm_audio.data import main as data_main
+
+    code = data_main(["check", "dataset=us8k", f"dataset.root={partial_us8k}", "frontend=mfcc"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"WARNING        {WARNING}" in out and "not comparable with the paper's" in out
+    assert "OK: the copy gives the protocol, but it is INCOMPLETE" in out
+
+
+@pytest.mark.slow
+def test_a_run_on_the_partial_copy_gives_the_same_verdict_and_the_same_warning(partial_us8k, tmp_path):
+    from conftest import logged_runs, run_cli
+
+    proc = run_cli("elm_audio", "dataset=us8k", f"dataset.root={partial_us8k}", "frontend=mfcc",
+                   "extract.progress=false", "extract.num_workers=0", cwd=tmp_path)  # fmt: skip
+    assert f"elm_audio: warning: {WARNING}" in proc.stderr
+    _, (run,) = logged_runs(tmp_path, "us8k")
+    assert run.info.status == "FINISHED" and run.data.tags["incomplete_copy"].startswith(WARNING)

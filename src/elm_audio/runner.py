@@ -7,6 +7,7 @@ that a sweeper can maximize it.
 from __future__ import annotations
 
 import signal
+import sys
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -16,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import record, tracking
 from .cache import FeatureCache
 from .components import build_classifier
+from .datasets.check import survey_incomplete
 from .features import load_or_extract
 from .plan import make_plan
 from .protocols import evaluate
@@ -80,6 +82,10 @@ def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: Feature
     )
     try:
         record.log_config(cfg, plan)
+        incomplete = survey_incomplete(plan.dataset, plan.survey)
+        if incomplete:  # the same warning as data check's, said and kept with the run
+            print(f"elm_audio: warning: {incomplete}", file=sys.stderr, flush=True)
+            mlflow.set_tag("incomplete_copy", incomplete)
         if cfg.weights.name == "trained":
             evaluation, features = train_and_evaluate(cfg, plan, cache)
         else:

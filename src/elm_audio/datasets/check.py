@@ -120,14 +120,6 @@ class CheckReport:
         out = []
         if self.missing:
             out.append(f"{len(self.missing)} file(s) the protocol needs are missing")
-        exp = self.expected
-        found = sum(self.per_class.values())
-        if exp.total is not None and found + len(self.missing) < exp.total and not self.missing:
-            out.append(f"{found} clips where a complete copy has {exp.total}")
-        if exp.classes is not None:
-            absent = sorted(set(exp.classes) - set(self.per_class))
-            if absent:
-                out.append(f"no clips of class(es) {', '.join(absent)}")
         if self.bad_clips and self.on_bad_clip == "error":
             out.append(
                 f"{len(self.bad_clips)} clip(s) cannot be read; replace them, or run with "
@@ -161,6 +153,12 @@ class CheckReport:
         if exp.total is not None and found > exp.total:
             out.append(f"{found} clips where the dataset has {exp.total}")
         return out
+
+    @property
+    def incomplete(self) -> str | None:
+        """The loud warning for a copy that gives the protocol with fewer clips or classes than
+        the published dataset (a run gives the same; see ``incomplete_warning``)."""
+        return incomplete_warning(self.dataset, self.expected, self.per_class, len(self.missing))
 
     @property
     def ok(self) -> bool:
@@ -201,12 +199,37 @@ class CheckReport:
             )
         for w in self.warnings:
             lines.append(f"  warning        {w}")
+        if self.incomplete:
+            lines.append(f"  WARNING        {self.incomplete}")
         if self.ok:
-            lines.append("  result         OK: the copy gives the protocol")
+            lines.append("  result         OK: the copy gives the protocol" + (", but it is INCOMPLETE (above)" if self.incomplete else ""))
         else:
             lines += [f"  problem        {p}" for p in self.problems]
             lines.append("  result         FAILED: the copy cannot give the protocol as it stands")
         return "\n".join(lines)
+
+
+def incomplete_warning(dataset: str, expected: Expected, per_class: Counter, n_missing: int = 0) -> str | None:
+    """For a published dataset (one with expected counts): what a copy lacks though it still gives
+    the protocol, and that its results do not compare with published ones; None for a whole copy."""
+    lacks = []
+    found = sum(per_class.values())
+    if expected.total is not None and found + n_missing < expected.total:
+        lacks.append(f"{found} clips where the published dataset has {expected.total}")
+    absent = sorted(set(expected.classes or ()) - set(per_class))
+    if absent:
+        lacks.append(f"no clips of class(es) {', '.join(absent)}")
+    if not lacks:
+        return None
+    return (
+        f"INCOMPLETE COPY of {dataset}: {'; '.join(lacks)}. The protocol runs on what is there, but the "
+        "results are not comparable with the paper's or any published figures on this dataset"
+    )
+
+
+def survey_incomplete(dataset: Described, survey: Survey) -> str | None:
+    """``incomplete_warning`` for what a run is about to use."""
+    return incomplete_warning(dataset.name, dataset.expected, Counter(c.label for c in survey.clips), len(survey.missing))
 
 
 def broken_links(root: Path) -> list[str]:
