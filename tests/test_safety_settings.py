@@ -154,13 +154,13 @@ FOLDER_ROOT = "dataset.root=/nonexistent-h23"  # never read: the settings are re
 @pytest.mark.parametrize(
     ("overrides", "says"),
     [
-        (["seed=-1"], "seed=-1 must be a whole number from 0 to 4294967295"),
-        (["seed=99999999999999999999"], "seed=99999999999999999999 must be a whole number from 0"),
-        (["dataset.fold_seed=-1"], "dataset.fold_seed=-1 must be a whole number from 0"),
+        (["seed=-1"], "seed=-1 must be at least 0, at most 4294967295"),
+        (["seed=99999999999999999999"], "seed=99999999999999999999 must be at least 0, at most 4294967295"),
+        (["dataset.fold_seed=-1"], "dataset.fold_seed=-1 must be at least 0, at most"),
         (["device=foo"], "device='foo' is not one of auto, cpu, cuda"),
         (["device=mps"], "device='mps' is not one of auto, cpu, cuda"),
-        (["frontend.widths.small=0"], "frontend.widths.small=0 must be a whole number from 1"),
-        (["frontend.widths.small=-4"], "frontend.widths.small=-4 must be a whole number from 1"),
+        (["frontend.widths.small=0"], "frontend.widths.small=0 must be at least 1"),
+        (["frontend.widths.small=-4"], "frontend.widths.small=-4 must be at least 1"),
         (["frontend=temporal", "frontend.net.temporal_lengths=[]"], "needs timbral filters, temporal lengths or both"),
         (["cache.dir=''"], "cache.dir='' is empty; give a folder"),
     ],

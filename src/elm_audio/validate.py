@@ -81,8 +81,8 @@ def integer(cfg: DictConfig, key: str, minimum: int | None = None, maximum: int 
     if isinstance(v, bool) or not isinstance(v, int):
         raise ConfigError(f"{shown}={v!r} must be a whole number")
     if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
-        allowed = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
-        raise ConfigError(f"{shown}={v} must be a whole number {allowed}")
+        bounds = ([f"at least {minimum}"] if minimum is not None else []) + ([f"at most {maximum}"] if maximum is not None else [])
+        raise ConfigError(f"{shown}={v} must be {', '.join(bounds)}")
 
 
 def device(cfg: DictConfig) -> None:
