@@ -161,7 +161,7 @@ FOLDER_ROOT = "dataset.root=/nonexistent-h23"  # never read: the settings are re
         (["device=mps"], "device='mps' is not one of auto, cpu, cuda"),
         (["frontend.widths.small=0"], "frontend.widths.small=0 must be at least 1"),
         (["frontend.widths.small=-4"], "frontend.widths.small=-4 must be at least 1"),
-        (["frontend=temporal", "frontend.net.temporal_lengths=[]"], "needs timbral filters, temporal lengths or both"),
+        (["frontend=temporal", "frontend.net.temporal_lengths=[]"], "frontend.net.temporal_lengths=[] with frontend.net.timbral=false leaves temporal without filters"),
         (["cache.dir=''"], "cache.dir='' is empty; give a folder"),
     ],
 )

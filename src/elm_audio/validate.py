@@ -131,6 +131,11 @@ def frontend(cfg: DictConfig) -> None:
             boolean(cfg, key)
         elif arg == "backend_means":
             one_of(cfg, key, BACKEND_MEANS)
+    if "timbral" in net and "temporal_lengths" in net and not net.timbral and not len(net.temporal_lengths):
+        raise ConfigError(
+            f"frontend.net.temporal_lengths=[] with frontend.net.timbral=false leaves {cfg.frontend.name} without "
+            f"filters; give at least one length (1 to {SPECTROGRAM_FRAMES}) or set frontend.net.timbral=true"
+        )
     try:
         with torch.device("meta"):
             net_on_meta = build(net)
