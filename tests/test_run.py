@@ -27,9 +27,9 @@ def cache_entries(cwd: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
-    """The README's first command, unchanged, in an empty folder."""
+    """The README's first command, unchanged, in an empty folder (it creates the MLflow store)."""
     cwd = tmp_path_factory.mktemp("default")
-    proc = run_cli("elm_audio", cwd=cwd)
+    proc = run_cli("elm_audio", cwd=cwd, seed_store=False)
     return cwd, proc
 
 

@@ -57,7 +57,7 @@ def _random_weights(cfg: DictConfig, plan, cache: FeatureCache, uri: str, experi
     with cache.lock(plan.key) as locked:  # the features' run is recorded before others look
         features, computed = load_or_extract(cfg, plan, cache, locked)
         record.log_features(features, uri, experiment, computed_here=computed)
-    if not computed:
+    if not computed and cfg.sweep.trial is None:  # a sweep prints one line a trial
         print(f"features: from the cache, {features.path}", flush=True)
     usable = features.usable()
     evaluation = evaluate(

@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,11 +153,19 @@ def storage_label(url: str | None) -> str:
     return redact_value(url) if url else "in-memory"
 
 
-def default_study_name(cfg) -> str:
-    return (
+def default_study_name(cfg, stored: bool = True) -> str:
+    """A stored study is named after what it runs, so the same command finds it again; an
+    in-memory one also after when it started, so two sweeps' trials never share a sweep_id."""
+    name = (
         f"elm_audio-{cfg.dataset.name}-{cfg.frontend.name}-{cfg.feature_size.name}-"
         f"{cfg.classifier.name}-seed{cfg.seed}-{cfg.protocol.mode}"
     )
+    return name if stored else f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
+
+
+def header_line(study_name: str, storage_url: str | None, n_trials: int, sweep_run: "SweepRun") -> str:
+    """What a sweep prints before its trials, which then print one line each."""
+    return f"sweep: {n_trials} trial(s) of study {study_name} ({storage_label(storage_url)}), parent run {sweep_run.run_id}"
 
 
 def open_study(storage: BaseStorage, name: str | None, sampler, direction: str) -> optuna.Study:
