@@ -75,7 +75,7 @@ def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: Feature
     active = mlflow.start_run(
         experiment_id=experiment,
         parent_run_id=cfg.sweep.parent_run_id,
-        run_name=tracking.run_name(cfg),
+        run_name=tracking.unique_run_name(uri, experiment, tracking.run_name(cfg)),
         tags=tracking.process_tags(),
     )
     try:

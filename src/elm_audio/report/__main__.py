@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  wrote {path}")
         if report.run_id:
             print(f"  logged as MLflow run {report.run_id}")
+            print(f"  browse       {ui_link(uri, experiment_id, report.run_id)}")
     return 0
 
 
