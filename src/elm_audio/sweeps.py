@@ -24,6 +24,7 @@ import sqlalchemy
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -430,12 +431,14 @@ def nested_test_accuracy(runs_metrics: list[Mapping[str, float]]) -> float | Non
 def objective_figure(trials: list[optuna.trial.FrozenTrial]) -> Figure:
     numbers = [t.number for t in trials]
     values = [t.value for t in trials]
-    fig = Figure(figsize=(6, 3.5))
+    """val_accuracy per trial and the best so far; the legend above the axes, where it hides no
+    trial, and whole trial numbers on the x axis."""
+    fig = Figure(figsize=(max(6.0, min(12.0, 3.0 + 0.08 * len(numbers))), 3.8), layout="constrained")
     ax = fig.subplots()
-    ax.scatter(numbers, values, s=18, label="trial")
+    ax.scatter(numbers, values, s=18, label="trial", zorder=3)
     ax.step(numbers, np.maximum.accumulate(values), where="post", color="C1", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("val_accuracy")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial (Optuna's number)")
+    ax.set_ylabel("val_accuracy (the objective)")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2, fontsize=8, frameon=False)
     return fig
