@@ -82,6 +82,7 @@ def damage_remove_matrix(entry: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("damaged_cache")  # one `cached` entry, damaged and recomputed in turn
 @pytest.mark.parametrize("damage", [damage_overwrite, damage_truncate_matrix, damage_truncate_meta, damage_remove_matrix])
 def test_a_damaged_cache_entry_is_named_moved_aside_and_recomputed(cached, damage):
     cwd, accuracy = cached
