@@ -14,7 +14,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from ..config import ConfigError
-from ..tracking import open_store, resolve_uri
+from ..tracking import open_store, resolve_uri, ui_link
 from .build import build
 from .collect import experiments
 

@@ -223,7 +223,7 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
             + ("" if reproduced else " No reproduction runs yet: run with experiment=paper to add them.")
         )
     markdown = "\n".join(
-        [f"# {dataset}: front-ends compared", "", shown.to_markdown(index=False), "", "## Notes", ""]
+        [f"# {dataset}: front-ends compared", "", shown.to_markdown(index=False, disable_numparse=True), "", "## Notes", ""]
         + [f"- {n}" for n in legend + report.notes]
         + ["", "## Significance", ""]
         + [f"- {n}" if not n.startswith("  ") else f"  - {n.strip()}" for n in significance or ["Fewer than two front-ends per cell: nothing to test."]]

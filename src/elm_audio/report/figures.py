@@ -137,6 +137,7 @@ def cost(summary: pd.DataFrame, title: str) -> Figure:
         ax.scatter(part["gflops_per_clip"], 100 * part["mean"], marker=markers[clf] if clf in markers else "o",
                    color=SIZE_COLOURS.get(size, "C2"), label=f"{clf.upper()}, {size}", zorder=3)  # fmt: skip
     named = summary.sort_values("mean", ascending=False).drop_duplicates(["frontend", "feature_size", "experiment"])
+    named = named.drop_duplicates(["frontend", "experiment", "gflops_per_clip"])  # mfcc: one cost at both sizes
     texts = [r["frontend"] + ("" if r.get("experiment", "default") == "default" else f" ({r['experiment']})") for _, r in named.iterrows()]
     label_points(ax, named["gflops_per_clip"], 100 * named["mean"], texts, log_x=True)
     ax.set_xscale("log")
