@@ -64,29 +64,30 @@ def class_folder(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def empty_store(tmp_path_factory) -> Path:
-    """An MLflow SQLite store with its tables made and nothing in it, made once per worker:
-    creating MLflow's tables (its schema migrations) takes seconds, a copy milliseconds."""
-    db = tmp_path_factory.mktemp("empty_store") / "mlflow.db"
-    MlflowClient(f"sqlite:///{db}").search_experiments(max_results=1)
-    return db
-
-
-_EMPTY_STORE: list[Path] = []
+_EMPTY_STORE: dict[str, object] = {}
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _share_empty_store(empty_store):
-    _EMPTY_STORE[:] = [empty_store]
+def _empty_store_folder(tmp_path_factory):
+    _EMPTY_STORE["factory"] = tmp_path_factory
+
+
+def empty_store() -> Path:
+    """An MLflow SQLite store with its tables made and nothing in it, made once per worker at
+    first use: creating MLflow's tables (its schema migrations) takes seconds, a copy milliseconds."""
+    if "db" not in _EMPTY_STORE:
+        db = _EMPTY_STORE["factory"].mktemp("empty_store") / "mlflow.db"
+        MlflowClient(f"sqlite:///{db}").search_experiments(max_results=1)
+        _EMPTY_STORE["db"] = db
+    return _EMPTY_STORE["db"]
 
 
 def seed_empty_store(cwd: Path) -> None:
     """Start ``cwd``'s default MLflow store, where there is none yet, as a copy of an empty one."""
     db = cwd / "mlruns" / "mlflow.db"
-    if _EMPTY_STORE and not db.exists():
+    if not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(_EMPTY_STORE[0], db)
+        shutil.copyfile(empty_store(), db)
 
 
 def run_cli(
