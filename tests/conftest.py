@@ -4,6 +4,7 @@ folder, reading the MLflow store a run wrote, front-ends and clips, and spec/met
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,11 +64,46 @@ def class_folder(tmp_path: Path) -> Path:
     return root
 
 
-def run_cli(module: str, *args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python -m <module> <args>`` as a user would, in ``cwd``."""
+_EMPTY_STORE: dict[str, object] = {}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _empty_store_folder(tmp_path_factory):
+    _EMPTY_STORE["factory"] = tmp_path_factory
+
+
+def empty_store() -> Path:
+    """An MLflow SQLite store with its tables made and nothing in it, made once per worker at
+    first use: creating MLflow's tables (its schema migrations) takes seconds, a copy milliseconds."""
+    if "db" not in _EMPTY_STORE:
+        db = _EMPTY_STORE["factory"].mktemp("empty_store") / "mlflow.db"
+        MlflowClient(f"sqlite:///{db}").search_experiments(max_results=1)
+        _EMPTY_STORE["db"] = db
+    return _EMPTY_STORE["db"]
+
+
+def seed_empty_store(cwd: Path) -> None:
+    """Start ``cwd``'s default MLflow store, where there is none yet, as a copy of an empty one."""
+    db = cwd / "mlruns" / "mlflow.db"
+    if not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(empty_store(), db)
+
+
+def run_cli(
+    module: str, *args: str, cwd: Path, env: dict | None = None, check: bool = True, seed_store: bool | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> <args>`` as a user would, in ``cwd``.
+
+    ``seed_store`` (default: when the run is expected to succeed) starts the default store
+    ``cwd/mlruns/mlflow.db``, where there is none yet, as a copy of an empty one; a run expected
+    to fail finds no store, so a test can see that it wrote none, and ``seed_store=False`` lets
+    a run create its store as a user's first run does."""
     full_env = {**os.environ, "ELM_AUDIO_CACHE": str(cwd / "cache"), "HYDRA_FULL_ERROR": "0"}
     full_env.pop("MLFLOW_TRACKING_URI", None)
     full_env.update(env or {})
+    if check if seed_store is None else seed_store:
+        seed_empty_store(cwd)
     proc = subprocess.run(
         [sys.executable, "-m", module, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900
     )

@@ -53,3 +53,18 @@ def test_the_first_bad_clip_stops_an_extraction_by_its_path(clips, workers, firs
     chosen = clips[1:] if first_bad == 5 else clips  # without clip0, clip5 sits in the third batch
     with pytest.raises(AudioError, match=f"clip{first_bad}.wav"):
         run(chosen, workers, policy="error")
+
+
+def test_the_progress_bar_names_the_front_end_as_the_config_does(clips, capsys):
+    from types import SimpleNamespace
+
+    from elm_audio.features import extract_settings
+
+    cfg = compose(["frontend=timbral_temporal", "feature_size=small"])
+    settings = extract_settings(cfg, SimpleNamespace(dataset=SimpleNamespace(on_bad_clip="skip")))
+    assert settings.label == "timbral_temporal (small)"  # not the class's name, Musical
+    front = build_frontend(compose(["frontend=temporal", "feature_size=small"]))
+    out = np.full((2, profile(front)["feature_dim"]), np.nan, np.float32)
+    shown = ExtractSettings(num_workers=0, on_bad_clip="skip", progress=True, label="temporal (small)")
+    extract(front, clips[1:3], out, torch.device("cpu"), shown)
+    assert "extracting temporal (small)" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import local_uri, logged_runs
+from conftest import local_uri, logged_runs, seed_empty_store
 
 from elm_audio.config import compose
 from elm_audio.report.build import build
@@ -21,6 +21,7 @@ TINY = ["dataset.clips_per_class=4", "dataset.duration=1.0", "dataset.n_folds=3"
 def workdir(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    seed_empty_store(tmp_path)
     return tmp_path
 
 

@@ -105,7 +105,8 @@ def test_broken_gtzan_copy_names_missing_and_extra_files(gtzan_mirror, capsys):
 def test_a_gtzan_run_stops_on_a_missing_clip_and_skips_an_unreadable_one_when_asked(gtzan_mirror, tmp_path):
     genres = gtzan_mirror / "genres_original"
     (genres / "jazz" / "jazz.00054.wav").write_bytes(b"not a wav")
-    base = ["dataset=gtzan", f"dataset.root={gtzan_mirror}", "frontend=mfcc", "extract.progress=false"]
+    # frames: the MFCC of each 0.05 s clip, tiled, rather than of the clip repeated to 29 s
+    base = ["dataset=gtzan", f"dataset.root={gtzan_mirror}", "frontend=mfcc", "audio.fit_stage=frames", "extract.progress=false"]
     proc = run_cli("elm_audio", *base, cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "jazz/jazz.00054.wav: is named .wav but is not a WAV (RIFF) file" in proc.stderr
     assert not [p for p in (tmp_path / "cache").glob("*") if p.is_dir() and len(p.name) == 20]

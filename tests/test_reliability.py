@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import QUICK, logged_runs, run_cli, tone, write_audio
+from conftest import QUICK, logged_runs, run_cli, seed_empty_store, tone, write_audio
 
 from elm_audio.cache import CacheError, FeatureCache
 from elm_audio.config import ConfigError, compose
@@ -82,6 +82,7 @@ def damage_remove_matrix(entry: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("damaged_cache")  # one `cached` entry, damaged and recomputed in turn
 @pytest.mark.parametrize("damage", [damage_overwrite, damage_truncate_matrix, damage_truncate_meta, damage_remove_matrix])
 def test_a_damaged_cache_entry_is_named_moved_aside_and_recomputed(cached, damage):
     cwd, accuracy = cached
@@ -194,6 +195,7 @@ def test_nan_samples_make_a_bad_clip_in_check_and_run(collection, tmp_path, caps
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    seed_empty_store(tmp_path)
     run(compose(["dataset=folder", f"dataset.root={collection}", "dataset.n_folds=3", "dataset.on_bad_clip=skip",
                  f"cache.dir={tmp_path / 'cache'}", *FOLDER]))  # fmt: skip
     (entry,) = cache_entries(tmp_path)
@@ -271,6 +273,7 @@ def test_a_tracking_uri_that_cannot_work_is_a_config_error_within_seconds(uri):
 def start_run(cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "ELM_AUDIO_CACHE": str(cwd / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
+    seed_empty_store(cwd)
     args = ["dataset.clips_per_class=20", "dataset.duration=6.0", "extract.progress=false", "extract.num_workers=1"]
     return subprocess.Popen([sys.executable, "-m", "elm_audio", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip

@@ -17,6 +17,9 @@ from scipy import stats
 from elm_audio.report.build import table
 from elm_audio.report.stats import corrected_t, holm, mcnemar_exact, wilson
 
+# one worker runs every test of the `logged` store, in this file's order (the premise test, which
+# adds trained runs to it, comes last)
+pytestmark = pytest.mark.xdist_group("report_store")
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "compare_architectures.ipynb"
 FRONTENDS = ("mfcc", "temporal", "timbral_temporal")
 
@@ -163,6 +166,7 @@ def test_the_report_writes_its_figures_and_an_mlflow_run(logged):
     (report,) = [r for r in runs if r.data.tags.get("elm_audio.role") == "report"]
     assert {"table.md", "table.csv", "cost.png", "bars_large.png"} <= {a.path for a in client.list_artifacts(report.info.run_id)}
     assert f"logged as MLflow run {report.info.run_id}" in proc.stdout
+    assert f"#/experiments/{exp.experiment_id}/runs/{report.info.run_id}?workflowType=machine_learning" in proc.stdout
 
 
 @pytest.mark.slow
@@ -230,6 +234,14 @@ def test_the_notebook_runs_top_to_bottom_on_the_default_datasets_runs(logged):
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "runs of synth in sqlite:///" in text and "timbral_temporal" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 5  # bars x2, significance x2, cost
+    # nothing on stderr (no TqdmWarning, no library chatter), counts as whole numbers
+    assert not [o for o in outputs if o.get("name") == "stderr"], [o.get("text") for o in outputs if o.get("name") == "stderr"]
+    counts = next(c for c in nb.cells if "unstack('seed'" in c.source).outputs[0]["data"]["text/plain"]
+    assert "NaN" not in counts and ".0" not in counts
+    # the words say what the report does
+    words = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "corrected resampled t-test" in words and "McNemar" in words and "Paired t-tests over matched" not in words
+    assert "corrected resampled t" in text  # the tests the pairs were compared by
 
 
 def test_rank_agreement_is_scipys_tau_and_rho_with_a_bootstrap_over_folds():
@@ -289,13 +301,14 @@ def test_three_front_ends_in_perfect_agreement_do_not_confirm_the_premise_but_si
 
 
 @pytest.mark.slow
-def test_the_premise_section_compares_random_and_trained_rankings(tmp_path):
-    """A grid over three small front-ends with random and trained weights on the default dataset,
-    then the report: tau, rho, their intervals and the scatter figure."""
-    grid = ["-m", f"frontend={','.join(FRONTENDS)}", "hydra/sweeper=basic", *QUICK]
-    run_cli("elm_audio", *grid, cwd=tmp_path)  # the random grid
-    run_cli("elm_audio", *grid, "weights=trained", "weights.max_epochs=4", cwd=tmp_path)  # the trained one
-    proc = run_cli("elm_audio.report", "--out", str(tmp_path / "reports"), cwd=tmp_path)
+def test_the_premise_section_compares_random_and_trained_rankings(logged, tmp_path):
+    """The three small front-ends trained, beside the random-weight runs of ``logged`` (this
+    test comes after every other test of that store), then the report: tau, rho, their
+    intervals and the scatter figure."""
+    cwd, _ = logged
+    grid = ["-m", f"frontend={','.join(FRONTENDS)}", "hydra/sweeper=basic", "seed=1", *QUICK]
+    run_cli("elm_audio", *grid, "weights=trained", "weights.max_epochs=2", cwd=cwd)
+    proc = run_cli("elm_audio.report", "--out", str(tmp_path / "reports"), cwd=cwd)
     md = (tmp_path / "reports" / "synth" / "table.md").read_text()
     section = md.split("## Premise")[1]
     assert "3 front-ends with both random and trained runs; Kendall's tau" in section and "Spearman's rho" in section
@@ -314,3 +327,16 @@ def test_neighbours_whose_intervals_overlap_are_counted():
     folds = pd.DataFrame({"a": [0.90, 0.91, 0.89, 0.90], "b": [0.60, 0.61, 0.59, 0.60], "c": [0.59, 0.62, 0.58, 0.61]})
     # a stands far above b and c; b and c, 0.5 points apart with a spread of 1.5, overlap
     assert overlapping_neighbours(folds.mean(), intervals(folds)) == 1
+
+
+def test_the_table_writes_costs_in_one_notation():
+    from elm_audio.report.build import plain
+
+    assert [plain(v) for v in (1921.3, 419.2, 38.18, 6.6, 0.59, 0.01234)] == ["1,920", "419", "38.2", "6.60", "0.590", "0.0123"]
+    cell = {"feature_size": "large", "classifier": "svm", "experiment": "default", "std_folds": 0.01, "std_seeds": np.nan,
+            "n_runs": 1, "n_seeds": 1, "input": "spectrogram", "mean": 0.5}  # fmt: skip
+    summary = pd.DataFrame([{**cell, "frontend": "vgg", "gflops_per_clip": 1921.3, "extract_ms_per_clip": 419.2},
+                            {**cell, "frontend": "temporal", "gflops_per_clip": 0.59, "extract_ms_per_clip": 3.0}])  # fmt: skip
+    shown = table(summary, "synth").set_index("front-end")
+    assert shown.loc["vgg", "GFLOP/clip large"] == "1,920" and shown.loc["vgg", "extract ms/clip large"] == "419"
+    assert shown.loc["temporal", "GFLOP/clip large"] == "0.590" and "e+" not in shown.to_markdown()

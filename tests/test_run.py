@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +28,13 @@ def cache_entries(cwd: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
-    """The README's first command, unchanged, in an empty folder."""
+    """The README's first command, unchanged, in an empty folder (it creates the MLflow store)."""
     cwd = tmp_path_factory.mktemp("default")
-    proc = run_cli("elm_audio", cwd=cwd)
+    proc = run_cli("elm_audio", cwd=cwd, seed_store=False)
     return cwd, proc
 
 
+@pytest.mark.xdist_group("default_run")
 def test_default_run_prints_a_summary_that_says_where_it_was_logged(default_run):
     cwd, proc = default_run
     out = proc.stdout
@@ -44,6 +46,7 @@ def test_default_run_prints_a_summary_that_says_where_it_was_logged(default_run)
     assert f"validation   {run.data.metrics['val_accuracy']:.4f}" in out
 
 
+@pytest.mark.xdist_group("default_run")
 def test_default_run_logs_the_design_params_metrics_tags_and_artifacts(default_run, tmp_path):
     cwd, _ = default_run
     client, (run,) = runs(cwd)
@@ -79,6 +82,7 @@ def test_default_run_logs_the_design_params_metrics_tags_and_artifacts(default_r
     assert "frontend:" in cfg and "name: vgg" in cfg
 
 
+@pytest.mark.xdist_group("default_run")
 def test_a_run_that_needs_the_same_features_loads_them_and_points_at_their_run(default_run):
     cwd, _ = default_run
     run_cli("elm_audio", "classifier=elm", "extract.progress=false", cwd=cwd)
@@ -112,6 +116,46 @@ def test_unknown_front_end_names_the_key_and_the_choices(tmp_path):
     assert proc.returncode != 0
     assert "frontend" in proc.stderr and "resnet" in proc.stderr and "timbral_temporal" in proc.stderr
     assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("classifer=elm", "classifer=elm: the config has no key 'classifer'; did you mean classifier?"),
+        ("+classifer=elm", "+classifer=elm: the config has no key 'classifer'; did you mean classifier?"),
+        ("+seeds=1", "+seeds=1: the config has no key 'seeds'; did you mean seed?"),
+        ("classifier.c=10", "classifier.c=10: the config has no key 'classifier.c'; did you mean classifier.C?"),
+        ("++dataset.rot=/data", "++dataset.rot=/data: the config has no key 'dataset.rot'; did you mean dataset.root?"),
+    ],
+)
+def test_a_key_the_config_does_not_define_is_refused_with_the_nearest_real_key(tmp_path, override, message):
+    proc = run_cli("elm_audio", override, cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and proc.stderr.strip() == f"elm_audio: {message}" and not proc.stdout
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_keys_are_checked_against_the_groups_chosen_and_hydras_own_are_left_to_hydra():
+    from elm_audio.config import ConfigError
+    from elm_audio.unknown_keys import check
+
+    check(["classifier=elm", "classifier.hidden_units=10", "++sweep.trial=3", "hydra.sweeper.n_trials=2", "~seed"])
+    check(["classifier=svm,elm", "classifier.alpha=1"])  # swept: the keys of every option
+    with pytest.raises(ConfigError, match=r"classifier.C=3: the config has no key 'classifier.C'; classifier holds: alpha, "):
+        check(["classifier=elm", "classifier.C=3"])
+    with pytest.raises(ConfigError, match="did you mean frontend.widths.small"):
+        check(["frontend.widht.small=3"])
+
+
+def test_help_lists_every_choice_a_user_makes_and_says_what_is_internal(tmp_path):
+    from elm_audio.config import choices
+
+    out = run_cli("elm_audio", "--help", cwd=tmp_path).stdout
+    for group in ("dataset", "frontend", "feature_size", "classifier", "weights", "experiment", "hydra/sweeper"):
+        listed = re.search(rf"\n{group}[: ].*?(?=\n\S)", out, re.DOTALL).group(0)
+        wanted = ["search", "paper_grid", "basic"] if group == "hydra/sweeper" else choices(group)
+        assert all(option in listed for option in wanted), (group, listed)
+    assert "internal, not to be chosen: original/classifier and original/frontend" in out
+    assert "optuna is Hydra's own" in out and "elm_audio_optuna the base" in out
 
 
 def test_missing_root_stops_before_anything_is_logged(tmp_path):
@@ -191,14 +235,23 @@ def test_what_a_researcher_sees_in_mlflow_after_a_run_and_a_small_sweep(class_fo
     digest follows the clip list, the summary as description, gamma only on rbf trials."""
     args = ["dataset=folder", f"dataset.root={class_folder}", "dataset.n_folds=3", "frontend=mfcc", *QUICK[-2:]]
     single = run_cli("elm_audio", *args, cwd=tmp_path).stdout
-    sweep = run_cli("elm_audio", "-m", "hydra.sweeper.n_trials=6", *args, cwd=tmp_path).stdout
+    swept = run_cli("elm_audio", "-m", "hydra.sweeper.n_trials=6", *args, cwd=tmp_path)
+    sweep = swept.stdout
     client, logged = runs(tmp_path, "folder")
     experiment = client.get_experiment_by_name("elm_audio/folder")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     first, parent, trials = logged[0], logged[1], logged[2:]
     assert f"#/experiments/{experiment.experiment_id}/runs/{first.info.run_id}?workflowType=machine_learning" in single
     assert f"#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}?workflowType=machine_learning" in sweep
-    assert sweep.count("elm_audio run finished") == 0 and sweep.count("trial ") >= 6  # a line a trial
+    assert sweep.count("elm_audio run finished") == 0
+    # the terminal: a header, then one line a trial (no launcher lines, no cache lines), then the end
+    lines = swept.stdout.splitlines()  # Hydra's and Optuna's log lines would be here or on stderr
+    assert not [w for w in ("Launching", "#0 :", "++sweep", "no-name", "features: from the cache") if w in swept.stdout + swept.stderr]
+    study = parent.data.tags["sweep_id"]
+    assert re.fullmatch(r"elm_audio-folder-mfcc-small-svm-seed0-honest-\d{8}T\d{6}-[0-9a-f]{4}", study)  # no Optuna no-name-<uuid>
+    assert lines[0] == f"sweep: 6 trial(s) of study {study} (in-memory), parent run {parent.info.run_id}"
+    assert [line.split(":")[0] for line in lines[1:7]] == [f"trial {n}" for n in range(6)]
+    assert lines[7].startswith("best trial #") and all(line.startswith("  ") for line in lines[8:]), lines
     assert first.info.run_name == "mfcc-small-svm-seed0" and parent.info.run_name == "sweep-mfcc-small-svm-seed0"
     assert sorted(r.info.run_name for r in trials) == [f"mfcc-small-svm-seed0-trial{n}" for n in range(6)]
     # the summary and the best trial as descriptions
@@ -216,6 +269,7 @@ def test_what_a_researcher_sees_in_mlflow_after_a_run_and_a_small_sweep(class_fo
     write_audio(class_folder / "low" / "low_extra.wav", tone(230.0, 1.5, 22_050), 22_050)
     run_cli("elm_audio", *args, cwd=tmp_path)
     _, logged = runs(tmp_path, "folder")
+    assert logged[-1].info.run_name == "mfcc-small-svm-seed0-2"  # a rerun's name tells it apart
     (again,) = logged[-1].inputs.dataset_inputs
     assert again.dataset.digest != given.dataset.digest
     assert {r.inputs.dataset_inputs[0].dataset.digest for r in trials} == {given.dataset.digest}

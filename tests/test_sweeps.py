@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
-from conftest import QUICK, local_uri, logged_runs, run_cli
+from conftest import QUICK, local_uri, logged_runs, run_cli, seed_empty_store
 from services import mlflow_server, postgres, postgres_bin
 
 from elm_audio import processes, tracking
@@ -140,6 +140,7 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path):
     ]  # fmt: skip
     env = {**os.environ, "ELM_AUDIO_CACHE": str(tmp_path / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
+    seed_empty_store(tmp_path)
     first = subprocess.Popen(
         [sys.executable, "-m", "elm_audio", *args], cwd=tmp_path, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUICK, logged_runs, run_cli
+from conftest import QUICK, logged_runs, run_cli, seed_empty_store
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["weights=trained", "frontend=temporal", "weights.max_epochs=60", "weights.patience=60", *QUICK]
+ARGS = ["weights=trained", "frontend=temporal", "weights.max_epochs=20", "weights.patience=20", *QUICK]
 
 
 def checkpoint_epoch(cwd: Path) -> int:
@@ -31,6 +31,7 @@ def checkpoint_epoch(cwd: Path) -> int:
 def test_an_interrupted_training_resumes_from_its_last_checkpoint(tmp_path):
     env = {**os.environ, "ELM_AUDIO_CACHE": str(tmp_path / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
+    seed_empty_store(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "elm_audio", *ARGS], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.time() + 300
@@ -41,13 +42,13 @@ def test_an_interrupted_training_resumes_from_its_last_checkpoint(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert "interrupted" in err and "Traceback" not in err
     stopped_at = checkpoint_epoch(tmp_path)
-    assert 3 <= stopped_at < 60
+    assert 3 <= stopped_at < 20
 
     run_cli("elm_audio", *ARGS, cwd=tmp_path)
     client, (killed, resumed) = logged_runs(tmp_path)
     assert killed.info.status == "KILLED" and resumed.info.status == "FINISHED"
     steps = [p.step for p in client.get_metric_history(resumed.info.run_id, "fold1_epoch_train_loss")]
-    assert steps == list(range(stopped_at + 1, 61))  # it went on from the checkpoint, not from epoch 1
+    assert steps == list(range(stopped_at + 1, 21))  # it went on from the checkpoint, not from epoch 1
     first = [p.step for p in client.get_metric_history(killed.info.run_id, "fold1_epoch_train_loss")]
     assert first == list(range(1, len(first) + 1)) and len(first) >= stopped_at
     assert "fold3_test_accuracy" in resumed.data.metrics

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -12,8 +14,20 @@ from .datasets import DatasetError
 from .redaction import redact
 
 
+def main() -> None:
+    """Refuse overrides of keys the config does not define (Hydra would add them with ``+``),
+    then run the Hydra app."""
+    from .unknown_keys import check_command_line
+
+    try:
+        check_command_line(sys.argv[1:])
+    except ConfigError as err:
+        raise SystemExit(f"elm_audio: {err}") from None
+    app()
+
+
 @hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, execution_whitelist=EXECUTION_WHITELIST)
-def main(cfg: DictConfig) -> float:
+def app(cfg: DictConfig) -> float:
     from .runner import Interrupted, run
 
     try:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
 from .audio import SAMPLE_RATE, SILENCE, AudioError, load
 from .config import ConfigError
@@ -116,6 +116,7 @@ class ExtractSettings:
     progress: bool = True
     precision: str = "fp32"  # bf16 (CPU or CUDA) or fp16 (CUDA): autocast the front-end
     inputs: InputSettings = field(default_factory=InputSettings)
+    label: str = ""  # the progress bar's name for the front-end: its config name (timbral_temporal)
 
 
 def check_precision(device: torch.device, precision: str) -> None:
@@ -157,7 +158,7 @@ def extract(
     frontend = frontend.to(device).eval()
     reduced = autocast(device, settings.precision)
     with torch.inference_mode(), tqdm(
-        total=len(clips), desc=f"extracting {type(frontend).__name__}", unit="clip", disable=not settings.progress
+        total=len(clips), desc=f"extracting {settings.label or type(frontend).__name__}", unit="clip", disable=not settings.progress
     ) as bar:
         for rows, batch, failed, quiet in loader:
             for i, reason in failed:

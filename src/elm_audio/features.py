@@ -29,6 +29,7 @@ def extract_settings(cfg: DictConfig, plan: Plan) -> ExtractSettings:
         progress=cfg.extract.progress,
         precision=cfg.precision,
         inputs=InputSettings(cfg.audio.fit, cfg.audio.fit_stage, cfg.audio.stft_padding, cfg.audio.min_fraction),
+        label=f"{cfg.frontend.name} ({cfg.feature_size.name})",
     )
 
 

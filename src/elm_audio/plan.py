@@ -3,6 +3,7 @@ clips and protocol, the front-end, and the key of the features it needs."""
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,20 @@ def make_plan(cfg: DictConfig) -> Plan:
     index = dataset.to_index(survey)
     splits = make_splits(index, cfg.protocol.mode)
     frontend = build_frontend(cfg)
-    return Plan(dataset, survey, index, splits, frontend, profile(frontend), features_key(cfg, index))
+    return Plan(dataset, survey, index, splits, frontend, profiled(cfg, frontend), features_key(cfg, index))
+
+
+_PROFILES: dict[str, dict[str, Any]] = {}
+
+
+def profiled(cfg: DictConfig, frontend: FrontEnd) -> dict[str, Any]:
+    """The front-end's profile, computed once per process for each architecture and input (a
+    sweep's trials share it; tracing on the meta device takes a second)."""
+    key = cache_key({"net": OmegaConf.to_container(cfg.frontend.net, resolve=True),
+                     "audio": OmegaConf.to_container(cfg.audio, resolve=True)})  # fmt: skip
+    if key not in _PROFILES:
+        _PROFILES[key] = profile(frontend)
+    return copy.deepcopy(_PROFILES[key])
 
 
 def features_key(cfg: DictConfig, index: ClipIndex) -> str:

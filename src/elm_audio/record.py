@@ -143,13 +143,14 @@ def predictions_table(evaluation: Evaluation, index: ClipIndex) -> pd.DataFrame:
 
 
 def confusion_figure(predictions: pd.DataFrame, labels: list[str]) -> Figure:
-    fig = Figure(figsize=(2.0 + 0.6 * len(labels),) * 2)
+    """Clips per true and predicted class; the class names' length sets the margins."""
+    side = max(4.0, 2.0 + 0.6 * len(labels))
+    fig = Figure(figsize=(side, side), layout="constrained")
     ax = fig.subplots()
     ConfusionMatrixDisplay.from_predictions(
         predictions["label"], predictions["prediction"], labels=labels, ax=ax, xticks_rotation="vertical", colorbar=False
     )
     ax.set_title(f"test predictions ({len(predictions)} clips)")
-    fig.tight_layout()
     return fig
 
 

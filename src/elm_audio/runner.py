@@ -59,7 +59,7 @@ def _random_weights(cfg: DictConfig, plan, cache: FeatureCache, uri: str, experi
     with cache.lock(plan.key) as locked:  # the features' run is recorded before others look
         features, computed = load_or_extract(cfg, plan, cache, locked)
         record.log_features(features, uri, experiment, computed_here=computed)
-    if not computed:
+    if not computed and cfg.sweep.trial is None:  # a sweep prints one line a trial
         print(f"features: from the cache, {features.path}", flush=True)
     usable = features.usable()
     evaluation = evaluate(
@@ -77,7 +77,7 @@ def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: Feature
     active = mlflow.start_run(
         experiment_id=experiment,
         parent_run_id=cfg.sweep.parent_run_id,
-        run_name=tracking.run_name(cfg),
+        run_name=tracking.unique_run_name(uri, experiment, tracking.run_name(cfg)),
         tags=tracking.process_tags(),
     )
     try:

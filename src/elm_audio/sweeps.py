@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import sqlalchemy
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -151,11 +153,19 @@ def storage_label(url: str | None) -> str:
     return redact_value(url) if url else "in-memory"
 
 
-def default_study_name(cfg) -> str:
-    return (
+def default_study_name(cfg, stored: bool = True) -> str:
+    """A stored study is named after what it runs, so the same command finds it again; an
+    in-memory one also after when it started, so two sweeps' trials never share a sweep_id."""
+    name = (
         f"elm_audio-{cfg.dataset.name}-{cfg.frontend.name}-{cfg.feature_size.name}-"
         f"{cfg.classifier.name}-seed{cfg.seed}-{cfg.protocol.mode}"
     )
+    return name if stored else f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
+
+
+def header_line(study_name: str, storage_url: str | None, n_trials: int, sweep_run: "SweepRun") -> str:
+    """What a sweep prints before its trials, which then print one line each."""
+    return f"sweep: {n_trials} trial(s) of study {study_name} ({storage_label(storage_url)}), parent run {sweep_run.run_id}"
 
 
 def open_study(storage: BaseStorage, name: str | None, sampler, direction: str) -> optuna.Study:
@@ -422,12 +432,14 @@ def nested_test_accuracy(runs_metrics: list[Mapping[str, float]]) -> float | Non
 def objective_figure(trials: list[optuna.trial.FrozenTrial]) -> Figure:
     numbers = [t.number for t in trials]
     values = [t.value for t in trials]
-    fig = Figure(figsize=(6, 3.5))
+    """val_accuracy per trial and the best so far; the legend above the axes, where it hides no
+    trial, and whole trial numbers on the x axis."""
+    fig = Figure(figsize=(max(6.0, min(12.0, 3.0 + 0.08 * len(numbers))), 3.8), layout="constrained")
     ax = fig.subplots()
-    ax.scatter(numbers, values, s=18, label="trial")
+    ax.scatter(numbers, values, s=18, label="trial", zorder=3)
     ax.step(numbers, np.maximum.accumulate(values), where="post", color="C1", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("val_accuracy")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial (Optuna's number)")
+    ax.set_ylabel("val_accuracy (the objective)")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2, fontsize=8, frameon=False)
     return fig

@@ -322,6 +322,18 @@ def run_name(cfg) -> str:
     return "-".join(parts)
 
 
+def unique_run_name(uri: str, experiment: str, name: str) -> str:
+    """``name``, or ``name-2``, ``name-3`` ... where the experiment already holds a run so named,
+    so that identical reruns stay apart in the runs table (two processes starting at the same
+    moment may still pick one name)."""
+    # LIKE's "_" matches any character: a wider net, narrowed to exact names below
+    runs = MlflowClient(uri).search_runs([experiment], filter_string=f"attributes.run_name LIKE '{name}%'", max_results=50_000)
+    taken = {r.info.run_name for r in runs}
+    if name not in taken:
+        return name
+    return next(f"{name}-{k}" for k in range(2, len(taken) + 3) if f"{name}-{k}" not in taken)
+
+
 def ui_link(uri: str, experiment: str, run_id: str | None = None) -> str:
     """The page of an experiment (or of one of its runs), in MLflow's model-training view."""
     page = f"#/experiments/{experiment}" + (f"/runs/{run_id}" if run_id else "") + MODEL_TRAINING_VIEW

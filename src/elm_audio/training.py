@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
 from .cache import FeatureCache, Features, cache_key
 from .components import build_frontend

@@ -14,7 +14,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from ..config import ConfigError
-from ..tracking import open_store, resolve_uri
+from ..tracking import open_store, resolve_uri, ui_link
 from .build import build
 from .collect import experiments
 
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  wrote {path}")
         if report.run_id:
             print(f"  logged as MLflow run {report.run_id}")
+            print(f"  browse       {ui_link(uri, experiment_id, report.run_id)}")
     return 0
 
 

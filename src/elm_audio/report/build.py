@@ -44,6 +44,17 @@ def cell_text(row: pd.Series) -> str:
     return text + f" · n={row['n_runs']}"
 
 
+def plain(v: float) -> str:
+    """A cost in one notation throughout the table: three significant digits, never an
+    exponent (1,920 and 419, not 1.92e+03 and 419)."""
+    if np.isnan(v):
+        return "—"
+    v = float(f"{v:.3g}")
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.{max(0, 2 - int(np.floor(np.log10(abs(v)))))}f}" if v else "0"
+
+
 def column(size: str, clf: str, experiment: str) -> str:
     """A table column's title: runs of a preset are labelled with it (experiment=paper: reproductions)."""
     if experiment == DEFAULT_EXPERIMENT:
@@ -71,8 +82,8 @@ def table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
         for size in SIZES:
             hit = mine[mine["feature_size"] == size]
             if len(hit):
-                row[f"GFLOP/clip {size}"] = f"{hit['gflops_per_clip'].mean():.3g}"
-                row[f"extract ms/clip {size}"] = f"{hit['extract_ms_per_clip'].mean():.3g}"
+                row[f"GFLOP/clip {size}"] = plain(hit["gflops_per_clip"].mean())
+                row[f"extract ms/clip {size}"] = plain(hit["extract_ms_per_clip"].mean())
         if is_papers(dataset):
             paper = [f"{v} ({s} · {c})" for s, c, _ in combos if (v := published(dataset, fe, s, c)) is not None]
             row["published (Pons & Serra 2019)"] = "; ".join(dict.fromkeys(paper)) or "—"
@@ -151,6 +162,16 @@ def left_out_lines(dropped: pd.DataFrame) -> list[str]:
     ]
 
 
+def cell_pairs(uri: str, best: pd.DataFrame, size: str, clf: str, exp: str) -> pd.DataFrame:
+    """Every pair of front-ends of one cell, by the test that holds for its protocol: the
+    corrected resampled t over folds, or on fixed partitions McNemar on the test clips."""
+    mine = best[(best["feature_size"] == size) & (best["classifier"] == clf) & (best["experiment"] == exp)]
+    correct = None
+    if all(set(f) == {"test"} for f in mine["folds"]):  # fixed partitions: McNemar on the clips
+        correct = {fe: clip_correctness(uri, rows) for fe, rows in mine.groupby("frontend")}
+    return pairwise(best, size, clf, exp, correct)
+
+
 def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
     runs = load_runs(uri, experiment_id)
     best = select_best(runs)
@@ -176,11 +197,7 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
     for (size, clf, exp), part in summary.groupby(["feature_size", "classifier", "experiment"]):
         if part["frontend"].nunique() < 2:
             continue
-        mine = best[(best["feature_size"] == size) & (best["classifier"] == clf) & (best["experiment"] == exp)]
-        correct = None
-        if all(set(f) == {"test"} for f in mine["folds"]):  # fixed partitions: McNemar on the clips
-            correct = {fe: clip_correctness(uri, rows) for fe, rows in mine.groupby("frontend")}
-        pairs = pairwise(best, size, clf, exp, correct)
+        pairs = cell_pairs(uri, best, size, clf, exp)
         report.pairs[(size, clf, exp)] = pairs
         significance += significance_notes(pairs, column(size, clf, exp))
         order = [fe for fe in figures.frontend_order(summary) if fe in set(part["frontend"])]
@@ -220,7 +237,7 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
             + ("" if reproduced else " No reproduction runs yet: run with experiment=paper to add them.")
         )
     markdown = "\n".join(
-        [f"# {dataset}: front-ends compared", "", shown.to_markdown(index=False), "", "## Notes", ""]
+        [f"# {dataset}: front-ends compared", "", shown.to_markdown(index=False, disable_numparse=True), "", "## Notes", ""]
         + [f"- {n}" for n in legend + report.notes]
         + ["", "## Left out", ""]
         + ([f"- {line.removeprefix('left out: ')}" for line in left_out_lines(dropped)] or ["- No run was left out."])

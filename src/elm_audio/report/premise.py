@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from ..tracking import TRAINED_SCORER
+from .figures import label_points
 from .stats import ALPHA, scores
 
 MIN_FRONTENDS = 3
@@ -135,15 +136,14 @@ def premises(best: pd.DataFrame) -> list[Premise]:
 def figure(p: Premise, title: str) -> Figure:
     """Trained against random accuracy per front-end; the dashed diagonal is where the two
     agree, and points in the same order along both axes mean the rankings agree."""
-    fig = Figure(figsize=(5.5, 5.0))
+    fig = Figure(figsize=(7.5, 5.6), layout="constrained")
     ax = fig.subplots()
     x, y = 100 * p.random[p.frontends], 100 * p.trained[p.frontends]
     xerr = [x - 100 * p.random_ci.loc[p.frontends, "low"], 100 * p.random_ci.loc[p.frontends, "high"] - x]
     yerr = [y - 100 * p.trained_ci.loc[p.frontends, "low"], 100 * p.trained_ci.loc[p.frontends, "high"] - y]
     ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=5, elinewidth=0.8, capsize=2, label="mean, 95% interval over folds")
     rank_r, rank_t = x.rank(ascending=False).astype(int), y.rank(ascending=False).astype(int)
-    for fe in p.frontends:
-        ax.annotate(f"{fe} ({rank_r[fe]}→{rank_t[fe]})", (x[fe], y[fe]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    label_points(ax, x, y, [f"{fe} ({rank_r[fe]}→{rank_t[fe]})" for fe in p.frontends])
     low = min(100 * p.random_ci["low"].min(), 100 * p.trained_ci["low"].min()) - 3
     high = max(100 * p.random_ci["high"].max(), 100 * p.trained_ci["high"].max()) + 3
     ax.plot([low, high], [low, high], "--", color="0.6", lw=1, label="trained = random")
@@ -154,6 +154,5 @@ def figure(p: Premise, title: str) -> Figure:
     ax.set_title(
         f"{title}\ntau {p.tau:+.2f} [{p.tau_ci[0]:+.2f}, {p.tau_ci[1]:+.2f}] (p={p.tau_p:.3g}), rho {p.rho:+.2f}", fontsize=9
     )
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return fig

@@ -24,6 +24,7 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
+import optuna
 from hydra_plugins.hydra_optuna_sweeper.config import TPESamplerConfig  # registers hydra/sweeper/sampler too
 from omegaconf import DictConfig, OmegaConf
 
@@ -112,10 +113,11 @@ class ElmAudioSweeper(Sweeper):
         else:
             entries = {**(OmegaConf.to_container(self.params, resolve=True) or {}), **given}
             space = sweeps.SearchSpace.parse(entries, conditions)
-        if self.storage_url and not self.study_name:
-            # a stored study needs a name to be shared or resumed: the same command finds it again
-            self.study_name = sweeps.default_study_name(cfg)
-            log.info("hydra.sweeper.study_name not set: using %s", self.study_name)
+        if not self.study_name:
+            # a stored study needs a name to be shared or resumed: the same command finds it again;
+            # an in-memory one is named the same way, with when it started (its sweep_id in MLflow)
+            self.study_name = sweeps.default_study_name(cfg, stored=bool(self.storage_url))
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the header below names the study
         storage = sweeps.open_storage(self.storage_url)
         study = sweeps.open_study(storage, self.study_name, self._sampler(), self.direction)
         sweep_run = sweeps.SweepRun(cfg, study, self.storage_url, entries)
@@ -123,6 +125,7 @@ class ElmAudioSweeper(Sweeper):
         try:
             to_run = self._trials_to_run(study, sweep_run, grid_points)
             sweep_run.log_plan(to_run)
+            print(sweeps.header_line(study.study_name, self.storage_url, to_run, sweep_run), flush=True)
             self._run_trials(study, space, grid_points is not None, to_run, sweep_run.run_id)
             failed = False
         finally:

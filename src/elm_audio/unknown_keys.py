@@ -1,0 +1,111 @@
+"""Command-line overrides whose key the config does not define, refused with the nearest real key.
+
+Hydra refuses ``classifer=elm`` with the hint "use +classifer=elm", and then accepts the
+``+`` form, adding a key nothing reads: the run goes on with the default classifier. Here
+every override (``key=``, ``+key=``, ``++key=``, ``~key``) must name a key that the config
+composed from the command line's group choices defines, or a config group; Hydra's own
+``hydra.*`` keys are left to Hydra.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Sequence
+
+from hydra._internal.utils import get_args_parser
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
+from omegaconf import DictConfig, ListConfig
+
+from .config import CONFIG_DIR, ConfigError, compose
+
+
+def is_group(name: str) -> bool:
+    return name != "hydra" and not name.startswith("hydra/") and (CONFIG_DIR / name).is_dir()
+
+
+def groups() -> list[str]:
+    """Every config group a user can pick an option of (``frontend``, ``original/classifier`` ...)."""
+    return sorted(str(p.parent.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*.yaml") if p.parent != CONFIG_DIR
+                  and is_group(str(p.parent.relative_to(CONFIG_DIR))))  # fmt: skip
+
+
+def paths(node: DictConfig | ListConfig, prefix: str = "") -> Iterator[str]:
+    """Every key path of a config, inner nodes included (``classifier``, ``classifier.C`` ...)."""
+    if not isinstance(node, DictConfig):
+        return
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        yield path
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            yield from paths(child, path + ".")
+
+
+def options(override: Override) -> list[str]:
+    return [str(v) for v in override.sweep_string_iterator()] if override.is_sweep_override() else [str(override.value())]
+
+
+def known_keys(chosen: list[Override]) -> set[str]:
+    """The keys of the config composed with the group choices given; a swept group adds the keys
+    of each of its options."""
+    first = [f"{o.get_key_element()}={options(o)[0]}" for o in chosen]
+    variants = [first] + [
+        [f"{o.get_key_element()}={value}" if k == i else first[k] for k, o in enumerate(chosen)]
+        for i, o in enumerate(chosen) for value in options(o)[1:]
+    ]  # fmt: skip
+    keys: set[str] = set()
+    for overrides in variants:
+        keys |= set(paths(compose(overrides)))
+    return keys
+
+
+def close(word: str, candidates: list[str]) -> str | None:
+    """A case-insensitive match, else difflib's closest."""
+    folded = {c.lower(): c for c in sorted(candidates)}
+    if word.lower() in folded:
+        return folded[word.lower()]
+    near = difflib.get_close_matches(word.lower(), list(folded), n=1, cutoff=0.6)
+    return folded[near[0]] if near else None
+
+
+def hint(key: str, keys: set[str]) -> str:
+    """The real key a misspelt one most likely meant: a sibling first (``classifier.c`` ->
+    ``classifier.C``), else any key or group; else the keys its parent holds."""
+    parent, _, leaf = key.rpartition(".")
+    siblings = sorted(k.rpartition(".")[2] for k in keys if k.rpartition(".")[0] == parent)
+    if parent and parent in keys:
+        if sibling := close(leaf, siblings):
+            return f"did you mean {parent}.{sibling}?"
+        return f"{parent} holds: {', '.join(siblings)}"
+    if suggestion := close(key, sorted(keys | set(groups()))):
+        return f"did you mean {suggestion}?"
+    return "python -m elm_audio --help lists the keys"
+
+
+def check(overrides: Sequence[str]) -> None:
+    """Raise ConfigError naming the first override whose key the config does not define."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException:
+        return  # a syntax error: Hydra's own message says where
+    parsed = [o for o in parsed if o.key_or_group != "hydra" and not o.key_or_group.startswith(("hydra.", "hydra/"))]
+    chosen = [o for o in parsed if is_group(o.key_or_group) and not o.is_delete()]
+    try:
+        keys = known_keys(chosen)
+    except HydraException:
+        return  # an option that does not exist: Hydra's own message lists the options
+    for o in parsed:
+        key = o.key_or_group
+        if is_group(key) or key in keys:
+            continue
+        raise ConfigError(f"{o.input_line}: the config has no key {key!r}; {hint(key, keys)}")
+
+
+def check_command_line(argv: Sequence[str]) -> None:
+    """The overrides of a ``python -m elm_audio`` command line (flags such as ``-m`` aside)."""
+    args = get_args_parser().parse_args(list(argv))
+    if args.help or args.hydra_help or args.info or args.shell_completion:
+        return
+    check(args.overrides)
