@@ -5,7 +5,7 @@ died without a result (``scancel``, killed, out of memory, past its time limit: 
 ``UncompletedJobError`` once SLURM's accounting says it ended) would lose the whole batch and
 leave its trials RUNNING. ``launch_each`` submits the batch as the launcher does (same executor,
 same parameters, one job array) and turns a dead job into a failed ``JobReturn`` whose error
-names the SLURM job id and its log files.
+(``JobDied``) names the SLURM job id and its log files.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from omegaconf import OmegaConf
 
 
 class JobDied(RuntimeError):
-    """A job that ended without returning (cancelled, killed, out of memory, past its time limit)."""
+    """A job that ended without its trial's result: cancelled, killed, out of memory, or stopped
+    by submitit at its time limit (SLURM's warning signal, ``signal_delay_s`` before it)."""
 
-    def __init__(self, job_id: str, state: str, stdout: Path, stderr: Path):
+    def __init__(self, job_id: str, why: str, stdout: Path, stderr: Path):
         self.job_id = job_id
         super().__init__(
-            f"SLURM job {job_id} ended {state} without a result (cancelled, killed, out of memory or past its "
-            f"time limit: see sacct -j {job_id}); its log: {stdout} and {stderr}"
+            f"SLURM job {job_id} {why} (cancelled, killed, out of memory or past its time limit: see "
+            f"sacct -j {job_id}); its log: {stdout} and {stderr}"
         )
 
 
@@ -72,7 +73,9 @@ def _result(job: Any, overrides: Sequence[str]) -> JobReturn:
     try:
         return job.results()[0]
     except UncompletedJobError:
-        error: Exception = JobDied(job.job_id, job.state, job.paths.stdout, job.paths.stderr)
-    except FailedJobError as err:  # submitit's wrapper itself failed (the task's own errors come as JobReturns)
-        error = err
-    return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=error)
+        why = f"ended {job.state} without a result"
+    except FailedJobError as err:  # submitit's wrapper stopped the job (the task's own errors come as JobReturns)
+        causes = [line for line in str(err).splitlines() if "Error: " in line]
+        why = f"was stopped by submitit ({causes[-1].split('Error: ', 1)[1] if causes else 'see its log'})"
+    died = JobDied(job.job_id, why, job.paths.stdout, job.paths.stderr)
+    return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=died)

@@ -9,6 +9,9 @@
   rest (an interrupted sweep resumes); servers started together each run theirs. Trials an
   interrupted sweeper left RUNNING on this host are settled first: kept if their MLflow run
   finished, failed (a grid point: queued again) if not.
+- With hydra-submitit-launcher, a trial whose SLURM job died (cancelled, killed, past its time
+  limit) fails with the job id and log paths (user attribute ``fail_reason``), its MLflow run is
+  ended as KILLED, and the sweep goes on: a dead job does not count against ``max_failure_rate``.
 - Each trial gets its Optuna trial number, the study name and the sweep's MLflow parent run as
   overrides (``sweep.*``), so trials are child runs of one parent whatever the launcher.
 """
