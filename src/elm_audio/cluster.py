@@ -10,6 +10,8 @@ same parameters, one job array) and turns a dead job into a failed ``JobReturn``
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,8 @@ from typing import Any
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf
+
+log = logging.getLogger("hydra_plugins.hydra_submitit_launcher.submitit_launcher")  # the launcher's own lines
 
 
 class JobDied(RuntimeError):
@@ -52,19 +56,16 @@ def launch_each(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_j
     executor.update_parameters(
         **{k if k in base else f"{launcher._EXECUTOR}_{k}": v for k, v in params.items() if k not in specific | {"submitit_folder"}}
     )
-    Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    sweep = launcher.config.hydra.sweep
+    Path(str(sweep.dir)).mkdir(parents=True, exist_ok=True)
+    if "mode" in sweep:
+        os.chmod(str(sweep.dir), int(str(sweep.mode), 8))
     job_params = []
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-        launcher_log(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
         job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state()))
     jobs = executor.map_array(launcher, *zip(*job_params))
     return [_result(job, overrides) for job, overrides in zip(jobs, job_overrides)]
-
-
-def launcher_log(line: str) -> None:
-    import logging
-
-    logging.getLogger("hydra_plugins.hydra_submitit_launcher.submitit_launcher").info(line)
 
 
 def _result(job: Any, overrides: Sequence[str]) -> JobReturn:
