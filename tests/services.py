@@ -89,5 +89,9 @@ def mlflow_server(backend_uri: str, artifacts: Path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 15)
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:  # a loaded machine: its workers are slow to stop
+                os.killpg(proc.pid, 9)
+                proc.wait(10)
         log.close()

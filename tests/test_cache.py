@@ -1,11 +1,15 @@
 import multiprocessing as mp
 import os
+import shutil
 import signal
+import subprocess
 import time
 
 import numpy as np
 import pytest
+from conftest import logged_runs
 
+from elm_audio import contents
 from elm_audio.cache import FeatureCache
 from elm_audio.config import compose
 from elm_audio.plan import make_plan
@@ -89,7 +93,81 @@ def test_the_key_changes_with_everything_that_determines_the_features(tmp_path):
         key("frontend=timbral"),
         key("audio.fit=crop_or_zero"),
         key("dataset.clips_per_class=4"),
+        key("dataset.seed=1"),  # the built-in dataset's clips: same names and sizes, other bytes
     ]
     assert reference not in changed and len(set(changed)) == len(changed)
     # what only affects the classifier or the protocol shares the features
     assert key("classifier=elm", "protocol.mode=paper", "dataset.fold_seed=4") == reference
+
+
+@pytest.fixture()
+def tones(tmp_path):
+    from conftest import tone, write_audio
+
+    root = tmp_path / "data"
+    for label, base in (("low", 220.0), ("high", 1760.0)):
+        for i in range(6):
+            write_audio(root / label / f"{label}_{i}.wav", tone(base * (1 + 0.05 * i), 1.0, 16_000, seed=i), 16_000)
+    return root
+
+
+def folder_run(tmp_path, root) -> list[str]:
+    return ["dataset=folder", f"dataset.root={root}", "dataset.n_folds=3", "frontend=mfcc", f"cache.dir={tmp_path / 'cache'}",
+            "extract.progress=false", "extract.num_workers=0"]  # fmt: skip
+
+
+def _run(tmp_path, monkeypatch, capsys, root):
+    """One in-process run of ``root`` as a folder dataset; its plan and what it printed."""
+    from elm_audio.runner import run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    args = folder_run(tmp_path, root)
+    run(compose(args))
+    return make_plan(compose(args)), capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("mount") is None, reason="no mount command")
+def test_two_mounts_of_one_dataset_share_its_cache_entry(tones, tmp_path, monkeypatch, capsys):
+    mounts = [tmp_path / "srv1" / "us8k", tmp_path / "mnt" / "nfs" / "us8k"]
+    for mount in mounts:
+        mount.mkdir(parents=True)
+        if subprocess.run(["mount", "--bind", str(tones), str(mount)], capture_output=True).returncode:
+            pytest.skip("mounting is not permitted here")
+    try:
+        first, out1 = _run(tmp_path, monkeypatch, capsys, mounts[0])
+        second, out2 = _run(tmp_path, monkeypatch, capsys, mounts[1])
+    finally:
+        for mount in mounts:
+            subprocess.run(["umount", str(mount)], capture_output=True)
+    assert "features: from the cache" not in out1 and "features: from the cache" in out2
+    assert first.key == second.key and first.index.clips[0].path != second.index.clips[0].path
+    _, runs = logged_runs(tmp_path, "folder")
+    assert len({r.inputs.dataset_inputs[0].dataset.digest for r in runs}) == 1  # one dataset to MLflow too
+    assert [r.data.params["dataset.root"] for r in runs] == [str(m) for m in mounts]
+    assert runs[1].data.tags["features_run_id"] == runs[0].info.run_id
+
+
+def test_a_clip_rewritten_with_its_size_and_mtime_kept_is_extracted_again(tones, tmp_path, monkeypatch, capsys):
+    first, _ = _run(tmp_path, monkeypatch, capsys, tones)
+    clip = tones / "low" / "low_2.wav"
+    before = clip.stat()
+    (tmp_path / "ref").touch()
+    subprocess.run(["touch", "-r", str(clip), str(tmp_path / "ref")], check=True)
+    data = bytearray(clip.read_bytes())
+    data[-200:] = bytes(200)  # the last samples silenced: same size, other bytes
+    clip.write_bytes(bytes(data))
+    subprocess.run(["touch", "-r", str(tmp_path / "ref"), str(clip)], check=True)
+    assert (clip.stat().st_size, clip.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    second, out = _run(tmp_path, monkeypatch, capsys, tones)
+    assert "features: from the cache" not in out and second.key != first.key
+    changed = [i for i, (a, b) in enumerate(zip(first.contents, second.contents)) if a != b]
+    assert [first.contents[i].path for i in changed] == ["low/low_2.wav"]
+    third, out = _run(tmp_path, monkeypatch, capsys, tones)
+    assert third.key == second.key and "features: from the cache" in out
+
+    def reread(path):
+        raise AssertionError(f"{path} read again")
+
+    monkeypatch.setattr(contents, "file_sha256", reread)  # unchanged files: their digests are remembered
+    assert make_plan(compose(folder_run(tmp_path, tones))).key == second.key

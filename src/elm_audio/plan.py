@@ -4,14 +4,15 @@ clips and protocol, the front-end, and the key of the features it needs."""
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from .cache import cache_key
 from .components import build_dataset, build_frontend
+from .contents import Content, clip_contents
 from .datasets import ClipIndex, Dataset
 from .datasets.index import Survey
 from .frontends import FrontEnd
@@ -29,6 +30,7 @@ class Plan:
     frontend: FrontEnd
     profile: dict[str, Any]
     key: str
+    contents: list[Content]  # each clip's path below the root, size and digest, in index order
 
 
 def make_plan(cfg: DictConfig) -> Plan:
@@ -40,7 +42,9 @@ def make_plan(cfg: DictConfig) -> Plan:
     index = dataset.to_index(survey)
     splits = make_splits(index, cfg.protocol.mode)
     frontend = build_frontend(cfg)
-    return Plan(dataset, survey, index, splits, frontend, profiled(cfg, frontend), features_key(cfg, index))
+    contents = clip_contents(survey.root, [c.path for c in index.clips], digests_dir(cfg))
+    key = features_key(cfg, index, contents)
+    return Plan(dataset, survey, index, splits, frontend, profiled(cfg, frontend), key, contents)
 
 
 _PROFILES: dict[str, dict[str, Any]] = {}
@@ -56,12 +60,19 @@ def profiled(cfg: DictConfig, frontend: FrontEnd) -> dict[str, Any]:
     return copy.deepcopy(_PROFILES[key])
 
 
-def features_key(cfg: DictConfig, index: ClipIndex) -> str:
-    """Everything that determines the feature matrix: the clips (path and size), how audio
-    becomes the input, the front-end, its seed and its arithmetic."""
+def digests_dir(cfg: DictConfig) -> Path:
+    """Where the clips' digests are remembered: beside the features they key."""
+    return Path(str(cfg.cache.dir)).expanduser() / "digests"
+
+
+def features_key(cfg: DictConfig, index: ClipIndex, contents: list[Content]) -> str:
+    """Everything that determines the feature matrix (and the labels stored with it): the clips,
+    by their path below the dataset's root and their bytes' digest, not where the dataset is
+    mounted (servers mounting it at different paths share entries); how audio becomes the
+    input; the front-end, its seed and its arithmetic."""
     return cache_key(
         {
-            "clips": [(c.clip_id, c.path, file_size(c.path)) for c in index.clips],
+            "clips": [(c.clip_id, c.label, x.path, x.size, x.sha256) for c, x in zip(index.clips, contents)],
             "audio": OmegaConf.to_container(cfg.audio, resolve=True),
             "frontend": OmegaConf.to_container(cfg.frontend.net, resolve=True),
             "seed": int(cfg.seed),
@@ -69,10 +80,3 @@ def features_key(cfg: DictConfig, index: ClipIndex) -> str:
         }
     )
 
-
-def file_size(path: str) -> int:
-    """A clip file's size in bytes, -1 where it cannot be read (it enters keys and digests)."""
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return -1

@@ -22,7 +22,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 from . import tracking
 from .cache import Features
 from .datasets import ClipIndex
-from .plan import Plan, file_size
+from .plan import Plan
 from .protocols import Evaluation
 from .redaction import as_written_from_environment, redact_tree
 from .summary import applicable
@@ -62,8 +62,11 @@ def log_config(cfg: DictConfig, plan: Plan) -> None:
 
 
 def clip_list_digest(plan: Plan) -> str:
-    """What tells two copies of a dataset apart: every clip's id, label, split and size."""
-    listing = "\n".join(f"{c.clip_id}\t{c.label}\t{c.split}\t{file_size(c.path)}" for c in plan.index.clips)
+    """What tells two datasets apart, wherever they are mounted: every clip's id, label, split,
+    and the digest of its bytes."""
+    listing = "\n".join(
+        f"{c.clip_id}\t{c.label}\t{c.split}\t{x.sha256}" for c, x in zip(plan.index.clips, plan.contents)
+    )
     return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 

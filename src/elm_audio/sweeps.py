@@ -334,6 +334,20 @@ class SweepRun:
             [self.experiment], filter_string=f"tags.sweep_id = '{self.study.study_name}' and tags.`elm_audio.role` = 'trial'"
         )
 
+    def end_lost_run(self, trial: int) -> list[str]:
+        """A trial whose job died (a SLURM job cancelled or killed) may leave its MLflow run
+        RUNNING: end it as KILLED. Returns the runs ended."""
+        ended = []
+        running = self.client.search_runs(
+            [self.experiment],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and attributes.status = 'RUNNING'",
+        )
+        for run in running:
+            if run.data.tags.get("trial") == str(trial) or run.info.run_name.endswith(f"-trial{trial}"):
+                self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+                ended.append(run.info.run_id)
+        return ended
+
     def settle_interrupted(self) -> list[str]:
         """An interrupted sweeper leaves its last trials RUNNING in Optuna for ever. A trial
         whose MLflow run finished gets the value that run returned (the work is not redone);

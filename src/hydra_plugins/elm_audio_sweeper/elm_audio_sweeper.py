@@ -9,6 +9,9 @@
   rest (an interrupted sweep resumes); servers started together each run theirs. Trials an
   interrupted sweeper left RUNNING on this host are settled first: kept if their MLflow run
   finished, failed (a grid point: queued again) if not.
+- With hydra-submitit-launcher, a trial whose SLURM job died (cancelled, killed, past its time
+  limit) fails with the job id and log paths (user attribute ``fail_reason``), its MLflow run is
+  ended as KILLED, and the sweep goes on: a dead job does not count against ``max_failure_rate``.
 - Each trial gets its Optuna trial number, the study name and the sweep's MLflow parent run as
   overrides (``sweep.*``), so trials are child runs of one parent whatever the launcher.
 """
@@ -126,7 +129,7 @@ class ElmAudioSweeper(Sweeper):
             to_run = self._trials_to_run(study, sweep_run, grid_points)
             sweep_run.log_plan(to_run)
             print(sweeps.header_line(study.study_name, self.storage_url, to_run, sweep_run), flush=True)
-            self._run_trials(study, space, grid_points is not None, to_run, sweep_run.run_id)
+            self._run_trials(study, space, grid_points is not None, to_run, sweep_run)
             failed = False
         finally:
             summary = sweep_run.finish(failed=failed)
@@ -151,9 +154,10 @@ class ElmAudioSweeper(Sweeper):
             log.info("study %s already holds %d completed trials", study.study_name, done)
         return max(0, self.n_trials - done)
 
-    def _run_trials(self, study, space, from_grid: bool, to_run: int, parent_run_id: str) -> None:
-        import optuna
-        from elm_audio import sweeps
+    def _run_trials(self, study, space, from_grid: bool, to_run: int, sweep_run) -> None:
+        from elm_audio import cluster, sweeps
+
+        parent_run_id = sweep_run.run_id
 
         while to_run > 0:
             trials = [study.ask() for _ in range(min(self.n_jobs, to_run))]
@@ -171,17 +175,31 @@ class ElmAudioSweeper(Sweeper):
                         f"++sweep.parent_run_id={parent_run_id}",
                     ]
                 )
-            returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
+            if cluster.is_submitit(self.launcher):
+                returns = cluster.launch_each(self.launcher, batch, self.job_idx)
+            else:
+                returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
-            failures = 0
+            failures = []
             for trial, ret in zip(trials, returns):
                 try:
                     study.tell(trial, float(ret.return_value))
+                except cluster.JobDied as err:  # killed from outside: not the trial's doing, the sweep goes on
+                    self._fail(study, trial, err)
+                    for run_id in sweep_run.end_lost_run(trial.number):
+                        log.warning("trial %d: its MLflow run %s ended as KILLED", trial.number, run_id)
                 except Exception as err:  # the job's own error, re-raised by JobReturn
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    failures += 1
-                    log.warning("trial %d failed: %s", trial.number, err)
-            if failures / len(returns) > self.max_failure_rate:
-                for ret in returns:
+                    self._fail(study, trial, err)
+                    failures.append(ret)
+            if len(failures) / len(returns) > self.max_failure_rate:
+                for ret in failures:
                     ret.return_value  # raises the failed job's own error, with its traceback
             to_run -= len(trials)
+
+    @staticmethod
+    def _fail(study, trial, err: Exception) -> None:
+        import optuna
+
+        trial.set_user_attr("fail_reason", str(err).splitlines()[0][:1000] if str(err) else type(err).__name__)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        log.warning("trial %d failed: %s", trial.number, err)

@@ -1,0 +1,127 @@
+"""Sweeps on a real SLURM cluster (tests/slurm_cluster.py: one node, with accounting), trials as
+jobs through hydra-submitit-launcher, one of them cancelled while it runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from conftest import QUICK, logged_runs
+from filelock import FileLock
+from services import mlflow_server
+from slurm_cluster import ClusterUnavailable, start
+
+from elm_audio.config import compose
+from elm_audio.plan import make_plan
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+SWEEP = [
+    *QUICK,
+    "frontend=temporal",
+    "hydra/launcher=submitit_slurm",
+    "hydra.launcher.timeout_min=5",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.array_parallelism=2",
+    "hydra.sweeper.n_jobs=2",
+    "hydra.sweeper.n_trials=4",
+    "hydra.sweeper.study_name=slurm",
+]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    try:
+        return start()
+    except (ClusterUnavailable, OSError, subprocess.CalledProcessError) as err:
+        pytest.skip(f"no SLURM cluster here: {err}")
+
+
+def _slurm(env, *cmd: str) -> str:
+    return subprocess.run(list(cmd), env=env, capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def _wait_for(what: str, check, seconds: float, proc: subprocess.Popen | None = None):
+    """``check()`` once it is true; fails after ``seconds``, or when the sweep ``proc`` ended."""
+    deadline = time.time() + seconds
+    while not (found := check()):
+        ended = proc is not None and proc.poll() is not None
+        if ended or time.time() > deadline:
+            out = proc.communicate()[0] if ended else ""
+            raise AssertionError(f"waited for {what}; sweep: {out[-3000:]}")
+        time.sleep(0.5)
+    return found
+
+
+def test_a_sweep_of_slurm_jobs_survives_a_cancelled_job_and_resumes(cluster, tmp_path):
+    with mlflow_server(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts") as tracking:
+        env = {**cluster, "ELM_AUDIO_CACHE": str(tmp_path / "cache"), "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        args = [*SWEEP, f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}", f"tracking.uri={tracking}"]
+        key = make_plan(compose([*QUICK, "frontend=temporal", f"cache.dir={tmp_path / 'cache'}"])).key
+
+        def sweep() -> subprocess.Popen:
+            return subprocess.Popen(
+                [sys.executable, "-m", "elm_audio", "-m", *args], cwd=tmp_path, env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+
+        # hold the features' lock: the first batch's two jobs start their runs, then wait for it
+        def jobs() -> dict[str, str]:
+            listing = _slurm(cluster, "sacct", "-n", "-X", "-P", "-o", "JobID,State").split("\n")
+            return dict(line.split("|")[:2] for line in listing if line)
+
+        before = set(jobs())
+        lock = FileLock(str(tmp_path / "cache" / f"{key}.lock"))
+        lock.acquire()
+        proc = sweep()
+        try:
+
+            def waiting_runs():
+                try:
+                    _, runs = logged_runs(tracking, filter_string="tags.`elm_audio.role` = 'trial'")
+                except AttributeError:  # no experiment yet
+                    return None
+                return runs if len([r for r in runs if r.info.status == "RUNNING"]) == 2 else None
+
+            _wait_for("two trial runs waiting for the features", waiting_runs, 150, proc)
+            running = _slurm(cluster, "squeue", "-h", "-t", "RUNNING", "-o", "%i").split()
+            (victim,) = [j for j in running if j.endswith("_1")]  # trial 1's job
+            _slurm(cluster, "scancel", victim)
+            _wait_for(f"{victim} cancelled", lambda: victim not in _slurm(cluster, "squeue", "-h", "-o", "%i"), 60, proc)
+        finally:
+            lock.release()
+        out = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, out[-3000:]
+
+        def settled():  # a job's result is written before SLURM sees its process end
+            found = {j: s for j, s in jobs().items() if j not in before}
+            return found if not {"RUNNING", "COMPLETING"} & set(found.values()) else None
+
+        mine = _wait_for("SLURM's accounting to see every job end", settled, 60)
+        assert mine.pop(victim).startswith("CANCELLED")
+        assert len(mine) == 3 and set(mine.values()) == {"COMPLETED"}, mine
+
+        study = optuna.load_study(study_name="slurm", storage=f"sqlite:///{tmp_path / 'study.db'}")
+        by_state = {t.number: t.state.name for t in study.trials}
+        assert by_state == {0: "COMPLETE", 1: "FAIL", 2: "COMPLETE", 3: "COMPLETE"}
+        reason = study.trials[1].user_attrs["fail_reason"]
+        assert f"SLURM job {victim} ended CANCELLED" in reason and ".submitit" in reason and ".out" in reason
+
+        _, runs = logged_runs(tracking, filter_string="tags.`elm_audio.role` = 'trial'")
+        assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3 + ["KILLED"]
+        assert {r.data.tags["trial"] for r in runs if r.info.status == "FINISHED"} == {"0", "2", "3"}
+        assert sum(r.data.tags.get("features_logged") == "true" for r in runs) == 1  # extracted once
+
+        # the same command again runs only what is left: one trial
+        proc = sweep()
+        out = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, out[-3000:]
+        study = optuna.load_study(study_name="slurm", storage=f"sqlite:///{tmp_path / 'study.db'}")
+        assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
+        _, runs = logged_runs(tracking)
+        assert not [r for r in runs if r.info.status == "RUNNING"]
