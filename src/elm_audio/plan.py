@@ -14,6 +14,7 @@ from .components import build_dataset, build_frontend
 from .datasets import ClipIndex, Dataset
 from .datasets.index import Survey
 from .frontends import FrontEnd
+from .frontends.imported import Embeddings, Imported
 from .frontends.profile import profile
 from .protocols import Split, make_splits
 from .validate import validate
@@ -39,12 +40,15 @@ def make_plan(cfg: DictConfig) -> Plan:
     index = dataset.to_index(survey)
     splits = make_splits(index, cfg.protocol.mode)
     frontend = build_frontend(cfg)
-    return Plan(dataset, survey, index, splits, frontend, profile(frontend), features_key(cfg, index))
+    if isinstance(frontend, Embeddings):  # vectors computed elsewhere: one for every clip
+        frontend.check_clips(index.clips)
+    return Plan(dataset, survey, index, splits, frontend, profile(frontend), features_key(cfg, index, frontend))
 
 
-def features_key(cfg: DictConfig, index: ClipIndex) -> str:
+def features_key(cfg: DictConfig, index: ClipIndex, frontend: FrontEnd | None = None) -> str:
     """Everything that determines the feature matrix: the clips (path and size), how audio
-    becomes the input, the front-end, its seed and its arithmetic."""
+    becomes the input, the front-end, its seed and its arithmetic; for an imported front-end,
+    also its package's version and its files' SHA-256."""
     return cache_key(
         {
             "clips": [(c.clip_id, c.path, file_size(c.path)) for c in index.clips],
@@ -52,6 +56,7 @@ def features_key(cfg: DictConfig, index: ClipIndex) -> str:
             "frontend": OmegaConf.to_container(cfg.frontend.net, resolve=True),
             "seed": int(cfg.seed),
             "precision": str(cfg.precision),
+            **(frontend.identity() if isinstance(frontend, Imported) else {}),
         }
     )
 
