@@ -163,7 +163,7 @@ class HearModel(nn.Module):
                 rows[:, mine.to(device)] = torch.cat(parts, dim=2).float()
             out.append(rows)
         stamps = times.float().to(audio.device).expand(len(audio), -1).contiguous()
-        return torch.cat(out).to(audio.device), stamps
+        return (out[0] if len(out) == 1 else torch.cat(out)).to(audio.device), stamps
 
 
 def window_means(fmap: torch.Tensor, centres: torch.Tensor, span: float, width: float, reduction: str) -> torch.Tensor:
