@@ -62,8 +62,10 @@ def file_digest(path: str | Path) -> str:
     return sha256_of(str(path), stat.st_size, stat.st_mtime)
 
 
+@cache
 def package_version(module_name: str, module: Any) -> str:
-    """The version of the distribution that ships the module (or its ``__version__``)."""
+    """The version of the distribution that ships the module (or its ``__version__``); looked
+    up once a process (listing the installed distributions takes a while)."""
     top = module_name.split(".")[0]
     for dist in importlib.metadata.packages_distributions().get(top, []):
         try:
