@@ -35,9 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    from elm_audio.config import choices
+    from elm_audio.config import native_frontends
 
-    rows = [measure(name) for name in choices("frontend")]
+    rows = [measure(name) for name in native_frontends()]
     for row in rows:
         print(f"{row['frontend']:18s} peak {row['peak_rss_mb']:6.0f} MB   (idle {row['idle_rss_mb']:.0f} MB)")
     if args.json:

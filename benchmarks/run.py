@@ -29,7 +29,7 @@ from sklearn.svm import SVC
 
 from elm_audio.classifiers import ELMClassifier, KernelSVC, svm
 from elm_audio.classifiers.products import mkl_runs_avx2_only, onednn_linear
-from elm_audio.config import choices, compose
+from elm_audio.config import compose, native_frontends
 from elm_audio.datasets import Clip
 from elm_audio.datasets.synth import synth_clip
 from elm_audio.frontends.profile import profile
@@ -323,7 +323,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="four front-ends, fewer clips: a few minutes")
     parser.add_argument("--folder", help="a folder of recordings (one sub-folder per class) for the bf16 check")
     args = parser.parse_args()
-    names = REQUIRED if args.quick else tuple(n for n in choices("frontend") if n != "mfcc")
+    names = REQUIRED if args.quick else tuple(n for n in native_frontends() if n != "mfcc")
     result = {
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "processor": platform.processor() or platform.machine(), "cpu": cpu_model(),

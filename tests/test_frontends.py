@@ -12,7 +12,7 @@ from torch import nn
 
 from conftest import LENGTHS, clips, frontend
 
-from elm_audio.config import choices
+from elm_audio.config import native_frontends
 from elm_audio.frontends.profile import profile
 
 # spec/method.md, "Front-ends": n small / large, and the feature counts per tapped layer as a
@@ -53,7 +53,7 @@ SIZES = ("small", "large")
 
 
 def test_every_front_end_of_the_spec_has_a_config():
-    assert set(choices("frontend")) == set(LENGTHS)
+    assert set(native_frontends()) == set(LENGTHS)
 
 
 @pytest.mark.parametrize("size", SIZES)

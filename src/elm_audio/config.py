@@ -39,6 +39,15 @@ def choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
+# conf/frontend/ options that import a model or vectors from elsewhere (README, "Other benchmarks")
+IMPORTED_FRONTENDS = ("embeddings", "hear")
+
+
+def native_frontends() -> list[str]:
+    """elm_audio's own front-ends: the random-weight CNNs and the MFCC baseline."""
+    return [name for name in choices("frontend") if name not in IMPORTED_FRONTENDS]
+
+
 def build(node: DictConfig, **kwargs):
     """Instantiate a config node whose ``_target_`` is one of ours or a trusted library's."""
     return instantiate(node, _execution_whitelist_=EXECUTION_WHITELIST, **kwargs)

@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from .components import build_frontend
-from .config import choices, compose
+from .config import choices, compose, native_frontends
 from .frontends.profile import profile
 
 
@@ -27,7 +27,7 @@ def describe(cfg: DictConfig) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     given = dict(a.split("=", 1) for a in args if "=" in a)
-    frontends = choices("frontend") if given.get("frontend") == "all" else [given.get("frontend")]
+    frontends = native_frontends() if given.get("frontend") == "all" else [given.get("frontend")]
     sizes = [given["feature_size"]] if "feature_size" in given else choices("feature_size")
     rest = [a for a in args if not a.startswith(("frontend=", "feature_size="))]
     if frontends == [None]:  # the config's default front-end at the requested (or default) size

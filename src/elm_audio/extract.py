@@ -15,10 +15,11 @@ from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
-from .audio import SAMPLE_RATE, SILENCE, AudioError, load
+from .audio import SILENCE, AudioError, load
 from .config import ConfigError
 from .datasets.index import BAD_CLIP_POLICIES, Clip
 from .frontends import FrontEnd
+from .frontends.imported import Embeddings
 from .inputs import InputSettings, fit_decoded, network_inputs, samples_to_decode, too_short
 
 
@@ -38,7 +39,7 @@ class ClipAudio(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str, bool]:
         """(position, fitted signal or None, why it is None, whether it is silent)."""
         try:
-            signal = load(self.clips[i].path, SAMPLE_RATE, max_samples=self.max_samples)
+            signal = load(self.clips[i].path, self.frontend.sample_rate, max_samples=self.max_samples)
         except AudioError as err:
             return i, None, err.reason, False
         short = too_short(len(signal), self.frontend, self.settings)
@@ -152,6 +153,9 @@ def extract(
     """
     if settings.on_bad_clip not in BAD_CLIP_POLICIES:
         raise ConfigError(f"dataset.on_bad_clip={settings.on_bad_clip!r} must be one of {', '.join(BAD_CLIP_POLICIES)}")
+    if isinstance(frontend, Embeddings):  # vectors computed elsewhere: nothing to decode
+        out[:] = frontend.rows(clips)
+        return {}, []
     loader = _batches(ClipAudio(clips, frontend, settings.inputs), settings.batch_size, settings.num_workers)
     bad: dict[str, str] = {}
     silent: list[str] = []

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, fit_length
+from .audio import fit_length
 from .frontends import FrontEnd
 
 FIT_STAGES = ("waveform", "frames")
@@ -42,15 +42,18 @@ def min_samples(frontend: FrontEnd, min_fraction: float) -> int:
 def too_short(n_samples: int, frontend: FrontEnd, settings: InputSettings) -> str | None:
     """Why a decoded clip is too short to use, or None."""
     if n_samples < min_samples(frontend, settings.min_fraction):
+        rate = frontend.sample_rate
         return (
-            f"decodes to {n_samples / SAMPLE_RATE:.3f} s, less than audio.min_fraction={settings.min_fraction} "
-            f"of the {frontend.input_samples / SAMPLE_RATE:.1f} s input"
+            f"decodes to {n_samples / rate:.3f} s, less than audio.min_fraction={settings.min_fraction} "
+            f"of the {frontend.input_samples / rate:.1f} s input"
         )
     return None
 
 
 def whole_clip(frontend: FrontEnd, settings: InputSettings) -> bool:
     """Whether the front-end's input is computed from the whole decoded clip."""
+    if not frontend.fits_input:  # an imported model: it gets each clip whole
+        return True
     return settings.stage == "frames" and (frontend.input_kind == "spectrogram" or frontend.whole_clip_statistics)
 
 
@@ -88,6 +91,9 @@ def network_inputs(
     if not whole_clip(frontend, settings):  # waveforms fitted to the input length, stacked by the worker
         batch = signals if isinstance(signals, torch.Tensor) else torch.from_numpy(np.stack(signals))
         yield list(range(len(batch))), frontend.prepare(batch.to(device, non_blocking=True), settings.stft_padding)
+        return
+    if isinstance(signals, torch.Tensor) and frontend.input_kind == "waveform":  # one length: one batch
+        yield list(range(len(signals))), frontend.prepare(signals.to(device), settings.stft_padding)
         return
     tensors = [torch.as_tensor(s).to(device) for s in signals]
     if frontend.input_kind == "spectrogram":

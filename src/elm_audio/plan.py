@@ -16,6 +16,7 @@ from .contents import Content, clip_contents
 from .datasets import ClipIndex, Dataset
 from .datasets.index import Survey
 from .frontends import FrontEnd
+from .frontends.imported import Embeddings, Imported
 from .frontends.profile import profile
 from .protocols import Split, make_splits
 from .validate import validate
@@ -42,8 +43,10 @@ def make_plan(cfg: DictConfig) -> Plan:
     index = dataset.to_index(survey)
     splits = make_splits(index, cfg.protocol.mode)
     frontend = build_frontend(cfg)
+    if isinstance(frontend, Embeddings):  # vectors computed elsewhere: one for every clip
+        frontend.check_clips(index.clips)
     contents = clip_contents(survey.root, [c.path for c in index.clips], digests_dir(cfg))
-    key = features_key(cfg, index, contents)
+    key = features_key(cfg, index, contents, frontend)
     return Plan(dataset, survey, index, splits, frontend, profiled(cfg, frontend), key, contents)
 
 
@@ -65,11 +68,12 @@ def digests_dir(cfg: DictConfig) -> Path:
     return Path(str(cfg.cache.dir)).expanduser() / "digests"
 
 
-def features_key(cfg: DictConfig, index: ClipIndex, contents: list[Content]) -> str:
+def features_key(cfg: DictConfig, index: ClipIndex, contents: list[Content], frontend: FrontEnd | None = None) -> str:
     """Everything that determines the feature matrix (and the labels stored with it): the clips,
     by their path below the dataset's root and their bytes' digest, not where the dataset is
     mounted (servers mounting it at different paths share entries); how audio becomes the
-    input; the front-end, its seed and its arithmetic."""
+    input; the front-end, its seed and its arithmetic; for an imported front-end, also its
+    package's version and its files' SHA-256."""
     return cache_key(
         {
             "clips": [(c.clip_id, c.label, x.path, x.size, x.sha256) for c, x in zip(index.clips, contents)],
@@ -77,6 +81,7 @@ def features_key(cfg: DictConfig, index: ClipIndex, contents: list[Content]) -> 
             "frontend": OmegaConf.to_container(cfg.frontend.net, resolve=True),
             "seed": int(cfg.seed),
             "precision": str(cfg.precision),
+            **(frontend.identity() if isinstance(frontend, Imported) else {}),
         }
     )
 

@@ -48,8 +48,12 @@ def summary_lines(
         "elm_audio run finished",
         f"  dataset      {cfg.dataset.name}: {len(index.clips)} clips{skipped}, {len(index.labels)} classes, "
         f"{unit}, {cfg.protocol.mode} protocol",
-        f"  front-end    {cfg.frontend.name}, feature size {cfg.feature_size.name} "
-        f"({plan.profile['feature_dim']} values, seed {cfg.seed})",
+        (
+            f"  front-end    {cfg.frontend.name}, imported ({plan.profile['feature_dim']} values)"
+            if plan.profile["input"] == "imported"
+            else f"  front-end    {cfg.frontend.name}, feature size {cfg.feature_size.name} "
+            f"({plan.profile['feature_dim']} values, seed {cfg.seed})"
+        ),
         (
             f"  classifier   linear softmax, trained end to end with the front-end (weights=trained, lr={cfg.weights.lr})"
             if cfg.weights.name == "trained"

@@ -58,6 +58,7 @@ def validate(cfg: DictConfig) -> None:
         synth(cfg)
     frontend(cfg)
     boolean(cfg, "classifier.standardize")
+    imported_frontend(cfg)
     classifier(cfg)
     if cfg.weights.name == "trained":
         trained_weights(cfg)
@@ -196,6 +197,25 @@ def trained_weights(cfg: DictConfig) -> None:
         raise ConfigError("protocol.mode=paper: weights=trained needs a validation fold to stop on; use protocol.mode=honest")
     if cfg.audio.fit_stage == "frames" and cfg.frontend.name == "mfcc":
         raise ConfigError("audio.fit_stage=frames: weights=trained with frontend=mfcc needs inputs of one length (waveform)")
+
+
+# what each imported front-end (its class in frontends/imported.py) cannot run without
+IMPORTED_NEEDS = {
+    "elm_audio.frontends.imported.HearModule": ("hear", "module", "<importable HEAR module>, e.g. frontend.module=hearbaseline"),
+    "elm_audio.frontends.imported.Embeddings": ("embeddings", "path", "<folder of <clip id>.npy, or an .npz of clip_ids and embeddings>"),
+}
+
+
+def imported_frontend(cfg: DictConfig) -> None:
+    """frontend=hear or embeddings: the key each needs is set; they have no weights to train."""
+    needs = IMPORTED_NEEDS.get(str(cfg.frontend.net.get("_target_", "")))
+    if needs is None:
+        return
+    choice, key, example = needs
+    if OmegaConf.is_missing(cfg.frontend, key) or not str(cfg.frontend[key]):
+        raise ConfigError(f"frontend={choice} needs frontend.{key}={example}")
+    if cfg.weights.name == "trained":
+        raise ConfigError(f"weights=trained trains elm_audio's own front-ends; frontend={choice} has no weights to train here")
 
 
 def writable_folder(cfg: DictConfig, key: str) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..audio import SAMPLE_RATE
 from ..dsp import LogMel
 
 WAVEFORM_SAMPLES = 350_000
@@ -19,6 +22,10 @@ N_MELS = 96
 HOP_LENGTH = 256
 
 InputKind = Literal["waveform", "spectrogram"]
+# How a per-position map becomes values of the vector: the mean of each channel, the original's
+# per-layer quirk (see FrontEnd.tap), or the mean and standard deviation of each channel (MFCC).
+Reduction = Literal["mean", "per_layer", "mean_std"]
+MapHook = Callable[[str, torch.Tensor, Reduction], None]
 
 
 @dataclass(frozen=True)
@@ -43,10 +50,14 @@ class FrontEnd(nn.Module):
     # Features that are statistics over the whole input (the MFCC baseline): under
     # audio.fit_stage=frames they are taken over the whole clip, of any length.
     whole_clip_statistics: ClassVar[bool] = False
+    # Whether the pipeline fits each clip to ``input_samples``; an imported model takes the whole clip.
+    fits_input: ClassVar[bool] = True
+    sample_rate: int = SAMPLE_RATE  # the rate clips are decoded to
 
     def __init__(self) -> None:
         super().__init__()
         self._trace: list[LayerInfo] | None = None
+        self._on_map: MapHook | None = None
         if self.input_kind == "spectrogram":
             self.logmel = LogMel(n_mels=N_MELS, hop_length=HOP_LENGTH)
 
@@ -86,6 +97,8 @@ class FrontEnd(nn.Module):
         channels - 1 zeros, so the vector keeps its length."""
         if self._trace is not None:
             self._trace.append(LayerInfo(name, tuple(fmap.shape[1:]), int(fmap.shape[1])))
+        if self._on_map is not None:
+            self._on_map(name, fmap, "per_layer" if per_layer else "mean")
         means = fmap.flatten(2).mean(dim=-1)
         if per_layer:
             return F.pad(means.mean(dim=1, keepdim=True), (0, means.shape[1] - 1))
@@ -99,6 +112,17 @@ class FrontEnd(nn.Module):
             return self._trace
         finally:
             self._trace = None
+
+    @contextmanager
+    def maps(self, hook: MapHook) -> Iterator[None]:
+        """While inside, every map that enters the vector is also handed to ``hook`` whole, with
+        the reduction that makes it values of the vector (timestamp embeddings pool the maps
+        over windows of positions instead of over all of them). Time is the maps' third axis."""
+        self._on_map = hook
+        try:
+            yield
+        finally:
+            self._on_map = None
 
     def trainable(self) -> "FrontEnd":
         """The same network with gradients on (weights=trained)."""

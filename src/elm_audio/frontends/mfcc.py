@@ -23,6 +23,11 @@ class MFCC(FrontEnd):
         return self.stats.mel.pad(waveform, stft_padding)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self._on_map is not None:  # the maps the statistics are taken over, in their order
+            mfcc = self.stats.mfcc(x, padding=None)
+            d1 = mfcc.diff(dim=-1)
+            for name, m in (("mfcc", mfcc), ("delta", d1), ("delta2", d1.diff(dim=-1))):
+                self._on_map(name, m.to(x.dtype), "mean_std")
         out = self.stats(x, padding=None)
         if self._trace is not None:
             self._trace.append(LayerInfo("mfcc_statistics", (out.shape[1],), int(out.shape[1])))

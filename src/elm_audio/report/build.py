@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from .. import tracking
 
-from ..config import choices
+from ..config import native_frontends
 from ..tracking import DEFAULT_EXPERIMENT
 from . import figures
 from .collect import clip_correctness, load_runs
@@ -101,12 +101,12 @@ def missing_notes(runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     if failed:
         notes.append(f"{failed} failed run(s) were left out.")
     present = set(summary["frontend"])
-    absent = [fe for fe in choices("frontend") if fe not in present]
+    absent = [fe for fe in native_frontends() if fe not in present]
     if absent:
         notes.append("No runs for front-end(s): " + ", ".join(absent) + ".")
     for fe, group in summary.groupby("frontend"):
         sizes = set(group["feature_size"])
-        if fe != "mfcc" and sizes != set(SIZES):
+        if fe != "mfcc" and set(group["input"]) != {"imported"} and sizes != set(SIZES):
             notes.append(f"{fe}: only feature size {', '.join(sorted(sizes))}.")
     single = summary[summary["n_seeds"] < 2]
     if len(single):

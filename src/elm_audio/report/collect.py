@@ -72,7 +72,8 @@ def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
 
 @cache
 def input_kind(target: str | None) -> str:
-    """waveform or spectrogram, from the front-end class a run names (mfcc: baseline)."""
+    """waveform or spectrogram, from the front-end class a run names (mfcc: baseline; a HEAR
+    module or vectors computed elsewhere: imported)."""
     if not isinstance(target, str) or "." not in target:
         return "unknown"
     module, name = target.rsplit(".", 1)
@@ -82,6 +83,8 @@ def input_kind(target: str | None) -> str:
         return "unknown"
     if name == "MFCC":
         return "baseline"
+    if getattr(cls, "fits_input", True) is False:
+        return "imported"
     return getattr(cls, "input_kind", "unknown")
 
 

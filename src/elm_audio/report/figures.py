@@ -14,12 +14,13 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-GROUPS = ("waveform", "spectrogram", "baseline", "unknown")
+GROUPS = ("waveform", "spectrogram", "baseline", "imported", "unknown")
 SIZE_COLOURS = {"small": "C0", "large": "C1"}
 
 
 def frontend_order(summary: pd.DataFrame) -> list[str]:
-    """Front-ends grouped by input (waveform, spectrogram, then the MFCC baseline), by name within."""
+    """Front-ends grouped by input (waveform, spectrogram, the MFCC baseline, then imported models
+    and vectors), by name within."""
     kinds = summary.drop_duplicates("frontend").set_index("frontend")["input"]
     return sorted(kinds.index, key=lambda fe: (GROUPS.index(kinds[fe]) if kinds[fe] in GROUPS else 9, fe))
 
