@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import ClassVar, Literal
 
 import torch
@@ -19,6 +21,10 @@ N_MELS = 96
 HOP_LENGTH = 256
 
 InputKind = Literal["waveform", "spectrogram"]
+# How a per-position map becomes values of the vector: the mean of each channel, or the original's
+# per-layer quirk (see FrontEnd.tap).
+Reduction = Literal["mean", "per_layer"]
+MapHook = Callable[[str, torch.Tensor, Reduction], None]
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class FrontEnd(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self._trace: list[LayerInfo] | None = None
+        self._on_map: MapHook | None = None
         if self.input_kind == "spectrogram":
             self.logmel = LogMel(n_mels=N_MELS, hop_length=HOP_LENGTH)
 
@@ -86,6 +93,8 @@ class FrontEnd(nn.Module):
         channels - 1 zeros, so the vector keeps its length."""
         if self._trace is not None:
             self._trace.append(LayerInfo(name, tuple(fmap.shape[1:]), int(fmap.shape[1])))
+        if self._on_map is not None:
+            self._on_map(name, fmap, "per_layer" if per_layer else "mean")
         means = fmap.flatten(2).mean(dim=-1)
         if per_layer:
             return F.pad(means.mean(dim=1, keepdim=True), (0, means.shape[1] - 1))
@@ -99,6 +108,16 @@ class FrontEnd(nn.Module):
             return self._trace
         finally:
             self._trace = None
+
+    @contextmanager
+    def maps(self, hook: MapHook) -> Iterator[None]:
+        """While inside, every map that enters the vector is also handed to ``hook`` whole, with
+        the reduction that makes it values of the vector (the zero-cost proxies read them)."""
+        self._on_map = hook
+        try:
+            yield
+        finally:
+            self._on_map = None
 
     def trainable(self) -> "FrontEnd":
         """The same network with gradients on (weights=trained)."""
