@@ -62,3 +62,15 @@ def file_size(path: str) -> int:
         return os.path.getsize(path)
     except OSError:
         return -1
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """What a random-weight run measures beside its classifier (the config's ``probe`` keys)."""
+
+    knn_k: int = 10
+    proxy_batch: int = 8
+
+
+def probe_settings(cfg: DictConfig) -> ProbeSettings:
+    return ProbeSettings(int(cfg.probe.knn_k), int(cfg.probe.proxy_batch))

@@ -44,6 +44,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.dataset.get("fold_seed") is not None:
         integer(cfg, "dataset.fold_seed")
     boolean(cfg, "classifier.standardize")
+    integer(cfg, "probe.knn_k", minimum=1)
+    integer(cfg, "probe.proxy_batch", minimum=2)
     classifier(cfg)
     if cfg.weights.name == "trained":
         trained_weights(cfg)

@@ -184,7 +184,7 @@ def figure(s: Similarity, title: str) -> Figure:
     under another seed and with its clips shuffled (about 0), with bootstrap intervals."""
     n = len(s.matrix)
     controls = s.pairs[s.pairs["kind"] != "front-ends"]
-    fig = Figure(figsize=(4.5 + 0.55 * n, max(3.8, 0.6 * n + 1.6)))
+    fig = Figure(figsize=(7.5 + 0.55 * n, max(3.8, 0.6 * n + 1.8)), layout="constrained")
     heat, bars = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(n, 2), 3]})
     image = heat.imshow(s.matrix.to_numpy(), vmin=0, vmax=1, cmap="magma")
     labels = [f"{fe} (baseline)" if fe == "mfcc" else fe for fe in s.matrix.index]
@@ -205,9 +205,8 @@ def figure(s: Similarity, title: str) -> Figure:
     bars.axvline(0, color="0.3", lw=0.8)
     bars.set_xlim(min(-0.1, float(controls["ci_low"].min()) - 0.05), 1.05)
     bars.invert_yaxis()
-    bars.set_xlabel("CKA, 95% bootstrap over clips")
+    bars.set_xlabel("CKA (95% bootstrap over clips)", fontsize=8)
     bars.set_title("controls: another seed (blue),\nclips shuffled (grey, ~0)", fontsize=9)
-    fig.tight_layout()
     return fig
 
 
