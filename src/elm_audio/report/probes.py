@@ -67,7 +67,7 @@ def predictors(best: pd.DataFrame, p: Premise) -> pd.DataFrame:
         table = table.reindex(trained.index)
         present = [fe for fe in p.frontends if fe in table and table[fe].notna().all()]
         row = {"predictor": name, "n_frontends": len(present), "tau": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan}
-        if len(present) >= 3:
+        if len(present) >= 3 and table[present].iloc[0].nunique() > 1:  # a constant ranks nothing
             tau, _, ci, _ = rank_agreement(table[present], trained[present])
             row.update(tau=tau, ci_low=ci[0], ci_high=ci[1], p=tau_p_value(table[present].mean(), trained[present].mean()))
         rows.append(row)
@@ -77,8 +77,10 @@ def predictors(best: pd.DataFrame, p: Premise) -> pd.DataFrame:
 def predictor_notes(table: pd.DataFrame, size: str) -> list[str]:
     out = [f"{size}: what predicts trained accuracy? Kendall's tau against it (95% bootstrap over folds; exact one-sided p)"]
     for _, r in table.iterrows():
-        if np.isnan(r["tau"]):
+        if r["n_frontends"] < 3:
             out.append(f"  {r['predictor']}: fewer than 3 front-ends have it ({r['n_frontends']})")
+        elif np.isnan(r["tau"]):
+            out.append(f"  {r['predictor']}: the same for every front-end, so it ranks nothing")
         else:
             out.append(f"  {r['predictor']}: tau {r['tau']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}], p={r['p']:.3g}, "
                        f"{r['n_frontends']} front-ends")  # fmt: skip
