@@ -85,7 +85,7 @@ def figure(d: ClassDifference, title: str) -> Figure:
     """Per class, recall of the best minus the second (points) with its 95% interval; * where
     the exact McNemar test on that class's clips clears 0.05 after Holm's correction."""
     t = d.table.sort_values("mean_diff")
-    fig = Figure(figsize=(6.5, 1.2 + 0.38 * len(t)))
+    fig = Figure(figsize=(7.0, 1.4 + 0.38 * len(t)), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(t))
     significant = t["p_holm"] < ALPHA
@@ -93,9 +93,8 @@ def figure(d: ClassDifference, title: str) -> Figure:
             color=np.where(significant, "tab:red", "tab:grey"), capsize=2)  # fmt: skip
     ax.set_yticks(y, [f"{c}{' *' if s else ''} (n={n})" for c, s, n in zip(t.index, significant, t["n"])], fontsize=8)
     ax.axvline(0, color="0.3", lw=0.8)
-    ax.set_xlabel(f"recall: {d.first} minus {d.second} (points, 95% interval)")
+    ax.set_xlabel(f"recall: {d.first} minus {d.second}\n(points, 95% interval)", fontsize=9)
     ax.set_title(f"{title}\n* red: exact McNemar on the class's clips, Holm p < {ALPHA}", fontsize=9)
-    fig.tight_layout()
     return fig
 
 
