@@ -422,10 +422,13 @@ def test_random_runs_log_the_proxies_once_per_set_of_weights(logged):
     assert all(len(v) == 1 for v in by_key.values()) and len(by_key) == 2 * 2 * 2  # two front-ends, sizes, seeds
 
 
-def test_each_predictor_of_trained_accuracy_gets_kendalls_tau_and_its_exact_p():
+def test_each_predictor_of_trained_accuracy_gets_kendalls_tau_and_its_exact_p(monkeypatch):
     """Five front-ends, random and trained runs over four folds; parameters predict the trained
     ranking perfectly, synflow inversely, NASWOT is missing for one front-end."""
+    from elm_audio.report import premise
     from elm_audio.report.premise import premises
+
+    monkeypatch.setattr(premise, "BOOTSTRAP", 200)  # the intervals' draws; the tau and p are exact
     from elm_audio.report.probes import predictors
 
     rng = np.random.default_rng(0)
