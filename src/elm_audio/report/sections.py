@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from ..tracking import DEFAULT_EXPERIMENT, TRAINED_SCORER
 from . import classes, similarity
 from .premise import premises
-from .probes import KNN, knn_agreement, knn_summary, predictor_notes, predictors
+from .probes import knn_agreement, knn_summary, predictor_notes, predictors
 
 
 def suffix(size: str, experiment: str) -> str:
@@ -53,8 +53,7 @@ def beyond_accuracy(
             files.append(folder / f"{kind}_{name}.csv")
         similar_notes += similarity.notes(s)
     class_notes, class_md = [], []
-    random = summary[summary["classifier"] != KNN]
-    for (size, exp), part in random.groupby(["feature_size", "experiment"]):
+    for (size, exp), part in summary.groupby(["feature_size", "experiment"]):
         mine = best[(best["feature_size"] == size) & (best["experiment"] == exp)]
         name = suffix(size, exp)
         table = classes.class_table(mine, part)
