@@ -86,3 +86,13 @@ def test_size_weighted_fold_scores_are_the_accuracy_over_all_pooled_test_clips()
     size = evaluate(stump, X, labels, splits, "paper", "size").metrics
     assert equal["test_accuracy"] == pytest.approx((0 + 1 + 1) / 3)
     assert size["test_accuracy"] == pytest.approx(12 / 16) == size["val_accuracy"]  # 12 of 16 clips right
+
+
+@pytest.mark.parametrize("override, message", [("probe.knn_k=0", "probe.knn_k=0 must be at least 1"),
+                                               ("probe.proxy_batch=1", "probe.proxy_batch=1 must be at least 2")])
+def test_probe_settings_are_checked_before_anything_runs(override, message):
+    from elm_audio.config import ConfigError, compose
+    from elm_audio.validate import validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(compose([override]))

@@ -340,3 +340,147 @@ def test_the_table_writes_costs_in_one_notation():
     shown = table(summary, "synth").set_index("front-end")
     assert shown.loc["vgg", "GFLOP/clip large"] == "1,920" and shown.loc["vgg", "extract ms/clip large"] == "419"
     assert shown.loc["temporal", "GFLOP/clip large"] == "0.590" and "e+" not in shown.to_markdown()
+
+
+def _npz(client, run) -> dict:
+    owner = run.data.tags["features_run_id"]
+    with np.load(client.download_artifacts(owner, "features/features.npz")) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _predictions(client, run) -> pd.DataFrame:
+    return pd.read_csv(client.download_artifacts(run.info.run_id, "predictions.csv"))
+
+
+@pytest.mark.slow
+def test_the_knn_probe_is_scikit_learns_on_the_logged_features_and_folds(logged):
+    """Recomputed from the run's features.npz and the folds its predictions.csv names: for test
+    fold k the honest protocol trains on the folds other than k and k+1."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    cwd, _ = logged
+    client, _, runs = mlflow_runs(cwd)
+    run = next(r for r in runs if r.data.tags.get("frontend") == "timbral_temporal" and r.data.tags["feature_size"] == "large")
+    npz, pred = _npz(client, run), _predictions(client, run)
+    fold_of = dict(zip(pred["clip_id"], pred["split"]))
+    folds = np.array([fold_of[c] for c in npz["clip_ids"]])
+    names = sorted(set(folds))
+    for i, name in enumerate(names):
+        test, val = folds == name, folds == names[(i + 1) % len(names)]
+        train = ~test & ~val
+        mean, sd = npz["features"][train].mean(0), npz["features"][train].std(0)
+        z = (npz["features"] - mean) / np.where(sd > 0, sd, 1)
+        knn = KNeighborsClassifier(n_neighbors=min(10, train.sum()), metric="cosine").fit(z[train], npz["labels"][train])
+        expected = np.mean(knn.predict(z[test]) == npz["labels"][test])
+        assert run.data.metrics[f"{name}_knn_accuracy"] == pytest.approx(expected)
+    md = (cwd / "reports" / "synth" / "table.md").read_text()
+    assert "large · kNN probe" in md and "the kNN probe ranks 3 front-ends" in md
+
+
+@pytest.mark.slow
+def test_per_class_recall_is_logged_and_the_two_best_are_compared_class_by_class(logged):
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    cwd, _ = logged
+    client, _, runs = mlflow_runs(cwd)
+    run = next(r for r in runs if r.data.tags.get("elm_audio.role") == "run")
+    pred = _predictions(client, run)
+    for label, rows in pred.groupby("label"):
+        assert run.data.metrics[f"class_accuracy/{label}"] == pytest.approx(np.mean(rows["label"] == rows["prediction"]))
+    folder = cwd / "reports" / "synth"
+    table = pd.read_csv(folder / "classes_small.csv", index_col=0)
+    assert len(table) == 6 and table.columns[0].endswith("· svm")
+    diff = pd.read_csv(folder / "class_differences_small.csv", index_col=0)
+    first, second = (c.split(" · ")[0] for c in table.columns[:2])  # best first; distinct front-ends at the top
+    outcomes = {}
+    for fe in (first, second):
+        chosen = [r for r in runs if r.data.tags.get("frontend") == fe and r.data.tags.get("feature_size") == "small"
+                  and r.data.tags.get("elm_audio.role") == "run"]  # fmt: skip
+        together = pd.concat([(p["label"] == p["prediction"]).set_axis(p["clip_id"]) for p in map(lambda r: _predictions(client, r), chosen)], axis=1)
+        outcomes[fe] = together.mean(axis=1) > 0.5
+    labels = dict(zip(pred["clip_id"], pred["label"]))
+    for label, r in diff.iterrows():
+        clips = [c for c in outcomes[first].index if labels[c] == label]
+        a, b = outcomes[first].loc[clips], outcomes[second].loc[clips]
+        t = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
+        assert r["p"] == pytest.approx(mcnemar(t, exact=True).pvalue) and r["mean_diff"] == pytest.approx(a.mean() - b.mean())
+    assert (folder / "classes_small.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_the_cka_map_is_the_formula_on_the_logged_features_with_its_controls(logged):
+    from test_similarity import cka_by_the_formula
+
+    cwd, _ = logged
+    client, _, runs = mlflow_runs(cwd)
+    folder = cwd / "reports" / "synth"
+    pairs = pd.read_csv(folder / "cka_pairs_large.csv")
+    matrix = pd.read_csv(folder / "cka_large.csv", index_col=0)
+    assert set(matrix.index) == set(FRONTENDS) and np.allclose(matrix.to_numpy(), matrix.to_numpy().T)
+
+    def standardized(fe: str) -> np.ndarray:
+        run = next(r for r in runs if r.data.tags.get("frontend") == fe and r.data.tags["feature_size"] == "large"
+                   and r.data.params["seed"] == "1")  # fmt: skip
+        x = _npz(client, run)["features"].astype(np.float64)
+        x = x[:, x.std(0) > 0]
+        return (x - x.mean(0)) / x.std(0)
+
+    row = pairs[(pairs["a"] == "temporal") & (pairs["b"] == "timbral_temporal")].iloc[0]
+    assert row["cka"] == pytest.approx(cka_by_the_formula(standardized("temporal"), standardized("timbral_temporal")), rel=1e-6)
+    assert matrix.loc["timbral_temporal", "temporal"] == pytest.approx(row["cka"])
+    assert row["ci_low"] <= row["cka"] <= row["ci_high"]
+    kinds = pairs.groupby("kind").size()
+    assert kinds["front-ends"] == 3 and kinds["shuffled"] == 3 and kinds["seeds"] == 3  # mfcc's seeds too
+    assert (pairs.loc[pairs["kind"] == "shuffled", "cka"].abs() < 0.3).all()
+    assert (folder / "cka_large.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_random_runs_log_the_proxies_once_per_set_of_weights(logged):
+    cwd, _ = logged
+    _, _, runs = mlflow_runs(cwd)
+    random = [r for r in runs if r.data.tags.get("elm_audio.role") in ("run", "trial")]
+    by_key: dict[str, set] = {}
+    for r in random:
+        has = {"naswot", "synflow"} <= set(r.data.metrics)
+        assert has == (r.data.tags["frontend"] != "mfcc")
+        if has:
+            by_key.setdefault(r.data.tags["features_key"], set()).add((r.data.metrics["naswot"], r.data.metrics["synflow"]))
+    assert all(len(v) == 1 for v in by_key.values()) and len(by_key) == 2 * 2 * 2  # two front-ends, sizes, seeds
+
+
+def test_each_predictor_of_trained_accuracy_gets_kendalls_tau_and_its_exact_p(monkeypatch):
+    """Five front-ends, random and trained runs over four folds; parameters predict the trained
+    ranking perfectly, synflow inversely, NASWOT is missing for one front-end."""
+    from elm_audio.report import premise
+    from elm_audio.report.premise import premises
+
+    monkeypatch.setattr(premise, "BOOTSTRAP", 200)  # the intervals' draws; the tau and p are exact
+    from elm_audio.report.probes import predictors
+
+    rng = np.random.default_rng(0)
+    names = ["a", "b", "c", "d", "e"]
+    trained = dict(zip(names, [0.9, 0.8, 0.7, 0.6, 0.5]))
+    random = dict(zip(names, [0.7, 0.5, 0.6, 0.4, 0.3]))
+    rows = []
+    for i, fe in enumerate(names):
+        base = {"frontend": fe, "feature_size": "small", "experiment": "default", "seed": 1}
+        noisy = lambda m: {f"fold{k}": m + rng.normal(0, 0.01) for k in range(1, 5)}  # noqa: E731
+        rows.append({**base, "classifier": "trained", "folds": noisy(trained[fe]), "knn_accuracy": np.nan})
+        knn = noisy(random[fe] - 0.1)
+        rows.append({**base, "classifier": "svm", "folds": noisy(random[fe]), "knn_folds": knn, "knn_accuracy": 0.5,
+                     "n_params": 10.0 * (5 - i), "gflops_per_clip": 1.0, "naswot": np.nan if fe == "e" else float(i),
+                     "synflow": float(i)})  # fmt: skip
+    best = pd.DataFrame(rows)
+    (p,) = premises(best)
+    table = predictors(best, p).set_index("predictor")
+    means_t = pd.Series(trained)
+    for name, values in {"random-weight accuracy": random, "parameters": {fe: 10.0 * (5 - i) for i, fe in enumerate(names)},
+                         "synflow": {fe: float(i) for i, fe in enumerate(names)}}.items():  # fmt: skip
+        v = pd.Series(values)[names]
+        assert table.loc[name, "tau"] == pytest.approx(stats.kendalltau(v, means_t[names]).statistic, abs=1e-9)
+        assert table.loc[name, "p"] == pytest.approx(stats.kendalltau(v, means_t[names], alternative="greater").pvalue)
+    assert table.loc["parameters", "p"] == pytest.approx(1 / math.factorial(5))
+    assert table.loc["parameters", "ci_low"] == table.loc["parameters", "ci_high"] == pytest.approx(1.0)
+    assert table.loc["NASWOT", "n_frontends"] == 4 and table.loc["kNN accuracy", "n_frontends"] == 5
+    assert np.isnan(table.loc["GFLOP per clip", "tau"])  # all equal: no ranking

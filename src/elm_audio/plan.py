@@ -85,3 +85,14 @@ def features_key(cfg: DictConfig, index: ClipIndex, contents: list[Content], fro
         }
     )
 
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """What a random-weight run measures beside its classifier (the config's ``probe`` keys)."""
+
+    knn_k: int = 10
+    proxy_batch: int = 8
+
+
+def probe_settings(cfg: DictConfig) -> ProbeSettings:
+    return ProbeSettings(int(cfg.probe.knn_k), int(cfg.probe.proxy_batch))

@@ -18,6 +18,9 @@ from typing import Literal
 
 import numpy as np
 from sklearn.base import ClassifierMixin
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from .config import ConfigError
 from .datasets.index import ClipIndex
@@ -135,3 +138,21 @@ def evaluate(
         n_val = len(split.test) if split.validation is None else len(split.validation)
         results.append(SplitResult(split.name, val_acc, test_acc, split.test, predictions, n_val))
     return Evaluation(results, time.perf_counter() - start, mode, fold_weighting)
+
+
+def knn_probe(features: np.ndarray, labels: np.ndarray, splits: list[Split], k: int, fold_weighting: str = "equal") -> dict[str, float]:
+    """The classifier-free probe: k nearest neighbours by cosine on the features standardized on
+    each split's training clips, scored on its test clips (k, or the training clips where fewer).
+    ``knn_accuracy`` over the splits as ``test_accuracy`` is, and ``fold<k>_knn_accuracy``."""
+    labels = np.asarray(labels)
+    scores, sizes = {}, []
+    for split in splits:
+        knn = KNeighborsClassifier(n_neighbors=min(k, len(split.train)), metric="cosine", algorithm="brute")
+        model = make_pipeline(StandardScaler(), knn).fit(features[split.train], labels[split.train])
+        scores[split.name] = float(np.mean(model.predict(features[split.test]) == labels[split.test]))
+        sizes.append(len(split.test))
+    weights = sizes if fold_weighting == "size" else None
+    metrics = {"knn_accuracy": float(np.average(list(scores.values()), weights=weights))}
+    if len(splits) > 1:
+        metrics.update({f"{name}_knn_accuracy": v for name, v in scores.items()})
+    return metrics

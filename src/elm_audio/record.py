@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -94,10 +95,10 @@ def to_job_log(lines: list[str]) -> None:
                 handler.emit(logging.makeLogRecord({"name": "elm_audio", "levelno": logging.INFO, "levelname": "INFO", "msg": line}))
 
 
-def log_features(features: Features, uri: str, experiment: str, computed_here: bool) -> None:
+def log_features(features: Features, uri: str, experiment: str, computed_here: bool) -> str | None:
     """Store the matrix once per cache key, in the run that computed it (or, for features
     cached before this store knew them, in the first run that uses them); point the others
-    at that run with the ``features_run_id`` tag."""
+    at that run with the ``features_run_id`` tag. Returns that other run's id (None: this run)."""
     mlflow.set_tag("features_key", features.key)
     owner = None
     if not computed_here:
@@ -109,7 +110,7 @@ def log_features(features: Features, uri: str, experiment: str, computed_here: b
         owner = found[0].info.run_id if found else None
     if owner is not None:
         mlflow.set_tag("features_run_id", owner)
-        return
+        return owner
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "features.npz"
         np.savez(
@@ -121,6 +122,21 @@ def log_features(features: Features, uri: str, experiment: str, computed_here: b
         )
         mlflow.log_artifact(str(path), "features")
     mlflow.set_tags({"features_logged": "true", "features_run_id": mlflow.active_run().info.run_id})
+    return None
+
+
+PROXIES = ("naswot", "synflow")
+
+
+def proxies_of(uri: str, run_id: str | None) -> dict[str, float] | None:
+    """The zero-cost proxies the features' run logged (the same weights), or None where there is
+    no such run or it logged none (a front-end without weights logs none, and has none to compute)."""
+    if run_id is None:
+        return None
+    metrics = MlflowClient(uri).get_run(run_id).data.metrics
+    if "knn_accuracy" not in metrics:  # a run from before the probes: compute them here
+        return None
+    return {k: metrics[k] for k in PROXIES if k in metrics}
 
 
 def log_bad_clips(bad_clips: dict[str, str], silent_clips: list[str]) -> None:
@@ -157,10 +173,27 @@ def confusion_figure(predictions: pd.DataFrame, labels: list[str]) -> Figure:
     return fig
 
 
+# what MLflow allows in a metric name; anything else in a class label becomes "_"
+METRIC_NAME = re.compile(r"[^\w\-. :/]")
+
+
+def class_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per class: its test clips (over every split), how many were predicted right, the recall."""
+    right = predictions["label"].astype(str) == predictions["prediction"].astype(str)
+    table = right.groupby(predictions["label"].astype(str)).agg(["size", "sum"]).rename(columns={"size": "n_clips", "sum": "correct"})
+    return table.assign(recall=table["correct"] / table["n_clips"]).rename_axis("label").reset_index()
+
+
 def log_outcome(evaluation: Evaluation, index: ClipIndex) -> None:
+    """predictions.csv, the per-class recall (metrics ``class_accuracy/<label>`` and
+    class_accuracy.csv with the labels as they are) and the confusion matrix."""
     predictions = predictions_table(evaluation, index)
+    classes = class_accuracy(predictions)
+    mlflow.log_metrics({f"class_accuracy/{METRIC_NAME.sub('_', r.label)}": r.recall for r in classes.itertuples()})
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "predictions.csv"
         predictions.to_csv(csv, index=False)
         mlflow.log_artifact(str(csv))
+        classes.to_csv(Path(tmp) / "class_accuracy.csv", index=False)
+        mlflow.log_artifact(str(Path(tmp) / "class_accuracy.csv"))
     mlflow.log_figure(confusion_figure(predictions, index.labels), "confusion_matrix.png")

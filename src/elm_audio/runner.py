@@ -18,9 +18,11 @@ from . import record, tracking
 from .cache import FeatureCache
 from .components import build_classifier
 from .datasets.check import survey_incomplete
-from .features import load_or_extract
-from .plan import make_plan
-from .protocols import evaluate
+from .devices import resolve_device
+from .features import extract_settings, load_or_extract
+from .frontends.proxies import proxies
+from .plan import make_plan, probe_settings
+from .protocols import evaluate, knn_probe
 from .summary import summary_lines, trial_line
 from .training import train_and_evaluate
 
@@ -58,18 +60,27 @@ def _random_weights(cfg: DictConfig, plan, cache: FeatureCache, uri: str, experi
     """The method: the random front-end's features (cached), scored by the classifier."""
     with cache.lock(plan.key) as locked:  # the features' run is recorded before others look
         features, computed = load_or_extract(cfg, plan, cache, locked)
-        record.log_features(features, uri, experiment, computed_here=computed)
+        owner = record.log_features(features, uri, experiment, computed_here=computed)
     if not computed and cfg.sweep.trial is None:  # a sweep prints one line a trial
         print(f"features: from the cache, {features.path}", flush=True)
     usable = features.usable()
+    splits = [split.keep(usable) for split in plan.splits]
     evaluation = evaluate(
         lambda: build_classifier(cfg.classifier, cfg.seed),
         features.matrix,
         features.labels,
-        [split.keep(usable) for split in plan.splits],
+        splits,
         cfg.protocol.mode,
         cfg.protocol.fold_weighting,
     )
+    probe = probe_settings(cfg)
+    evaluation.metrics.update(knn_probe(features.matrix, features.labels, splits, probe.knn_k, cfg.protocol.fold_weighting))
+    # the proxies, like the features, are computed once per cache key: other runs copy them
+    known = record.proxies_of(uri, owner)
+    if known is None:
+        clips = [plan.index.clips[i] for i in splits[0].train]
+        known = proxies(plan.frontend, clips, extract_settings(cfg, plan).inputs, probe.proxy_batch, resolve_device(cfg.device))
+    evaluation.metrics.update(known)
     return evaluation, features
 
 

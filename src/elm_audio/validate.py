@@ -59,6 +59,8 @@ def validate(cfg: DictConfig) -> None:
     frontend(cfg)
     boolean(cfg, "classifier.standardize")
     imported_frontend(cfg)
+    integer(cfg, "probe.knn_k", minimum=1)
+    integer(cfg, "probe.proxy_batch", minimum=2)
     classifier(cfg)
     if cfg.weights.name == "trained":
         trained_weights(cfg)

@@ -8,6 +8,7 @@ significance_<size>_<classifier>.png with pairs_<size>_<classifier>.csv, and cos
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", help="MLflow store (default: as runs use: MLFLOW_TRACKING_URI or ./mlruns)")
     parser.add_argument("--dataset", action="append", help="report this dataset only (repeatable)")
     parser.add_argument("--out", default="reports", help="output folder (default: reports)")
+    parser.add_argument("--cache-dir", type=Path, help="feature cache to read features from (default: as runs use; else MLflow's copies)")
     args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # predictions and features are fetched quietly
     uri = args.tracking_uri or resolve_uri(None)
     try:
         open_store(uri)  # a damaged or unreachable store: one line, not a traceback
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"elm_audio.report: no elm_audio runs{wanted} in {uri}", file=sys.stderr)
         return 1
     for dataset, experiment_id in sorted(found.items()):
-        report = build(uri, dataset, experiment_id, Path(args.out))
+        report = build(uri, dataset, experiment_id, Path(args.out), args.cache_dir)
         print(f"{dataset}: {len(report.summary)} cell(s) compared")
         for note in report.notes:
             print(f"  {note}")

@@ -13,7 +13,7 @@ from .. import tracking
 
 from ..config import native_frontends
 from ..tracking import DEFAULT_EXPERIMENT
-from . import figures
+from . import figures, sections
 from .collect import clip_correctness, load_runs
 from .published import TRAINED, is_papers, published
 from .premise import MIN_FRONTENDS, premises
@@ -172,7 +172,7 @@ def cell_pairs(uri: str, best: pd.DataFrame, size: str, clf: str, exp: str) -> p
     return pairwise(best, size, clf, exp, correct)
 
 
-def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
+def build(uri: str, dataset: str, experiment_id: str, out: Path, cache_dir: Path | None = None) -> Report:
     runs = load_runs(uri, experiment_id)
     best = select_best(runs)
     dropped = left_out(runs)
@@ -214,7 +214,9 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
         pd.DataFrame({"random": p.random, "trained": p.trained, "random_classifier": pd.Series(p.classifiers)}).to_csv(folder / f"{name}.csv")
         files.append(folder / f"{name}.csv")
 
-    shown = table(summary, dataset)
+    beyond, beyond_notes, knn = sections.beyond_accuracy(uri, dataset, best, summary, folder, cache_dir,
+                                                         save_figure, files)  # fmt: skip
+    shown = sections.with_knn(table(summary, dataset), knn, cell_text)
     summary.to_csv(folder / "table.csv", index=False)
     legend = [
         "Cells: mean test accuracy (%) of the best-validation run of each seed, over folds and seeds; "
@@ -246,10 +248,11 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path) -> Report:
         + ["", "## Premise: does the random-weight ranking predict the trained one?", ""]
         + [f"- {n}" if not n.startswith("  ") else f"  - {n.strip()}" for n in premise_notes
            or [f"No feature size has random and trained runs (weights=trained) for at least {MIN_FRONTENDS} front-ends."]]
+        + beyond
     )  # fmt: skip
     (folder / "table.md").write_text(markdown + "\n")
     files += [folder / "table.md", folder / "table.csv"]
-    report.notes += left_out_lines(dropped) + significance + premise_notes
+    report.notes += left_out_lines(dropped) + significance + premise_notes + beyond_notes
     report.run_id = log_report(uri, experiment_id, folder, summary)
     return report
 

@@ -33,7 +33,15 @@ COLUMNS = {
     "metrics.extract_seconds": "extract_seconds",
     "metrics.n_test_clips": "n_test_clips",
     "tags.features_logged": "features_logged",
+    "tags.features_key": "features_key",
+    "tags.features_run_id": "features_run_id",
+    "params.n_params": "n_params",
+    "metrics.knn_accuracy": "knn_accuracy",
+    "metrics.naswot": "naswot",
+    "metrics.synflow": "synflow",
 }
+KNN_FOLD_METRIC = re.compile(r"^metrics\.(fold\d+)_knn_accuracy$")
+CLASS_METRIC = re.compile(r"^metrics\.class_accuracy/(.+)$")
 
 
 def experiments(client: MlflowClient, datasets: list[str] | None) -> dict[str, str]:
@@ -63,9 +71,17 @@ def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
         {FOLD_METRIC.match(c)[1]: row[c] for c in fold_cols if pd.notna(row[c])} or {"test": row["metrics.test_accuracy"]}
         for _, row in raw.iterrows()
     ]
+    knn_cols = [c for c in raw.columns if KNN_FOLD_METRIC.match(c)]
+    out["knn_folds"] = [
+        {KNN_FOLD_METRIC.match(c)[1]: row[c] for c in knn_cols if pd.notna(row[c])} or {"test": row.get("metrics.knn_accuracy")}
+        for _, row in raw.iterrows()
+    ]
+    class_cols = [c for c in raw.columns if CLASS_METRIC.match(c)]
+    out["class_accuracy"] = [{CLASS_METRIC.match(c)[1]: row[c] for c in class_cols if pd.notna(row[c])} for _, row in raw.iterrows()]
     out["experiment"] = out["experiment"].fillna(DEFAULT_EXPERIMENT)  # runs logged before the tag
     out["seed"] = pd.to_numeric(out["seed"], errors="coerce").astype("Int64")
     out["n_clips"] = pd.to_numeric(out["n_clips"], errors="coerce")
+    out["n_params"] = pd.to_numeric(out["n_params"], errors="coerce")
     out["input"] = [input_kind(t) for t in out["target"]]
     return out.reset_index(drop=True)
 

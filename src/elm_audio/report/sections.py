@@ -1,0 +1,91 @@
+"""The report's sections beyond one accuracy per front-end: what the front-ends compute (CKA),
+which classes they win, the kNN probe, and what else predicts trained accuracy."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..tracking import DEFAULT_EXPERIMENT, TRAINED_SCORER
+from . import classes, similarity
+from .premise import premises
+from .probes import knn_agreement, knn_summary, predictor_notes, predictors
+
+
+def suffix(size: str, experiment: str) -> str:
+    return size + ("" if experiment == DEFAULT_EXPERIMENT else f"_{experiment}")
+
+
+def with_knn(shown: pd.DataFrame, knn: pd.DataFrame, cell_text: Callable[[pd.Series], str]) -> pd.DataFrame:
+    """The table with a column per feature size for the kNN probe (default preset)."""
+    if knn.empty:
+        return shown
+    out = shown.copy()
+    for size, part in knn[knn["experiment"] == DEFAULT_EXPERIMENT].groupby("feature_size", sort=False):
+        cells = {r["frontend"]: cell_text(r) for _, r in part.iterrows()}
+        out[f"{size} · kNN probe"] = [cells.get(fe, "—") for fe in out["front-end"]]
+    return out
+
+
+def bullets(lines: list[str]) -> list[str]:
+    return [f"- {n}" if not n.startswith("  ") else f"  - {n.strip()}" for n in lines]
+
+
+def beyond_accuracy(
+    uri: str, dataset: str, best: pd.DataFrame, summary: pd.DataFrame, folder: Path, cache_dir: Path | None,
+    save_figure: Callable[[Figure, str], None], files: list[Path],
+) -> tuple[list[str], list[str], pd.DataFrame]:  # fmt: skip
+    """Markdown lines, notes, and the kNN probe's cells (for the table's column). Features come
+    from ``cache_dir`` (default: as runs use, $ELM_AUDIO_CACHE or .elm_audio_cache) or MLflow."""
+    cache_dir = cache_dir or Path(os.environ.get("ELM_AUDIO_CACHE", ".elm_audio_cache"))
+    knn = knn_summary(best)
+    probe_notes = knn_agreement(summary, knn) if not knn.empty else []
+    similar_notes = []
+    for s in similarity.similarities(uri, best, cache_dir):
+        name = suffix(s.feature_size, s.experiment)
+        save_figure(similarity.figure(s, f"{dataset}: {s.feature_size}"), f"cka_{name}.png")
+        for kind, frame in (("cka", s.matrix), ("cka_pairs", s.pairs)):
+            frame.to_csv(folder / f"{kind}_{name}.csv", index=kind == "cka")
+            files.append(folder / f"{kind}_{name}.csv")
+        similar_notes += similarity.notes(s)
+    class_notes, class_md = [], []
+    for (size, exp), part in summary.groupby(["feature_size", "experiment"]):
+        mine = best[(best["feature_size"] == size) & (best["experiment"] == exp)]
+        name = suffix(size, exp)
+        table = classes.class_table(mine, part)
+        if table.empty:
+            continue
+        table.to_csv(folder / f"classes_{name}.csv")
+        files.append(folder / f"classes_{name}.csv")
+        class_md += ["", f"Recall per class (%), feature size {size}" + ("" if exp == DEFAULT_EXPERIMENT else f", experiment={exp}"),
+                     "", (100 * table).round(1).to_markdown()]  # fmt: skip
+        d = classes.two_best(uri, mine, part)
+        if d is not None:
+            save_figure(classes.figure(d, f"{dataset}: {size}, class by class"), f"classes_{name}.png")
+            d.table.to_csv(folder / f"class_differences_{name}.csv")
+            files.append(folder / f"class_differences_{name}.csv")
+            class_notes += classes.notes(d, size)
+    predictor_lines, predictor_md = [], []
+    for p in premises(best):
+        table = predictors(best, p)
+        name = suffix(p.feature_size, p.experiment)
+        table.to_csv(folder / f"predictors_{name}.csv", index=False)
+        files.append(folder / f"predictors_{name}.csv")
+        mine = predictor_notes(table, p.feature_size)
+        predictor_lines += mine
+        predictor_md += bullets(mine) + ["", table.round(3).to_markdown(index=False), ""]
+    trained = (summary["classifier"] == TRAINED_SCORER).any()
+    markdown = (
+        ["", "## Do the front-ends compute the same thing? (debiased linear CKA)", ""]
+        + (bullets(similar_notes) or ["No two front-ends' features could be found at one size (feature cache or MLflow)."])
+        + ["", "## The kNN probe: the ranking without a trained classifier", ""]
+        + (bullets(probe_notes) or ["Fewer than three front-ends with kNN probes at one size."])
+        + ["", "## Per class", ""] + (bullets(class_notes) or ["Fewer than two front-ends: no per-class comparison."]) + class_md
+        + ["", "## Premise baselines: parameters, GFLOP, zero-cost proxies", ""]
+        + (predictor_md or [("Too few" if trained else "No") + " trained runs (weights=trained) to compare predictors against."])
+    )  # fmt: skip
+    return markdown, similar_notes + probe_notes + class_notes + predictor_lines, knn
