@@ -19,6 +19,7 @@ from .config import ConfigError
 from .datasets.index import BAD_CLIP_POLICIES, Clip
 from .frontends import FrontEnd
 from .inputs import InputSettings, fit_decoded, network_inputs, samples_to_decode, too_short
+from .precision import PRECISIONS, autocast, effective_precision, in_dtype
 
 
 class ClipAudio(torch.utils.data.Dataset):
@@ -100,33 +101,14 @@ def _batches(audio: ClipAudio, batch_size: int, num_workers: int) -> Iterator[tu
     yield from workers
 
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 @dataclass
 class ExtractSettings:
     batch_size: int = 8
     num_workers: int = 1
     on_bad_clip: str = "error"  # one of BAD_CLIP_POLICIES
     progress: bool = True
-    precision: str = "fp32"  # bf16 (CPU or CUDA) or fp16 (CUDA): autocast the front-end
+    precision: str = "fp32"  # bf16 (CPU with bf16 units, or CUDA) or fp16 (CUDA): see precision.py
     inputs: InputSettings = field(default_factory=InputSettings)
-
-
-def check_precision(device: torch.device, precision: str) -> None:
-    """A ConfigError unless ``precision`` can run on ``device``."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r} must be one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("precision=fp16 needs device=cuda; on the CPU use precision=bf16")
-
-
-def autocast(device: torch.device, precision: str):
-    """The front-end's convolutions and products in reduced precision; the log-mel stays float64."""
-    check_precision(device, precision)
-    if PRECISIONS[precision] is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=PRECISIONS[precision])
 
 
 def extract(
@@ -150,7 +132,14 @@ def extract(
     bad: dict[str, str] = {}
     silent: list[str] = []
     frontend = frontend.to(device).eval()
-    reduced = autocast(device, settings.precision)
+    precision = effective_precision(device, settings.precision)
+    reduced = contextlib.nullcontext() if device.type == "cpu" else autocast(device, precision)
+    if compute is None:
+        compute = frontend.features
+        if device.type == "cpu" and PRECISIONS[precision] is not None:
+            # weights in bf16 ahead of time and bf16 inputs, rather than autocast's casts per call
+            dtype, network = PRECISIONS[precision], in_dtype(frontend, PRECISIONS[precision])
+            compute = lambda x: network.features(x.to(dtype))  # noqa: E731
     with torch.inference_mode(), tqdm(
         total=len(clips), desc=f"extracting {type(frontend).__name__}", unit="clip", disable=not settings.progress
     ) as bar:
@@ -165,7 +154,7 @@ def extract(
                 # the log-mel in full precision, the network in the run's precision
                 for positions, x in network_inputs(frontend, batch, device, settings.inputs):
                     with reduced:
-                        out[[rows[p] for p in positions]] = (compute or frontend.features)(x).float().cpu().numpy()
+                        out[[rows[p] for p in positions]] = compute(x).float().cpu().numpy()
             bar.update(len(rows) + len(failed))
     return bad, silent
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .cache import FeatureCache, Features, cache_key
 from .components import build_frontend
 from .devices import resolve_device
-from .extract import autocast
+from .precision import autocast
 from .features import load_or_extract
 from .frontends import FrontEnd
 from .plan import Plan

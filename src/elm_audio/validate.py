@@ -20,7 +20,7 @@ from .config import ConfigError
 from .datasets.index import BAD_CLIP_POLICIES
 from .devices import resolve_device
 from .dsp import STFT_PADDINGS
-from .extract import check_precision
+from .precision import check_precision
 from .inputs import FIT_STAGES
 from .protocols import FOLD_WEIGHTINGS, MODES
 
