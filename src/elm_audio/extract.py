@@ -19,7 +19,7 @@ from .config import ConfigError
 from .datasets.index import BAD_CLIP_POLICIES, Clip
 from .frontends import FrontEnd
 from .inputs import InputSettings, fit_decoded, network_inputs, samples_to_decode, too_short
-from .precision import PRECISIONS, autocast, effective_precision, in_dtype
+from .precision import autocast, effective_precision, network_features
 
 
 class ClipAudio(torch.utils.data.Dataset):
@@ -134,12 +134,8 @@ def extract(
     frontend = frontend.to(device).eval()
     precision = effective_precision(device, settings.precision)
     reduced = contextlib.nullcontext() if device.type == "cpu" else autocast(device, precision)
-    if compute is None:
-        compute = frontend.features
-        if device.type == "cpu" and PRECISIONS[precision] is not None:
-            # weights in bf16 ahead of time and bf16 inputs, rather than autocast's casts per call
-            dtype, network = PRECISIONS[precision], in_dtype(frontend, PRECISIONS[precision])
-            compute = lambda x: network.features(x.to(dtype))  # noqa: E731
+    # on the CPU, bf16 weights ahead of time and bf16 inputs rather than autocast's casts per call
+    compute = compute or network_features(frontend, device, precision)
     with torch.inference_mode(), tqdm(
         total=len(clips), desc=f"extracting {type(frontend).__name__}", unit="clip", disable=not settings.progress
     ) as bar:

@@ -83,6 +83,17 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def network_features(frontend: nn.Module, device: torch.device, precision: str):
+    """The function extraction maps a batch of network inputs with: the front-end's features in
+    ``precision`` (bf16 on the CPU: a bf16 copy of the network, see ``in_dtype``; on CUDA the
+    caller autocasts)."""
+    dtype = PRECISIONS[effective_precision(device, precision)]
+    if device.type != "cpu" or dtype is None:
+        return frontend.features
+    network = in_dtype(frontend, dtype)
+    return lambda x: network.features(x.to(dtype))
+
+
 def in_dtype(network: nn.Module, dtype: torch.dtype) -> nn.Module:
     """A copy of ``network`` whose convolution weights are ``dtype`` ahead of time, 2-D ones
     channels-last (the log-mel's buffers keep their precision). It computes in ``dtype`` on
