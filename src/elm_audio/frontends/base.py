@@ -3,6 +3,7 @@ made of the means of selected feature maps (spec/method.md, "Feature vector", "W
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -205,9 +206,10 @@ class FrequencyMaxConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         kind = x.device.type
-        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else weight.dtype
+        autocasting = torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
+        dtype = torch.get_autocast_dtype(kind) if autocasting else weight.dtype
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
-        with torch.autocast(kind, enabled=False):
+        with torch.autocast(kind, enabled=False) if autocasting else contextlib.nullcontext():
             xc, wc = x.to(dtype), weight.to(dtype)
             bc = None if bias is None else bias.to(dtype)
             bands = weight.shape[1]
