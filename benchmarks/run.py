@@ -33,14 +33,24 @@ from elm_audio.config import compose, native_frontends
 from elm_audio.datasets import Clip
 from elm_audio.datasets.synth import synth_clip
 from elm_audio.frontends.profile import profile
-from elm_audio.extract import ExtractSettings, autocast, extract
+from elm_audio.extract import ExtractSettings, extract
+from elm_audio.precision import autocast, cpu_has_bf16_units, cpu_matrix_features, effective_precision, network_features
 from elm_audio.protocols import evaluate, make_splits
 from elm_audio.components import build_classifier, build_dataset, build_frontend
 from elm_audio.inputs import InputSettings
 
 REQUIRED = ("vgg", "cnn_7x86", "sample_level", "timbral_temporal")
 NOTES = {
-    "ratio": "gflops / gemm_gflops; gflops counts the network's multiply-adds x 2 from its input "
+    "limits": "fp32_limit_gflops: the faster of torch.matmul's and oneDNN's (a 1x1 convolution) float32 "
+    "products; bf16_limit_gflops: the faster of the bf16 product and vgg's large 3x3 convolution in bf16 with "
+    "channels-last maps. cpu_features: the /proc/cpuinfo flags of the bf16 units (amx_bf16, avx512_bf16) and "
+    "torch's CPU capability; without those units precision=bf16 computes in fp32 (bf16_computes_in).",
+    "frontends": "each front-end's forward pass in fp32 and in bf16 (the extraction's path: weights in bf16 "
+    "ahead of time, bf16 inputs), alternating rounds, the median and [min, max] of the rates; ratio: over the "
+    "fp32 limit, bf16_ratio: over the bf16 limit; bf16_relative_difference: |bf16 - fp32| / |fp32| of the "
+    "features (Frobenius norm). training: a weights=trained step (forward, backward, Adam) at batch 2, "
+    "counted as 3x the forward FLOPs.",
+    "ratio_matmul": "gflops / gemm_gflops; gflops counts the network's multiply-adds x 2 from its input "
     "(log-mel or waveform; the float64 STFT is not counted). gemm_gflops is torch.matmul's fp32 rate "
     "(MKL sgemm, which runs AVX2 code on AMD CPUs); onednn_gemm_gflops is the same product as a 1x1 "
     "convolution (oneDNN, AVX-512 where the CPU has it), the float32 limit the convolutions really "
@@ -88,12 +98,38 @@ def cpu_model() -> str:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
 
 
-def gemm_gflops(product=torch.matmul) -> float:
+def gemm_gflops(product=torch.matmul, dtype: torch.dtype = torch.float32) -> float:
     rates = []
     for n in (2048, 4096):
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         rates.append(2 * n**3 / best_time(lambda a=a, b=b: product(a, b), 4) / 1e9)
     return max(rates)
+
+
+def bf16_conv_gflops() -> float:
+    """vgg's main convolution at the large size (717 -> 717 channels, 3x3, 344 x 48 maps) in bf16,
+    maps and weights channels-last: the layout oneDNN's bf16 kernels run fastest on."""
+    cl = torch.channels_last
+    x = torch.randn(1, 717, 344, 48).to(torch.bfloat16).contiguous(memory_format=cl)
+    w = (torch.randn(717, 717, 3, 3) * 0.02).to(torch.bfloat16).contiguous(memory_format=cl)
+    with torch.inference_mode():
+        seconds = best_time(lambda: torch.nn.functional.conv2d(x, w, padding=1), 3)
+    return 2 * 717 * 717 * 9 * 344 * 48 / seconds / 1e9
+
+
+def limits() -> dict:
+    """The float32 limit (the faster of torch.matmul and the oneDNN 1x1 convolution) and the
+    bf16 limit (the same product in bf16, or a large channels-last bf16 convolution)."""
+    rates = {
+        "gemm_gflops": gemm_gflops(),
+        "onednn_gemm_gflops": gemm_gflops(onednn_linear),
+        "bf16_gemm_gflops": gemm_gflops(dtype=torch.bfloat16),
+        "bf16_conv_gflops": bf16_conv_gflops(),
+    }
+    rates = {k: round(v, 1) for k, v in rates.items()}
+    rates["fp32_limit_gflops"] = max(rates["gemm_gflops"], rates["onednn_gemm_gflops"])
+    rates["bf16_limit_gflops"] = max(rates["bf16_gemm_gflops"], rates["bf16_conv_gflops"])
+    return rates
 
 
 def release_memory() -> None:
@@ -106,26 +142,94 @@ def release_memory() -> None:
         pass
 
 
-def network_rate(name: str, batch: int, reps: int, precision: str = "fp32") -> dict:
+def spread(values: list[float]) -> list[float]:
+    return [round(min(values), 3), round(max(values), 3)]
+
+
+def network_rates(name: str, batch: int, rounds: int, limits: dict) -> dict:
+    """A large front-end's forward rate in fp32 and bf16 (the path extraction takes: bf16 weights
+    ahead of time), in alternating rounds (this machine's speed drifts): medians and the spread;
+    the bf16 features' relative difference from fp32's (Frobenius norm) on the same input."""
     release_memory()
     front = build_frontend(compose([f"frontend={name}", "feature_size=large"])).eval()
     info = profile(front)
+    cpu = torch.device("cpu")
+    computes = {p: network_features(front, cpu, p) for p in ("fp32", "bf16")}
     x = torch.randn(batch, front.input_samples) * 0.1
+    times: dict[str, list[float]] = {p: [] for p in computes}
     with torch.inference_mode():
         spec = front.prepare(x)
+        feats = {p: compute(spec) for p, compute in computes.items()}  # also the warm-up
+        for r in range(rounds):
+            for p in list(computes)[:: 1 if r % 2 == 0 else -1]:
+                start = time.perf_counter()
+                computes[p](spec)
+                times[p].append(time.perf_counter() - start)
+        prepare_s = best_time(lambda: front.prepare(x), 2)
+    g = info["gflops_per_clip"] * batch
+    row = {"gflops_per_clip": round(info["gflops_per_clip"], 2)}
+    for p, key in (("fp32", ""), ("bf16", "bf16_")):
+        seconds = float(np.median(times[p]))
+        row[f"{key}clips_per_s"] = round(batch / (seconds + prepare_s), 3)
+        row[f"{key}network_clips_per_s"] = round(batch / seconds, 3)
+        row[f"{key}gflops"] = round(g / seconds, 1)
+        row[f"{key}gflops_spread"] = spread([g / t for t in times[p]])
+    row["ratio"] = round(row["gflops"] / limits["fp32_limit_gflops"], 2)
+    row["ratio_matmul"] = round(row["gflops"] / limits["gemm_gflops"], 2)
+    row["ratio_onednn"] = round(row["gflops"] / limits["onednn_gemm_gflops"], 2)
+    row["bf16_ratio"] = round(row["bf16_gflops"] / limits["bf16_limit_gflops"], 2)
+    row["bf16_ratio_to_fp32_limit"] = round(row["bf16_gflops"] / limits["fp32_limit_gflops"], 2)
+    row["bf16_speedup"] = round(row["bf16_gflops"] / row["gflops"], 2)
+    row["bf16_relative_difference"] = float(f"{float((feats['bf16'] - feats['fp32']).norm() / feats['fp32'].norm()):.2e}")
+    return row
 
-        def run():
-            with autocast(torch.device("cpu"), precision):
-                front.features(spec)
 
-        seconds = best_time(run, reps)
-        prepare_s = best_time(lambda: front.prepare(x), reps)
-    clips_per_s = batch / (seconds + prepare_s)
-    return {
-        "gflops_per_clip": round(info["gflops_per_clip"], 2),
-        "clips_per_s": round(clips_per_s, 3),
-        "gflops": round(info["gflops_per_clip"] * batch / seconds, 1),
-    }
+def training_rates(name: str, batch: int, steps: int, limits: dict) -> dict:
+    """weights=trained's step (features, a linear softmax head, cross-entropy, backward, Adam) on
+    a large front-end, fp32 and bf16 autocast with float32 master weights (bf16 where the CPU has
+    the units), in alternating rounds. A step costs about 3x the forward FLOPs."""
+    from elm_audio.training import Probe
+
+    release_memory()
+    cpu = torch.device("cpu")
+    info = profile(build_frontend(compose([f"frontend={name}", "feature_size=large"])))
+    row = {}
+    precisions = ("fp32", "bf16") if cpu_has_bf16_units() else ("fp32",)
+    probes = {}
+    for p in precisions:
+        front = build_frontend(compose([f"frontend={name}", "feature_size=large"])).trainable()
+        probe = Probe(front, info["feature_dim"], 10)
+        if p == "bf16":
+            probe = probe.to(memory_format=torch.channels_last)
+        probes[p] = (probe, torch.optim.Adam(probe.parameters(), lr=1e-4))
+    with torch.no_grad():
+        x = probes["fp32"][0].frontend.prepare(torch.randn(batch, probes["fp32"][0].frontend.input_samples) * 0.1)
+    y = torch.arange(batch) % 10
+    times: dict[str, list[float]] = {p: [] for p in precisions}
+
+    def step(p: str) -> None:
+        probe, optimizer = probes[p]
+        with autocast(cpu, p):
+            loss = torch.nn.functional.cross_entropy(probe(x).float(), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    for p in precisions:  # warm-up
+        step(p)
+    for r in range(steps):
+        for p in precisions[:: 1 if r % 2 == 0 else -1]:
+            start = time.perf_counter()
+            step(p)
+            times[p].append(time.perf_counter() - start)
+    flops = 3 * info["gflops_per_clip"] * batch
+    for p in precisions:
+        rate = flops / float(np.median(times[p]))
+        limit = limits["bf16_limit_gflops" if p == "bf16" else "fp32_limit_gflops"]
+        row[p] = {"steps_per_s": round(1 / float(np.median(times[p])), 3), "gflops": round(rate, 1),
+                  "ratio": round(rate / limit, 2), "gflops_spread": spread([flops / t for t in times[p]])}  # fmt: skip
+    release_memory()
+    return row
 
 
 class RssSampler(threading.Thread):
@@ -312,6 +416,9 @@ def precision_accuracy(overrides: list[str], label: str) -> dict:
         seconds = time.perf_counter() - start
         ev = evaluate(lambda: build_classifier(cfg.classifier, 0), feats, y, make_splits(index, "honest"))
         result[precision] = {"test_accuracy": round(ev.metrics["test_accuracy"], 4), "extract_s": round(seconds, 1)}
+        result.setdefault("features", {})[precision] = feats
+    full, half = result.pop("features").values()
+    result["features_relative_difference"] = float(f"{np.linalg.norm(half - full) / np.linalg.norm(full):.2e}")
     result["accuracy_change_points"] = round(100 * (result["bf16"]["test_accuracy"] - result["fp32"]["test_accuracy"]), 2)
     result["speedup"] = round(result["fp32"]["extract_s"] / result["bf16"]["extract_s"], 2)
     return result
@@ -328,22 +435,29 @@ def main() -> None:
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "processor": platform.processor() or platform.machine(), "cpu": cpu_model(),
                     "classifier_product": "oneDNN" if mkl_runs_avx2_only() else "torch.matmul"},  # fmt: skip
-        "gemm_gflops": round(gemm_gflops(), 1),
-        "onednn_gemm_gflops": round(gemm_gflops(onednn_linear), 1),
+        "cpu_features": cpu_matrix_features(),
+        "bf16_computes_in": effective_precision(torch.device("cpu"), "bf16"),
+        **limits(),
         "notes": NOTES,
     }
-    print(f"fp32 GEMM: torch.matmul {result['gemm_gflops']} GFLOP/s, oneDNN {result['onednn_gemm_gflops']} GFLOP/s "
-          f"on {result['machine']['torch_threads']} threads")  # fmt: skip
-    result["frontends"] = {}
+    print(f"fp32 limit {result['fp32_limit_gflops']} GFLOP/s (torch.matmul {result['gemm_gflops']}, oneDNN "
+          f"{result['onednn_gemm_gflops']}); bf16 limit {result['bf16_limit_gflops']} GFLOP/s (matmul "
+          f"{result['bf16_gemm_gflops']}, channels-last conv {result['bf16_conv_gflops']}) on "
+          f"{result['machine']['torch_threads']} threads; CPU features {result['cpu_features']}")  # fmt: skip
+    result["frontends"], result["training"] = {}, {}
     for name in names:
-        row = network_rate(name, batch=2, reps=2 if args.quick else 3)
-        row["ratio"] = round(row["gflops"] / result["gemm_gflops"], 2)
-        row["ratio_onednn"] = round(row["gflops"] / result["onednn_gemm_gflops"], 2)
-        bf16 = network_rate(name, batch=2, reps=2, precision="bf16")
-        row["bf16_clips_per_s"] = bf16["clips_per_s"]
+        row = network_rates(name, batch=2, rounds=3 if args.quick else 5, limits=result)
         result["frontends"][name] = row
-        print(f"  {name:18s} {row['gflops_per_clip']:7.1f} GFLOP/clip {row['clips_per_s']:7.3f} clips/s "
-              f"{row['gflops']:7.1f} GFLOP/s ratio {row['ratio']:.2f} ({row['ratio_onednn']:.2f} of oneDNN)   bf16 {bf16['clips_per_s']:.3f} clips/s")  # fmt: skip
+        print(f"  {name:18s} {row['gflops_per_clip']:7.1f} GFLOP/clip fp32 {row['gflops']:7.1f} GFLOP/s "
+              f"{row['gflops_spread']} = {row['ratio']:.2f} of the fp32 limit; bf16 {row['bf16_gflops']:7.1f} GFLOP/s "
+              f"{row['bf16_gflops_spread']} = {row['bf16_ratio']:.2f} of the bf16 limit, {row['bf16_speedup']:.2f}x fp32, "
+              f"features {row['bf16_relative_difference']:.1e} apart")  # fmt: skip
+    for name in REQUIRED:
+        train = training_rates(name, batch=2, steps=2 if args.quick else 4, limits=result)
+        result["training"][name] = train
+        print(f"  training {name:18s} " + "; ".join(
+            f"{p} {t['steps_per_s']} steps/s (batch 2) {t['gflops']} GFLOP/s {t['gflops_spread']} = {t['ratio']:.2f} of the {p} limit"
+            for p, t in train.items()))  # fmt: skip
 
     with tempfile.TemporaryDirectory() as tmp:
         # enough clips that the pipeline's start (the first batch decoded before any compute) is
@@ -373,7 +487,8 @@ def main() -> None:
         )
     for p in result["precision"]:
         print(f"bf16 on {p['data']} ({p['frontend']} {p['feature_size']}): {p['speedup']}x faster extraction, "
-              f"test accuracy {p['fp32']['test_accuracy']} -> {p['bf16']['test_accuracy']}")  # fmt: skip
+              f"test accuracy {p['fp32']['test_accuracy']} -> {p['bf16']['test_accuracy']}, features "
+              f"{p['features_relative_difference']:.1e} apart")  # fmt: skip
     Path(args.json).write_text(json.dumps(result, indent=1))
     print(f"wrote {args.json}")
 

@@ -21,6 +21,7 @@ from .datasets.index import BAD_CLIP_POLICIES, Clip
 from .frontends import FrontEnd
 from .frontends.imported import Embeddings
 from .inputs import InputSettings, fit_decoded, network_inputs, samples_to_decode, too_short
+from .precision import autocast, effective_precision, network_features
 
 
 class ClipAudio(torch.utils.data.Dataset):
@@ -106,34 +107,15 @@ def _batches(audio: ClipAudio, batch_size: int, num_workers: int) -> Iterator[tu
     yield from workers
 
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
 @dataclass
 class ExtractSettings:
     batch_size: int = 8
     num_workers: int = 1
     on_bad_clip: str = "error"  # one of BAD_CLIP_POLICIES
     progress: bool = True
-    precision: str = "fp32"  # bf16 (CPU or CUDA) or fp16 (CUDA): autocast the front-end
+    precision: str = "fp32"  # bf16 (CPU with bf16 units, or CUDA) or fp16 (CUDA): see precision.py
     inputs: InputSettings = field(default_factory=InputSettings)
     label: str = ""  # the progress bar's name for the front-end: its config name (timbral_temporal)
-
-
-def check_precision(device: torch.device, precision: str) -> None:
-    """A ConfigError unless ``precision`` can run on ``device``."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision!r} must be one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("precision=fp16 needs device=cuda; on the CPU use precision=bf16")
-
-
-def autocast(device: torch.device, precision: str):
-    """The front-end's convolutions and products in reduced precision; the log-mel stays float64."""
-    check_precision(device, precision)
-    if PRECISIONS[precision] is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=PRECISIONS[precision])
 
 
 def extract(
@@ -160,7 +142,10 @@ def extract(
     bad: dict[str, str] = {}
     silent: list[str] = []
     frontend = frontend.to(device).eval()
-    reduced = autocast(device, settings.precision)
+    precision = effective_precision(device, settings.precision)
+    reduced = contextlib.nullcontext() if device.type == "cpu" else autocast(device, precision)
+    # on the CPU, bf16 weights ahead of time and bf16 inputs rather than autocast's casts per call
+    compute = compute or network_features(frontend, device, precision)
     with torch.inference_mode(), tqdm(
         total=len(clips), desc=f"extracting {settings.label or type(frontend).__name__}", unit="clip", disable=not settings.progress
     ) as bar:
@@ -175,7 +160,7 @@ def extract(
                 # the log-mel in full precision, the network in the run's precision
                 for positions, x in network_inputs(frontend, batch, device, settings.inputs):
                     with reduced:
-                        out[[rows[p] for p in positions]] = (compute or frontend.features)(x).float().cpu().numpy()
+                        out[[rows[p] for p in positions]] = compute(x).float().cpu().numpy()
             bar.update(len(rows) + len(failed))
     return bad, silent
 

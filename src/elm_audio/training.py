@@ -28,7 +28,7 @@ from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook impor
 from .cache import FeatureCache, Features, cache_key
 from .components import build_frontend
 from .devices import resolve_device
-from .extract import autocast
+from .precision import autocast, effective_precision
 from .features import load_or_extract
 from .frontends import FrontEnd
 from .plan import Plan
@@ -149,6 +149,8 @@ def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Spli
         return SplitResult(split.name, saved["val"], saved["test"], split.test, np.array(saved["predictions"]), len(split.validation))
     torch.manual_seed(int(cfg.seed))
     probe = Probe(build_frontend(cfg).trainable(), plan.profile["feature_dim"], len(classes)).to(device)
+    if effective_precision(device, cfg.precision) == "bf16":  # oneDNN's bf16 kernels take channels-last maps
+        probe = probe.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(probe.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     generator = torch.Generator().manual_seed(int(cfg.seed))
     state = {"epoch": 0, "best_val": -1.0, "best": None, "stale": 0}

@@ -21,9 +21,9 @@ from .config import ConfigError, build
 from .datasets.index import BAD_CLIP_POLICIES
 from .devices import resolve_device
 from .dsp import STFT_PADDINGS
-from .extract import PRECISIONS, check_precision
 from .frontends.base import N_MELS, SPECTROGRAM_FRAMES, WAVEFORM_SAMPLES
 from .frontends.waveform import BACKEND_MEANS
+from .precision import PRECISIONS, check_precision
 from .inputs import FIT_STAGES
 from .protocols import FOLD_WEIGHTINGS, MODES
 

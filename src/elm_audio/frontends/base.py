@@ -3,6 +3,7 @@ made of the means of selected feature maps (spec/method.md, "Feature vector", "W
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from collections.abc import Callable, Iterator
@@ -99,7 +100,7 @@ class FrontEnd(nn.Module):
             self._trace.append(LayerInfo(name, tuple(fmap.shape[1:]), int(fmap.shape[1])))
         if self._on_map is not None:
             self._on_map(name, fmap, "per_layer" if per_layer else "mean")
-        means = fmap.flatten(2).mean(dim=-1)
+        means = fmap.flatten(2).mean(dim=-1, dtype=torch.float32)  # bf16 maps: accumulated in float32
         if per_layer:
             return F.pad(means.mean(dim=1, keepdim=True), (0, means.shape[1] - 1))
         return means
@@ -156,6 +157,9 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor:
     return F.pad(x, (total // 2, total - total // 2))
 
 
+# 1-frame filters are computed this many frames at a time (the offsets' products of a chunk stay in cache)
+ONE_FRAME_CHUNK = 64
+
 
 def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -> torch.Tensor:
     """max over frequency positions of a one-channel (frames x bands) convolution of a
@@ -164,22 +168,105 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -
     Computed with the mel bands as input channels: at each frequency offset the filter is a
     1-D convolution over time with ``bands`` input channels, and a running maximum replaces
     the max-pool, so the unpooled map (filters x frames x offsets) is never held. This runs
-    near the matmul rate where a one-input-channel 2-D convolution does not. Apply the
-    activation after: ReLU and ELU commute with the maximum.
+    near the matmul rate where a one-input-channel 2-D convolution does not. 1-frame filters
+    (inner dimension 38 or 86, memory-bound as convolutions) are one product of every frame's
+    bands at every offset, a few frames at a time, maximized at once. Under autograd,
+    FrequencyMaxConv keeps only which offset won. Apply the activation after: ReLU and ELU
+    commute with the maximum.
     """
     frames, bands = conv.kernel_size
+    training = torch.is_grad_enabled() and (spec.requires_grad or conv.weight.requires_grad)
+    if frames == 1 and not pad_time and not training:
+        return one_frame_max(spec, conv.weight[:, 0, 0], conv.bias)
     weight = conv.weight[:, 0].transpose(1, 2)  # (filters, bands, frames)
     x = spec.transpose(1, 2)  # (batch, mels, frames)
     if pad_time:
         x = F.pad(x, (pad_time, pad_time))
     x = x.contiguous()
+    if training:
+        return FrequencyMaxConv.apply(x, weight, conv.bias)
+    if spec.dtype != torch.float32:
+        return channels_last_max(x, weight, conv.bias)
     out = None
     for f0 in range(x.shape[1] - bands + 1):
         h = F.conv1d(x[:, f0 : f0 + bands], weight, conv.bias)
-        if out is None:
-            out = h
-        elif torch.is_grad_enabled() and h.requires_grad:  # training: autograd needs new tensors
-            out = torch.maximum(out, h)
-        else:
-            out = torch.maximum(out, h, out=out)
+        out = h if out is None else torch.maximum(out, h, out=out)
     return out
+
+
+def one_frame_max(spec: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """frequency_max_conv of 1-frame filters ``weight`` (filters, bands): (batch, filters, frames)."""
+    bands = weight.shape[1]
+    kernel = weight.t().contiguous()
+    pooled = []
+    for t0 in range(0, spec.shape[1], ONE_FRAME_CHUNK):
+        windows = spec[:, t0 : t0 + ONE_FRAME_CHUNK].unfold(-1, bands, 1)  # (batch, frames, offsets, bands)
+        pooled.append(torch.matmul(windows, kernel).amax(dim=2))
+    out = torch.cat(pooled, dim=1).transpose(1, 2)  # (batch, filters, frames), channels-last
+    return out if bias is None else out + bias[:, None]
+
+
+def channels_last_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """frequency_max_conv's running maximum with channels-last maps, the layout oneDNN's bf16
+    kernels take without reordering: x (batch, mels, frames), weight (filters, bands, frames)."""
+    bands = weight.shape[1]
+    kernel = weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (filters, bands, 1, frames)
+    image = x.unsqueeze(2)  # (batch, mels, 1, frames)
+    out = None
+    for f0 in range(x.shape[1] - bands + 1):
+        window = image[:, f0 : f0 + bands].contiguous(memory_format=torch.channels_last)
+        h = F.conv2d(window, kernel, bias)
+        out = h if out is None else torch.maximum(out, h, out=out)
+    return out.squeeze(2)
+
+
+class FrequencyMaxConv(torch.autograd.Function):
+    """frequency_max_conv for training: forward keeps the running maximum and, per output,
+    the offset that won (one byte), not every offset's map; backward sends each output's
+    gradient through the convolution at that offset alone, as a max-pool's backward does
+    (the first offset wins ties, as in max_pool2d). Under autocast it computes in the
+    autocast dtype and returns gradients in the weights' own (master) dtype."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        kind = x.device.type
+        autocasting = torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
+        dtype = torch.get_autocast_dtype(kind) if autocasting else weight.dtype
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        with torch.autocast(kind, enabled=False) if autocasting else contextlib.nullcontext():
+            xc, wc = x.to(dtype), weight.to(dtype)
+            bc = None if bias is None else bias.to(dtype)
+            bands = weight.shape[1]
+            out, won = None, None
+            for f0 in range(x.shape[1] - bands + 1):
+                h = F.conv1d(xc[:, f0 : f0 + bands], wc, bc)
+                if out is None:
+                    out, won = h, torch.zeros(h.shape, dtype=torch.uint8, device=h.device)
+                else:
+                    better = h > out
+                    won.masked_fill_(better, f0)
+                    out = torch.where(better, h, out)
+        ctx.save_for_backward(xc, wc, won)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        xc, wc, won = ctx.saved_tensors
+        x_dtype, w_dtype, b_dtype = ctx.dtypes
+        bands = wc.shape[1]
+        grad = grad.to(wc.dtype)
+        grad_x = torch.zeros_like(xc) if ctx.needs_input_grad[0] else None
+        grad_w = torch.zeros_like(wc, dtype=torch.promote_types(wc.dtype, torch.float32)) if ctx.needs_input_grad[1] else None
+        for f0 in range(xc.shape[1] - bands + 1):
+            g = grad * (won == f0)
+            window = xc[:, f0 : f0 + bands]
+            if grad_x is not None:
+                grad_x[:, f0 : f0 + bands] += torch.nn.grad.conv1d_input(window.shape, wc, g)
+            if grad_w is not None:
+                grad_w += torch.nn.grad.conv1d_weight(window, wc.shape, g)
+        grad_b = grad.sum(dim=(0, 2), dtype=torch.promote_types(grad.dtype, torch.float32)).to(b_dtype) if b_dtype is not None and ctx.needs_input_grad[2] else None
+        return (
+            None if grad_x is None else grad_x.to(x_dtype),
+            None if grad_w is None else grad_w.to(w_dtype),
+            grad_b,
+        )

@@ -1,0 +1,107 @@
+"""``precision=fp32|bf16|fp16``: what arithmetic the front-end runs in, and whether this CPU has
+the units that make bf16 pay.
+
+On CUDA, bf16 and fp16 autocast the front-end. On the CPU, bf16 runs a copy of the front-end
+whose weights are bf16 ahead of time (channels-last for the 2-D convolutions, the layout
+oneDNN's bf16 kernels take without reordering) on bf16 inputs, with feature-map means taken in
+float32. A CPU without bf16 matrix units (AVX-512 BF16 or AMX) would emulate bf16 more slowly
+than it computes float32, so there ``precision=bf16`` computes in float32 and says so once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import ConfigError
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# /proc/cpuinfo flags of the units that compute bf16 products natively
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (empty where /proc/cpuinfo is not there)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return frozenset()
+    return frozenset(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+
+
+def cpu_matrix_features() -> dict[str, object]:
+    """What this CPU offers bf16: its flags among BF16_FLAGS, and torch's vectorized capability."""
+    flags = cpu_flags()
+    return {**{flag: flag in flags for flag in BF16_FLAGS}, "torch_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU computes bf16 products in hardware (AMX or AVX-512 BF16)."""
+    return any(cpu_flags() & set(BF16_FLAGS))
+
+
+def check_precision(device: torch.device, precision: str) -> None:
+    """A ConfigError unless ``precision`` can run on ``device``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} must be one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("precision=fp16 needs device=cuda; on the CPU use precision=bf16")
+
+
+_said: set[str] = set()
+
+
+def effective_precision(device: torch.device, precision: str) -> str:
+    """The precision a run computes in: ``precision``, except bf16 on a CPU without bf16 units,
+    which computes in fp32 (one line on stderr says so, once per process)."""
+    check_precision(device, precision)
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16_units():
+        if "bf16" not in _said:
+            _said.add("bf16")
+            print(
+                "elm_audio: precision=bf16: this CPU has no bf16 units (avx512_bf16, amx_bf16), "
+                "where bf16 runs slower than float32; computing in fp32",
+                file=sys.stderr,
+                flush=True,
+            )
+        return "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """Autocast to ``precision`` (none for fp32, or for bf16 on a CPU without bf16 units)."""
+    dtype = PRECISIONS[effective_precision(device, precision)]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def network_features(frontend: nn.Module, device: torch.device, precision: str):
+    """The function extraction maps a batch of network inputs with: the front-end's features in
+    ``precision`` (bf16 on the CPU: a bf16 copy of the network, see ``in_dtype``; on CUDA the
+    caller autocasts)."""
+    dtype = PRECISIONS[effective_precision(device, precision)]
+    if device.type != "cpu" or dtype is None:
+        return frontend.features
+    network = in_dtype(frontend, dtype)
+    return lambda x: network.features(x.to(dtype))
+
+
+def in_dtype(network: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A copy of ``network`` whose convolution weights are ``dtype`` ahead of time, 2-D ones
+    channels-last (the log-mel's buffers keep their precision). It computes in ``dtype`` on
+    inputs of that dtype; the original is left as it is."""
+    copied = copy.deepcopy(network)
+    for module in copied.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            module.to(dtype)
+            if isinstance(module, nn.Conv2d):
+                module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    return copied
