@@ -23,7 +23,7 @@ def checkpoint_epoch(cwd: Path) -> int:
     if not found:
         return 0
     try:
-        return torch.load(found[0], weights_only=False)["state"]["epoch"]
+        return torch.load(found[0], weights_only=True)["state"]["epoch"]
     except Exception:  # being replaced at this moment
         return 0
 

@@ -199,3 +199,45 @@ class FeatureCache:
         if loaded is None:
             raise CacheError(f"cache.dir={self.root}: the entry just written does not read back: " + "; ".join(self.damaged))
         return loaded
+
+
+def write_checked(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` with its SHA-256 beside it (``<name>.sha256``, in sha256sum's
+    format), each under a temporary name renamed into place: read it back with read_checked."""
+    digest = hashlib.sha256(data).hexdigest()
+    for target, payload in ((path, data), (checksum_of(path), f"{digest}  {path.name}\n".encode())):
+        tmp = target.with_name(f"{TMP_PREFIX}{target.name}-{os.getpid()}")
+        tmp.write_bytes(payload)
+        os.replace(tmp, target)
+
+
+def read_checked(path: Path) -> bytes:
+    """The bytes of a file written by write_checked; ValueError where its checksum is missing
+    or does not match them (changed or damaged on disk)."""
+    data = path.read_bytes()
+    try:
+        recorded = checksum_of(path).read_text().split()[0]
+    except (OSError, IndexError):
+        raise ValueError(f"it has no checksum ({checksum_of(path).name})") from None
+    if hashlib.sha256(data).hexdigest() != recorded:
+        raise ValueError(f"it does not match its checksum ({checksum_of(path).name}): changed or damaged on disk")
+    return data
+
+
+def checksum_of(path: Path) -> Path:
+    return path.with_name(f"{path.name}.sha256")
+
+
+def set_aside(path: Path, why: str) -> str:
+    """Move a file that failed its checks (and its checksum) aside as ``.damaged-<name>-...``
+    beside it; the line that says so."""
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    try:
+        os.replace(path, path.with_name(f"{DAMAGED_PREFIX}{path.name}-{stamp}"))
+        checksum = checksum_of(path)
+        if checksum.exists():
+            os.replace(checksum, checksum.with_name(f"{DAMAGED_PREFIX}{checksum.name}-{stamp}"))
+        where = f"moved to {path.with_name(f'{DAMAGED_PREFIX}{path.name}-{stamp}')}"
+    except OSError as err:
+        where = f"could not be moved aside ({err.strerror}); remove it"
+    return f"{path} is damaged ({why}); {where}"

@@ -6,13 +6,20 @@ partitions: train / validation / test). No augmentation.
 
 The decoded inputs (log-mel or waveform) are computed once and kept in the feature cache for
 the epochs. Every fold checkpoints every epoch under ``<cache.dir>/training/<key>/``, so an
-interrupted training resumes from its last epoch; a finished fold keeps its result.
+interrupted training resumes from its last epoch; a finished fold keeps its result. One lock
+per key: a second run of the same training waits, then resumes or reuses what the first left.
+Checkpoints and results are written with a SHA-256 beside them and verified on every read
+(checkpoints load with ``weights_only=True``: tensors and plain values, no code); one that
+fails is named, set aside and computed again.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
+import pickle
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
-from .cache import FeatureCache, Features, cache_key
+from .cache import FeatureCache, Features, cache_key, read_checked, set_aside, write_checked
 from .components import build_frontend
 from .devices import resolve_device
 from .precision import autocast, effective_precision
@@ -92,13 +99,17 @@ def train_and_evaluate(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> tupl
     classes = sorted(set(labels))
     codes = np.searchsorted(classes, labels)
     usable = inputs.usable()
-    folder = Path(cfg.cache.dir).expanduser() / "training" / run_key(cfg, plan)
+    key = run_key(cfg, plan)
+    folder = Path(cfg.cache.dir).expanduser() / "training" / key
     start = time.perf_counter()
     results = []
-    for split in (s.keep(usable) for s in plan.splits):
-        results.append(
-            train_split(cfg, plan, recipe, inputs.matrix, shape, codes, classes, split, device, folder / split.name)
-        )
+    with cache.lock(f"training-{key}") as locked:  # the same training elsewhere: wait for it
+        for split in (s.keep(usable) for s in plan.splits):
+            saved = saved_result(folder / split.name / "result.json", split, codes, classes)
+            if saved is None and not locked:
+                raise cache.read_only_error()
+            results.append(saved or train_split(cfg, plan, recipe, inputs.matrix, shape, codes, classes, split, device,
+                                                folder / split.name))  # fmt: skip
     seconds = time.perf_counter() - start
     mlflow.log_metric("train_seconds", seconds)
     n_train = np.mean([len(s.train) for s in plan.splits])
@@ -140,13 +151,51 @@ def predict(probe: Probe, X: np.ndarray, shape, rows: np.ndarray, recipe: Recipe
     return np.concatenate(out) if out else np.zeros(0, int)
 
 
+def warn(message: str) -> None:
+    print(f"elm_audio: {message}", file=sys.stderr, flush=True)
+
+
+def saved_result(path: Path, split: Split, codes: np.ndarray, classes: list) -> SplitResult | None:
+    """A finished fold's result, verified: its checksum, and its accuracies against the
+    predictions stored with it; None where there is none or it failed (then it is set aside)."""
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(read_checked(path))
+        named = {"test": np.array(saved["predictions"]), "val": np.array(saved["val_predictions"])}
+        for part, rows in (("test", split.test), ("val", split.validation)):
+            if len(named[part]) != len(rows) or not set(named[part]) <= set(classes):
+                raise ValueError(f"its {part} predictions are not of the {len(rows)} clips of {split.name}")
+            recomputed = float(np.mean(np.searchsorted(classes, named[part]) == codes[rows])) if len(rows) else np.nan
+            if not np.array_equal([saved[part]], [recomputed], equal_nan=True):  # no validation clips: NaN
+                raise ValueError(f"its {part} accuracy is not that of its predictions")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        warn(set_aside(path, str(err)) + "; training the fold again")
+        return None
+    return SplitResult(split.name, saved["val"], saved["test"], split.test, named["test"], len(split.validation))
+
+
+def save(path: Path, value) -> None:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    write_checked(path, buffer.getvalue())
+
+
+def resumed(path: Path) -> dict | None:
+    """The interrupted training's checkpoint, verified and loaded as tensors and plain values
+    only (``weights_only``: nothing in it can run code); None where it fails (set aside)."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(io.BytesIO(read_checked(path)), weights_only=True)
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        warn(set_aside(path, str(err).splitlines()[0]) + "; training the fold from its start")
+        return None
+
+
 def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Split, device, folder: Path) -> SplitResult:
     """One test fold: train, stop early on validation, score the test fold; resumable."""
     folder.mkdir(parents=True, exist_ok=True)
-    done = folder / "result.json"
-    if done.is_file():
-        saved = json.loads(done.read_text())
-        return SplitResult(split.name, saved["val"], saved["test"], split.test, np.array(saved["predictions"]), len(split.validation))
     torch.manual_seed(int(cfg.seed))
     probe = Probe(build_frontend(cfg).trainable(), plan.profile["feature_dim"], len(classes)).to(device)
     if effective_precision(device, cfg.precision) == "bf16":  # oneDNN's bf16 kernels take channels-last maps
@@ -156,8 +205,8 @@ def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Spli
     state = {"epoch": 0, "best_val": -1.0, "best": None, "stale": 0}
     probe.standardize_on(load(X, rows, shape, device) for rows in batches(split.train, recipe.batch_size))
     last = folder / "last.pt"
-    if last.is_file():  # resume where the interrupted training stopped
-        saved = torch.load(last, weights_only=False)
+    saved = resumed(last)
+    if saved is not None:  # resume where the interrupted training stopped
         probe.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["generator"])
@@ -183,17 +232,18 @@ def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Spli
             state["stale"] += 1
         mlflow.log_metrics({f"{split.name}_epoch_train_loss": float(np.mean(losses)), f"{split.name}_epoch_val_accuracy": val},
                            step=state["epoch"])  # fmt: skip
-        tmp = folder / "last.pt.tmp"
-        torch.save({"model": probe.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                    "state": state}, tmp)  # fmt: skip
-        tmp.replace(last)
+        save(last, {"model": probe.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                    "state": state})  # fmt: skip
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val=f"{val:.3f}")
     bar.close()
     probe.load_state_dict(state["best"])
-    predictions = predict(probe, X, shape, split.test, recipe, device, cfg.precision)
-    test = float(np.mean(predictions == codes[split.test]))
-    named = [classes[p] for p in predictions]
-    done.write_text(json.dumps({"val": state["best_val"], "test": test, "predictions": named, "epochs": state["epoch"]}))
+    named = {part: [classes[p] for p in predict(probe, X, shape, rows, recipe, device, cfg.precision)]
+             for part, rows in (("test", split.test), ("val", split.validation))}  # fmt: skip
+    test = float(np.mean(np.searchsorted(classes, named["test"]) == codes[split.test]))
+    val = float(np.mean(np.searchsorted(classes, named["val"]) == codes[split.validation]))
+    result = {"val": val, "test": test, "predictions": named["test"], "val_predictions": named["val"], "epochs": state["epoch"]}
+    write_checked(folder / "result.json", json.dumps(result).encode())
     last.unlink(missing_ok=True)
-    return SplitResult(split.name, state["best_val"], test, split.test, np.array(named), len(split.validation))
+    (folder / "last.pt.sha256").unlink(missing_ok=True)
+    return SplitResult(split.name, val, test, split.test, np.array(named["test"]), len(split.validation))

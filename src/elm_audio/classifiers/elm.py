@@ -33,31 +33,55 @@ def lower_gram(h: torch.Tensor, blocks: int = 4) -> torch.Tensor:
     return gram
 
 
-def ridge_solve(gram: torch.Tensor, rhs: torch.Tensor, alpha: float, full_gram) -> torch.Tensor:
-    """(gram + alpha I)^-1 rhs by Cholesky (reading gram's lower triangle). Where float32
-    Cholesky fails (a nearly singular system: few samples, few features), the system is
-    solved again in float64 from the full product ``full_gram()``, by least squares if even
-    that factorization fails."""
+def largest_eigenvalue(h: torch.Tensor, steps: int = 4) -> float:
+    """The largest eigenvalue of h'h (that of hh' too), by power iteration from the all-ones
+    vector: ReLU outputs are non-negative and their leading direction is close to it, so a few
+    steps give it to a few digits. Products in h's precision (a cheap pass over h), the Rayleigh
+    quotient in float64: its rounding moves a decision on it only for an alpha within about
+    1e-6 of the bound."""
+    v = torch.ones(h.shape[1], dtype=h.dtype, device=h.device)
+    value = 0.0
+    for _ in range(steps):
+        u = h.T @ (h @ v)
+        value = float(v.double() @ u.double()) / float(v.double() @ v.double())
+        v = u / u.norm()
+    return value
+
+
+def solver_for(h: torch.Tensor, alpha: float) -> str:
+    """How to solve the ridge system of hidden outputs ``h``, decided before any factorization,
+    from a float64 bound on its condition number, (largest eigenvalue + alpha) / alpha:
+    ``float32`` Cholesky where it is within float32's precision (1 / eps), ``float64`` (hidden
+    outputs recomputed in float64) where it is within float64's, least squares (``lstsq``)
+    beyond. Trying float32 first and falling back where its factorization failed made the
+    path, hence the model, depend on the threads' summation order."""
+    largest = largest_eigenvalue(h)
+    for solver, dtype in (("float32", torch.float32), ("float64", torch.float64)):
+        if largest * torch.finfo(dtype).eps <= alpha:
+            return solver
+    return "lstsq"
+
+
+def ridge_solve(gram: torch.Tensor, rhs: torch.Tensor, alpha: float, solver: str) -> torch.Tensor:
+    """(gram + alpha I)^-1 rhs, reading gram's lower triangle: by Cholesky in gram's precision
+    or, for ``lstsq``, by least squares. A float32 factorization can still fail just inside the
+    bound (a system whose rounding errors all point one way): it is then solved by least squares."""
     gram.diagonal().add_(alpha)
-    factor, info = torch.linalg.cholesky_ex(gram)
-    if int(info) == 0:
-        return torch.cholesky_solve(rhs, factor)
-    exact = full_gram().double()
-    exact.diagonal().add_(alpha)
-    factor, info = torch.linalg.cholesky_ex(exact)
-    if int(info) == 0:
-        solution = torch.cholesky_solve(rhs.double(), factor)
-    else:
-        solution = torch.linalg.lstsq(exact.cpu(), rhs.double().cpu()).solution.to(exact.device)
-    return solution.to(rhs.dtype)
+    if solver != "lstsq":
+        factor, info = torch.linalg.cholesky_ex(gram)
+        if int(info) == 0:
+            return torch.cholesky_solve(rhs, factor)
+    full = (gram.tril() + gram.tril(-1).T).double()
+    return torch.linalg.lstsq(full.cpu(), rhs.double().cpu()).solution.to(rhs.device, rhs.dtype)
 
 
 class ELMClassifier(ClassifierMixin, BaseEstimator):
     """A random ReLU hidden layer and a least-squares output layer.
 
     ``alpha=0`` is the paper's W2 = pinv(relu(X W1 + b1)) Y, computed in float64. ``alpha>0``
-    solves the ridge system by Cholesky in float32 on ``device``, in the primal
-    (hidden_units x hidden_units) or the dual (n_samples x n_samples) form, whichever is smaller.
+    solves the ridge system by Cholesky on ``device``, in the primal (hidden_units x
+    hidden_units) or the dual (n_samples x n_samples) form, whichever is smaller: in float32
+    where the system's condition allows, else in float64 (``solver_`` says which; solver_for).
 
     ``hidden_draw``: ``scaled`` draws W1 from N(0, 1/n_features) and b1 from N(0, 1) with torch
     (the same on every device); ``original`` draws b1 then W1 from N(0, 1), unscaled, with
@@ -111,19 +135,23 @@ class ELMClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
         self.device_ = resolve_device(self.device)
-        dtype = torch.float64 if self.alpha == 0 else torch.float32
         w, b = self._draw(X.shape[1])
-        self.w1_, self.b1_ = w.to(self.device_, dtype), b.to(self.device_, dtype)
-        h = self._hidden(X, dtype)
+        self.w1_, self.b1_ = w.to(self.device_), b.to(self.device_)  # as drawn; _hidden casts them
+        h = self._hidden(X, torch.float64 if self.alpha == 0 else torch.float32)
+        dual = h.shape[1] > h.shape[0]  # more units than samples: the (n_samples x n_samples) form
+        self.solver_ = "pinv" if self.alpha == 0 else solver_for(h, self.alpha)
+        if self.solver_ in ("float64", "lstsq"):
+            h = self._hidden(X, torch.float64)
+        dtype = h.dtype
         off = -1.0 if self.targets == "plus_minus_one" else 0.0
         targets = torch.full((len(codes), len(self.classes_)), off, dtype=dtype, device=self.device_)
         targets[torch.arange(len(codes)), torch.as_tensor(codes, device=self.device_)] = 1.0
-        if self.alpha == 0:
+        if self.solver_ == "pinv":
             self.w2_ = torch.linalg.pinv(h, rtol=PINV_RTOL) @ targets
-        elif h.shape[1] <= h.shape[0]:  # primal: (H'H + aI) W2 = H'Y
-            self.w2_ = ridge_solve(lower_gram(h), h.T @ targets, self.alpha, lambda: h.T @ h)
+        elif not dual:  # primal: (H'H + aI) W2 = H'Y
+            self.w2_ = ridge_solve(lower_gram(h), h.T @ targets, self.alpha, self.solver_)
         else:  # dual: W2 = H' (HH' + aI)^-1 Y
-            self.w2_ = h.T @ ridge_solve(linear(h, h), targets, self.alpha, lambda: h @ h.T)
+            self.w2_ = h.T @ ridge_solve(linear(h, h), targets, self.alpha, self.solver_)
         return self
 
     def _outputs(self, X) -> np.ndarray:

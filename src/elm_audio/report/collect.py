@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import importlib
-import tempfile
+import pkgutil
 import re
+import tempfile
 from functools import cache
 
 import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from .. import tracking
+from .. import frontends, tracking
 
 from ..tracking import DEFAULT_EXPERIMENT, dataset_of
 
@@ -87,17 +88,28 @@ def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
 
 
 @cache
+def frontend_classes() -> dict[str, type]:
+    """elm_audio's own front-end classes, by the ``_target_`` a config names them with: the
+    only names the report looks up (whoever can write the MLflow store chooses the params, so
+    a module a run names is never imported)."""
+    for module in pkgutil.iter_modules(frontends.__path__):
+        importlib.import_module(f"{frontends.__name__}.{module.name}")
+    found, todo = {}, [frontends.FrontEnd]
+    while todo:
+        cls = todo.pop()
+        found[f"{cls.__module__}.{cls.__qualname__}"] = cls
+        todo.extend(cls.__subclasses__())
+    return found
+
+
 def input_kind(target: str | None) -> str:
     """waveform or spectrogram, from the front-end class a run names (mfcc: baseline; a HEAR
-    module or vectors computed elsewhere: imported)."""
-    if not isinstance(target, str) or "." not in target:
+    module or vectors computed elsewhere: imported); unknown for a name that is not one of
+    elm_audio's front-ends."""
+    cls = frontend_classes().get(target) if isinstance(target, str) else None
+    if cls is None:
         return "unknown"
-    module, name = target.rsplit(".", 1)
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return "unknown"
-    if name == "MFCC":
+    if cls.__name__ == "MFCC":
         return "baseline"
     if getattr(cls, "fits_input", True) is False:
         return "imported"
