@@ -300,27 +300,6 @@ def test_three_front_ends_in_perfect_agreement_do_not_confirm_the_premise_but_si
     assert "predicts the trained one" in verdict(6) and "p=0.00139" in verdict(6)  # 1/6!
 
 
-@pytest.mark.slow
-def test_the_premise_section_compares_random_and_trained_rankings(logged, tmp_path):
-    """The three small front-ends trained, beside the random-weight runs of ``logged`` (this
-    test comes after every other test of that store), then the report: tau, rho, their
-    intervals and the scatter figure."""
-    cwd, _ = logged
-    grid = ["-m", f"frontend={','.join(FRONTENDS)}", "hydra/sweeper=basic", "seed=1", *QUICK]
-    run_cli("elm_audio", *grid, "weights=trained", "weights.max_epochs=2", cwd=cwd)
-    proc = run_cli("elm_audio.report", "--out", str(tmp_path / "reports"), cwd=cwd)
-    md = (tmp_path / "reports" / "synth" / "table.md").read_text()
-    section = md.split("## Premise")[1]
-    assert "3 front-ends with both random and trained runs; Kendall's tau" in section and "Spearman's rho" in section
-    assert "the evidence is thin" in section  # three front-ends are few
-    assert (tmp_path / "reports" / "synth" / "premise_small.png").read_bytes()[:4] == b"\x89PNG"
-    table = pd.read_csv(tmp_path / "reports" / "synth" / "premise_small.csv", index_col=0)
-    assert set(table.index) == set(FRONTENDS)
-    tau = float(section.split("Kendall's tau ")[1].split(" ")[0])
-    assert tau == pytest.approx(stats.kendalltau(table["random"], table["trained"]).statistic, abs=0.006)
-    assert "small · trained" in md and "premise" in proc.stdout
-
-
 def test_neighbours_whose_intervals_overlap_are_counted():
     from elm_audio.report.premise import intervals, overlapping_neighbours
 
@@ -484,3 +463,28 @@ def test_each_predictor_of_trained_accuracy_gets_kendalls_tau_and_its_exact_p(mo
     assert table.loc["parameters", "ci_low"] == table.loc["parameters", "ci_high"] == pytest.approx(1.0)
     assert table.loc["NASWOT", "n_frontends"] == 4 and table.loc["kNN accuracy", "n_frontends"] == 5
     assert np.isnan(table.loc["GFLOP per clip", "tau"])  # all equal: no ranking
+
+
+@pytest.mark.slow
+def test_the_premise_section_compares_random_and_trained_rankings(logged, tmp_path):
+    """The three small front-ends trained, beside the random-weight runs of ``logged`` (this
+    test comes after every other test of that store), then the report: tau, rho, their
+    intervals and the scatter figure."""
+    cwd, _ = logged
+    grid = ["-m", f"frontend={','.join(FRONTENDS)}", "hydra/sweeper=basic", "seed=1", *QUICK]
+    run_cli("elm_audio", *grid, "weights=trained", "weights.max_epochs=2", cwd=cwd)
+    proc = run_cli("elm_audio.report", "--out", str(tmp_path / "reports"), cwd=cwd)
+    md = (tmp_path / "reports" / "synth" / "table.md").read_text()
+    section = md.split("## Premise")[1]
+    assert "3 front-ends with both random and trained runs; Kendall's tau" in section and "Spearman's rho" in section
+    assert "the evidence is thin" in section  # three front-ends are few
+    assert (tmp_path / "reports" / "synth" / "premise_small.png").read_bytes()[:4] == b"\x89PNG"
+    table = pd.read_csv(tmp_path / "reports" / "synth" / "premise_small.csv", index_col=0)
+    assert set(table.index) == set(FRONTENDS)
+    tau = float(section.split("Kendall's tau ")[1].split(" ")[0])
+    assert tau == pytest.approx(stats.kendalltau(table["random"], table["trained"]).statistic, abs=0.006)
+    assert "small · trained" in md and "premise" in proc.stdout
+    # issue 21's baselines, from the same real trained runs: one tau per predictor
+    predictors = pd.read_csv(tmp_path / "reports" / "synth" / "predictors_small.csv").set_index("predictor")
+    assert {"random-weight accuracy", "parameters", "GFLOP per clip", "NASWOT", "synflow"} <= set(predictors.index)
+    assert predictors.loc["random-weight accuracy", "tau"] == pytest.approx(tau, abs=0.006)

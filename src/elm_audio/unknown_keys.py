@@ -105,7 +105,7 @@ def check(overrides: Sequence[str]) -> None:
 
 def check_command_line(argv: Sequence[str]) -> None:
     """The overrides of a ``python -m elm_audio`` command line (flags such as ``-m`` aside)."""
-    args = get_args_parser().parse_args(list(argv))
+    args = get_args_parser().parse_intermixed_args(list(argv))  # as Hydra parses them: -m anywhere
     if args.help or args.hydra_help or args.info or args.shell_completion:
         return
     check(args.overrides)

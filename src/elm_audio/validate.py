@@ -56,9 +56,9 @@ def validate(cfg: DictConfig) -> None:
         integer(cfg, "dataset.fold_seed", *SEED_RANGE)
     if cfg.dataset.name == "synth":
         synth(cfg)
-    frontend(cfg)
+    if not imported_frontend(cfg):  # a model from elsewhere is built, once, by the run itself
+        frontend(cfg)
     boolean(cfg, "classifier.standardize")
-    imported_frontend(cfg)
     integer(cfg, "probe.knn_k", minimum=1)
     integer(cfg, "probe.proxy_batch", minimum=2)
     classifier(cfg)
@@ -208,16 +208,18 @@ IMPORTED_NEEDS = {
 }
 
 
-def imported_frontend(cfg: DictConfig) -> None:
-    """frontend=hear or embeddings: the key each needs is set; they have no weights to train."""
+def imported_frontend(cfg: DictConfig) -> bool:
+    """Whether the front-end is frontend=hear or embeddings; for those, the key each needs is
+    set, and they have no weights to train."""
     needs = IMPORTED_NEEDS.get(str(cfg.frontend.net.get("_target_", "")))
     if needs is None:
-        return
+        return False
     choice, key, example = needs
     if OmegaConf.is_missing(cfg.frontend, key) or not str(cfg.frontend[key]):
         raise ConfigError(f"frontend={choice} needs frontend.{key}={example}")
     if cfg.weights.name == "trained":
         raise ConfigError(f"weights=trained trains elm_audio's own front-ends; frontend={choice} has no weights to train here")
+    return True
 
 
 def writable_folder(cfg: DictConfig, key: str) -> None:
