@@ -21,6 +21,7 @@ from conftest import QUICK, logged_runs, run_cli, seed_empty_store, tone, write_
 
 from elm_audio.cache import CacheError, FeatureCache
 from elm_audio.config import ConfigError, compose
+from elm_audio.processes import identity
 from elm_audio.data import main as data_main
 from elm_audio.tracking import connect
 from elm_audio.validate import validate
@@ -143,14 +144,27 @@ def test_a_read_only_cache_serves_the_features_it_holds_and_says_when_it_does_no
 
 
 def test_temporary_folders_of_dead_processes_are_cleaned(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".tmp-k-{int(dead.stdout)}-abc"
-    stale.mkdir(parents=True)
-    (stale / "features.npy").write_bytes(b"half")
-    mine = tmp_path / f".tmp-k-{os.getpid()}-xyz"  # a live process's extraction is left alone
-    mine.mkdir()
-    FeatureCache(tmp_path).store("k", 1, 1, lambda rows: {"clip_ids": ["a"], "labels": ["x"]})
-    assert not stale.exists() and mine.exists()
+    """Only a folder whose owner is proven gone: one left by a process of another pid namespace
+    (a container sharing the cache), or without its owner's identity, may still be written."""
+    dead = subprocess.run([sys.executable, "-c", "import json; from elm_audio.processes import identity; print(json.dumps(identity()))"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    owner = json.loads(dead.stdout)
+
+    def folder(name: str, who: dict | None) -> Path:
+        path = tmp_path / f".tmp-k-{name}"
+        path.mkdir(parents=True)
+        (path / "features.npy").write_bytes(b"half")
+        if who is not None:
+            (path / "owner.json").write_text(json.dumps(who))
+        return path
+
+    stale = folder(f"{owner['pid']}-abc", owner)
+    mine = folder(f"{os.getpid()}-xyz", identity())  # a live process's extraction is left alone
+    elsewhere = folder(f"{owner['pid']}-ns", {**owner, "pid_ns": "pid:[1]"})
+    unknown = folder(f"{owner['pid']}-old", None)
+    entry = FeatureCache(tmp_path).store("k", 1, 1, lambda rows: {"clip_ids": ["a"], "labels": ["x"]})
+    assert not stale.exists() and mine.exists() and elsewhere.exists() and unknown.exists()
+    assert sorted(p.name for p in entry.path.iterdir()) == ["features.npy", "meta.json"]
 
 
 # 3-6. bad audio --------------------------------------------------------------------------------

@@ -27,12 +27,13 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-from .processes import process_alive
+from .processes import identity, proven_gone
 
 # Bump when a change to the feature code changes the numbers it produces.
 FEATURE_CODE_VERSION = 1
 TMP_PREFIX = ".tmp-"
 DAMAGED_PREFIX = ".damaged-"
+OWNER = "owner.json"  # in a temporary folder: the identity of the process writing it
 READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)  # a cache one may read but not write
 
 
@@ -148,13 +149,16 @@ class FeatureCache:
         self.damaged.append(f"cache entry {entry} is damaged ({why}); {where}; computing the features again")
 
     def clean_stale(self) -> None:
-        """Remove temporary folders left by extractions whose process is gone (killed)."""
+        """Remove temporary folders left by extractions whose process is proven gone (killed):
+        each holds its owner's identity (``owner.json``, see processes.proven_gone); a folder
+        whose owner may be alive (another container sharing the cache) or cannot be read is
+        left alone."""
         for tmp in self.root.glob(f"{TMP_PREFIX}*"):
             try:
-                pid = int(tmp.name.split("-")[2])
-            except (IndexError, ValueError):
+                owner = json.loads((tmp / OWNER).read_text())
+            except (OSError, ValueError):
                 continue
-            if not process_alive(pid):
+            if isinstance(owner, dict) and proven_gone(owner):
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def store(self, key: str, n_rows: int, dim: int, fill: Callable[[np.ndarray], dict[str, Any]]) -> Features:
@@ -179,6 +183,7 @@ class FeatureCache:
             umask = os.umask(0)
             os.umask(umask)
             tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; an entry is shared like any folder
+            (tmp / OWNER).write_text(json.dumps(identity()))
             rows = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n_rows, dim))
             allocate(tmp / "features.npy")
             meta = fill(rows)
@@ -186,6 +191,7 @@ class FeatureCache:
             del rows
             meta.update(shape=[n_rows, dim], dtype="float32", sha256=file_sha256(tmp / "features.npy"))
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            (tmp / OWNER).unlink()  # an entry is the matrix and its metadata alone
             try:
                 os.replace(tmp, self.entry(key))
             except OSError as err:
