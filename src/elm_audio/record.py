@@ -7,6 +7,7 @@ import hashlib
 import logging
 import re
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import ConfusionMatrixDisplay
@@ -71,6 +73,9 @@ def clip_list_digest(plan: Plan) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 
+LOG_INPUT_TRIES = 4
+
+
 def log_dataset(plan: Plan) -> None:
     """MLflow's dataset input (its runs table's Dataset column): name, the clip list's digest,
     and the root as the source."""
@@ -78,7 +83,16 @@ def log_dataset(plan: Plan) -> None:
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(Path(plan.survey.root).as_uri())
     dataset = MetaDataset(source, name=plan.dataset.name, digest=clip_list_digest(plan))
-    mlflow.log_input(dataset, context="clips", tags={"n_clips": str(len(plan.index.clips))})
+    for attempt in range(LOG_INPUT_TRIES):
+        try:
+            mlflow.log_input(dataset, context="clips", tags={"n_clips": str(len(plan.index.clips))})
+            return
+        except MlflowException:
+            # two runs logging one new dataset at the same moment race on MLflow's dataset table
+            # (a unique violation, or SQLite's "database is locked"): the second try links it
+            if attempt == LOG_INPUT_TRIES - 1:
+                raise
+            time.sleep(0.5 * 2**attempt)
 
 
 def describe_run(lines: list[str]) -> None:
