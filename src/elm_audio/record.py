@@ -27,7 +27,7 @@ from .cache import Features
 from .datasets import ClipIndex
 from .plan import Plan
 from .protocols import Evaluation
-from .redaction import as_written_from_environment, redact_tree
+from .redaction import as_written_from_environment, flatten, redact_tree
 from .summary import applicable
 
 # Config nodes that describe a search rather than this run: kept out of the params.
@@ -43,7 +43,7 @@ def log_config(cfg: DictConfig, plan: Plan) -> None:
     inapplicable = {f"classifier.{k}" for k in cfg.classifier if k not in applicable(cfg)}
     inapplicable |= {f"classifier.estimator.{k[len('classifier.'):]}" for k in inapplicable}
     params = {
-        k: v for k, v in tracking.flatten(container).items() if not k.startswith(NOT_PARAMS) and k not in inapplicable
+        k: v for k, v in flatten(container).items() if not k.startswith(NOT_PARAMS) and k not in inapplicable
     }
     params.update(
         feature_size=cfg.feature_size.name,

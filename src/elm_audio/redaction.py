@@ -80,24 +80,25 @@ RESOLVED_FROM_ENVIRONMENT = ("cache.dir",)
 ENV_INTERPOLATION = re.compile(r"\$\{\s*oc\.env\s*:")
 
 
-def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict's leaves by dotted key (``classifier.C``), as MLflow params name them."""
     if isinstance(tree, dict):
         out: dict[str, Any] = {}
         for key, value in tree.items():
-            out.update(_leaves(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: tree}
 
 
 def remember_tree(tree: Any) -> None:
-    for value in _leaves(tree).values():
+    for value in flatten(tree).values():
         remember(str(value))
 
 
 def from_environment(raw: Any) -> set[str]:
     """The dotted keys of an unresolved config container whose value comes from an environment
     variable, directly or through interpolations of such keys."""
-    texts = {k: str(v) for k, v in _leaves(raw).items() if isinstance(v, (str, list)) and "${" in str(v)}
+    texts = {k: str(v) for k, v in flatten(raw).items() if isinstance(v, (str, list)) and "${" in str(v)}
     found = {k for k, v in texts.items() if ENV_INTERPOLATION.search(v) and k not in RESOLVED_FROM_ENVIRONMENT}
     while True:
         more = {k for k, v in texts.items() if k not in found and any("${" + f in v for f in found)}

@@ -262,15 +262,6 @@ def end_orphaned_runs(uri: str, experiment: str) -> list[str]:
     return ended
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        out: dict[str, Any] = {}
-        for key, value in tree.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: tree}
-
-
 def scorer(cfg) -> str:
     """What scores a run's front-end: the configured classifier, or, for weights=trained, the
     front-end's own trained softmax layer ("trained")."""
