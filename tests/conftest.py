@@ -4,6 +4,14 @@ folder, reading the MLflow store a run wrote, front-ends and clips, and spec/met
 from __future__ import annotations
 
 import os
+
+# The suite runs as two xdist workers on two cores (pyproject's addopts): one thread per process,
+# set before torch, NumPy or any run the tests start is loaded. With torch's default of a thread
+# per core, two processes' OpenMP threads spin waiting on each other's cores: two runs side by
+# side took 54 s of CPU each where one thread each takes 28 s, and finished later. A test that
+# needs more threads sets them (torch.set_num_threads); OMP_NUM_THREADS set by hand wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import shutil
 import subprocess
 import sys
@@ -154,3 +162,18 @@ def clips(front, n: int, seed: int = 0) -> torch.Tensor:
     t = torch.arange(front.input_samples) / 12_000
     tones = torch.stack([torch.sin(2 * math.pi * (110 * (i + 1)) * t) for i in range(n)])
     return (0.3 * tones + 0.05 * torch.randn(n, front.input_samples, generator=g)).float()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first, so that the quick tests fill both workers at the end rather than one worker
+    finishing the report's store or the SLURM cluster alone: the report store's group (several
+    minutes on one worker, in its file's order) and the SLURM sweep, then the other end-to-end
+    (``slow``) tests, then the rest, each in collection order."""
+
+    def rank(item: pytest.Item) -> int:
+        group = item.get_closest_marker("xdist_group")
+        if (group and group.args == ("report_store",)) or item.get_closest_marker("slurm"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
