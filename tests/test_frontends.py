@@ -101,6 +101,23 @@ def test_flops_count_multiply_adds_twice():
     assert profile(frontend("cnn_7x96"))["n_params"] == 160 * 7 * 96 + 160
 
 
+@pytest.mark.parametrize("name, size", [*((n, "small") for n in sorted(LENGTHS)), ("vgg", "large"), ("timbral_temporal", "large")])
+def test_the_flop_count_is_torchs_flop_counter_on_the_meta_device(name, size):
+    """profile counts on an empty batch what torch's own counter counts on the meta device
+    (where vgg's first block is its convolution, not the faster product)."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    front = frontend(name, size)
+    meta = copy.deepcopy(front).to("meta")
+    with FlopCounterMode(display=False) as counter:
+        layers = meta.trace(torch.zeros((1, *meta.input_shape), device="meta"))
+    profiled = profile(front)
+    assert profiled["gflops_per_clip"] == pytest.approx(counter.get_total_flops() / 1e9, rel=1e-12)
+    assert profiled["layers"] == [{"name": l.name, "shape": list(l.shape), "n_features": l.n_features} for l in layers]
+
+
 def test_weights_are_truncated_normal_with_tf1_he_scaling_and_zero_biases():
     model = frontend("vgg", "large")
     conv = model.convs[2]

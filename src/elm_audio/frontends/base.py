@@ -54,6 +54,8 @@ class FrontEnd(nn.Module):
     # Whether the pipeline fits each clip to ``input_samples``; an imported model takes the whole clip.
     fits_input: ClassVar[bool] = True
     sample_rate: int = SAMPLE_RATE  # the rate clips are decoded to
+    # clips of the batch ``profile`` traces: none (shapes alone), unless the input needs one
+    profile_clips: ClassVar[int] = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,7 +108,8 @@ class FrontEnd(nn.Module):
         return means
 
     def trace(self, x: torch.Tensor) -> list[LayerInfo]:
-        """Run ``features`` on a prepared input and list the layers that were tapped."""
+        """Run ``features`` on a prepared input and list the layers that were tapped (while
+        tracing, a layer with a faster formulation of other FLOPs takes its plain one)."""
         self._trace = []
         try:
             self.features(x)

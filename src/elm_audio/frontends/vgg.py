@@ -10,8 +10,8 @@ from .base import N_MELS, FrontEnd
 
 # (time, frequency) pool of each block: 1,376 x 96 -> 1 x 1
 POOLS = ((4, 2), (4, 3), (5, 2), (4, 2), (4, 4))
-# Under autograd (and on the meta device) the first block's map (width x 1,376 x 96) is
-# computed this many frames at a time.
+# Under autograd (and while traced) the first block's map (width x 1,376 x 96) is computed
+# this many frames at a time.
 FIRST_BLOCK_CHUNK = 32
 # Otherwise it is computed a few pooling windows at a time: the products of this many values,
 # 256 KB in float32, stay in the core's cache while they are maximized.
@@ -50,10 +50,10 @@ class VGG(FrontEnd):
         products are in the cache. The conv-then-pool form wrote and re-read the whole
         unpooled map (memory-bound: a third of vgg's time for under 1% of its FLOPs); this
         one does 24/9 of the first layer's multiply-adds and never holds that map. Under
-        autograd and on the meta device (where ``profile`` counts the architecture's FLOPs)
-        the block is the convolution and the max-pool, a few frames at a time."""
+        autograd, and while traced (``profile`` counts the architecture's FLOPs), the block is
+        the convolution and the max-pool, a few frames at a time."""
         conv = self.convs[0]
-        if spec.device.type == "meta" or (torch.is_grad_enabled() and conv.weight.requires_grad):
+        if self._trace is not None or (torch.is_grad_enabled() and conv.weight.requires_grad):
             return self.first_block_conv(spec)
         (pt, pf), (kt, kf) = POOLS[0], conv.kernel_size
         wt, wf = pt + kt - 1, pf + kf - 1  # a pooling window's input: 6 x 4 values
