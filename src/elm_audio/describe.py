@@ -3,7 +3,7 @@
 Prints one JSON object (or, for ``frontend=all``, a list over every front-end and both sizes):
 input, feature_dim, n_params, gflops_per_clip (multiply-adds x 2 of one clip's forward pass
 from the network's input, the waveform or the log-mel spectrogram) and the layers whose
-feature-map means form the vector. Shapes and FLOPs come from a pass on torch's meta device,
+feature-map means form the vector. Shapes and FLOPs come from a pass over an empty batch,
 so describing a 270-GFLOP network takes no time and no memory.
 """
 

@@ -55,7 +55,7 @@ _PROFILES: dict[str, dict[str, Any]] = {}
 
 def profiled(cfg: DictConfig, frontend: FrontEnd) -> dict[str, Any]:
     """The front-end's profile, computed once per process for each architecture and input (a
-    sweep's trials share it; tracing on the meta device takes a second)."""
+    sweep's trials share it)."""
     key = cache_key({"net": OmegaConf.to_container(cfg.frontend.net, resolve=True),
                      "audio": OmegaConf.to_container(cfg.audio, resolve=True)})  # fmt: skip
     if key not in _PROFILES:
