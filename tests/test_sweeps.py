@@ -20,7 +20,7 @@ from conftest import QUICK, local_uri, logged_runs, run_cli, seed_empty_store
 from services import mlflow_server, postgres, postgres_bin
 
 from elm_audio import processes, tracking
-from elm_audio.sweeps import expand_grid, nested_test_accuracy, open_storage
+from elm_audio.sweeps import expand_grid, interrupted, nested_test_accuracy, open_storage
 
 pytestmark = pytest.mark.slow
 
@@ -224,6 +224,30 @@ def test_a_restarted_sweep_settles_the_trials_a_killed_sweeper_left_running(tmp_
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3  # 1 kept + 2 run now
     assert f"trial {finished.number} was interrupted after its run {run.info.run_id} finished" in proc.stdout
     assert f"trial {lost.number} was interrupted before its run finished: marked failed" in proc.stdout
+
+
+TAKE_TWO = """
+import os, sys, optuna
+from elm_audio.sweeps import open_storage
+study = optuna.load_study(study_name="taken", storage=open_storage(sys.argv[1]))
+queued, new = study.ask(), study.ask()  # the queued point, then a new trial
+print(queued.number, new.number, flush=True)
+os._exit(0)  # killed before claiming either, before telling either
+"""
+
+
+def test_a_sweeper_killed_right_after_taking_a_trial_leaves_it_settleable(tmp_path):
+    """However a kill is timed, the trial it cuts short names its sweeper: a new trial is created
+    claimed, and a queued one (a grid point) names the processes that raced to take it."""
+    storage = f"journal:{tmp_path / 'study.journal'}"
+    study = optuna.create_study(study_name="taken", storage=open_storage(storage), direction="maximize")
+    study.enqueue_trial({"x": 1.0})
+    study.enqueue_trial({"x": 2.0})
+    child = subprocess.run([sys.executable, "-c", TAKE_TWO, storage], capture_output=True, text=True, check=True)
+    queued, new = map(int, child.stdout.split())
+    mine = study.ask()  # the other queued point, taken by this live process and not claimed either
+    assert {t.number for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))} == {queued, new, mine.number}
+    assert sorted(t.number for t in interrupted(study)) == sorted([queued, new])
 
 
 def test_a_grid_point_a_killed_sweeper_left_running_is_run_again(tmp_path):

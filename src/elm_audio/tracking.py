@@ -14,8 +14,10 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import mlflow
@@ -241,6 +243,11 @@ def process_tags() -> dict[str, str]:
     """Which process runs a run (processes.identity), so a later run can tell a run killed by
     SIGKILL from one still running, here or in another container."""
     return {PROCESS_TAG_PREFIX + k: v for k, v in processes.identity().items()}
+
+
+def owner_tagged(tags: Mapping[str, Any]) -> bool:
+    """Whether a run or trial names its process at all (sweeps.claim writes the pid last)."""
+    return bool(tags.get(PROCESS_TAG_PREFIX + "pid"))
 
 
 def owner_gone(tags: dict[str, str]) -> bool:
