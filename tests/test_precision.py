@@ -11,7 +11,7 @@ from conftest import clips, frontend, tone, write_audio
 from elm_audio import precision
 from elm_audio.datasets import Clip
 from elm_audio.extract import ExtractSettings, extract
-from elm_audio.frontends.base import frequency_max_conv
+from elm_audio.frontends.base import BANDED_COLUMNS, frequency_max_conv
 from elm_audio.frontends.profile import profile
 
 
@@ -83,12 +83,14 @@ def test_the_cpu_features_are_read_from_cpuinfo_flags(monkeypatch):
     assert precision.cpu_has_bf16_units() and precision.cpu_matrix_features()["amx_bf16"] is True
 
 
-@pytest.mark.parametrize("frames,bands,pad", [(7, 86, 3), (3, 38, 1), (1, 38, 0)])
-def test_the_training_max_pool_has_the_plain_max_pools_gradient(frames, bands, pad):
+# few filters take the banded product (banded_max_conv), more the per-offset convolutions
+@pytest.mark.parametrize("frames,bands,pad,filters", [(7, 86, 3, 5), (3, 38, 1, 5), (1, 38, 0, 5), (7, 86, 3, 100), (3, 38, 1, 24)])
+def test_the_training_max_pool_has_the_plain_max_pools_gradient(frames, bands, pad, filters):
     g = torch.Generator().manual_seed(frames)
     spec = torch.randn(2, 40, 96, generator=g, dtype=torch.float64)
-    conv = torch.nn.Conv2d(1, 5, kernel_size=(frames, bands)).double()
-    upstream = torch.randn(2, 5, 40 + 2 * pad - frames + 1, generator=g, dtype=torch.float64)
+    conv = torch.nn.Conv2d(1, filters, kernel_size=(frames, bands)).double()
+    assert ((96 - bands + 1) * filters <= BANDED_COLUMNS) == (filters == 5)  # both forms are tested
+    upstream = torch.randn(2, filters, 40 + 2 * pad - frames + 1, generator=g, dtype=torch.float64)
 
     def grads(fn):
         x = spec.clone().requires_grad_(True)
@@ -105,10 +107,11 @@ def test_the_training_max_pool_has_the_plain_max_pools_gradient(frames, bands, p
         torch.testing.assert_close(ours, plain, rtol=1e-9, atol=1e-9)
 
 
-def test_under_autocast_the_training_max_pool_returns_float32_gradients_close_to_float32s():
+@pytest.mark.parametrize("filters", [8, 128])
+def test_under_autocast_the_training_max_pool_returns_float32_gradients_close_to_float32s(filters):
     g = torch.Generator().manual_seed(0)
     spec = torch.randn(2, 64, 96, generator=g)
-    conv = torch.nn.Conv2d(1, 8, kernel_size=(7, 86))
+    conv = torch.nn.Conv2d(1, filters, kernel_size=(7, 86))
 
     def weight_grad(reduced: bool) -> torch.Tensor:
         conv.zero_grad()

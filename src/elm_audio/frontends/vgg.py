@@ -19,7 +19,12 @@ FIRST_BLOCK_VALUES = 1 << 16
 
 
 def max_pool(h: torch.Tensor, pool: tuple[int, int]) -> torch.Tensor:
-    """Non-overlapping max-pool, floor mode (as max_pool2d), without computing indices."""
+    """Non-overlapping max-pool, floor mode (as max_pool2d), without computing indices where
+    nothing is trained. Under autograd it is max_pool2d: its backward sends each gradient to
+    the index kept, where amax's compares the whole map with the maximum (half of a training
+    step of vgg small)."""
+    if torch.is_grad_enabled() and h.requires_grad:
+        return F.max_pool2d(h, pool)
     pt, pf = pool
     b, c, t, f = h.shape
     h = h[:, :, : t // pt * pt, : f // pf * pf]
