@@ -285,10 +285,12 @@ def test_a_tracking_uri_that_cannot_work_is_a_config_error_within_seconds(uri):
 
 
 def start_run(cwd: Path) -> subprocess.Popen:
+    """A run whose extraction (300 clips, several seconds even on a fast CPU) is still going
+    when wait_for_extraction returns."""
     env = {**os.environ, "ELM_AUDIO_CACHE": str(cwd / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
     seed_empty_store(cwd)
-    args = ["dataset.clips_per_class=20", "dataset.duration=6.0", "extract.progress=false", "extract.num_workers=1"]
+    args = ["dataset.clips_per_class=50", "dataset.duration=6.0", "extract.progress=false", "extract.num_workers=1"]
     return subprocess.Popen([sys.executable, "-m", "elm_audio", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
 

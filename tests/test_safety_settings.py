@@ -200,7 +200,7 @@ def test_sigterm_to_the_whole_process_group_ends_the_run_in_one_line(tmp_path):
     its one line, not with DataLoader's traceback about a worker killed by a signal."""
     env = {**os.environ, "ELM_AUDIO_CACHE": str(tmp_path / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
-    args = ["dataset.clips_per_class=20", "dataset.duration=6.0", "extract.progress=false", "extract.num_workers=2"]
+    args = ["dataset.clips_per_class=50", "dataset.duration=6.0", "extract.progress=false", "extract.num_workers=2"]
     proc = subprocess.Popen([sys.executable, "-m", "elm_audio", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     deadline = time.time() + 120
