@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from conftest import clips, frontend, tone, write_audio
 from elm_audio import precision
+from elm_audio.config import native_frontends
 from elm_audio.datasets import Clip
 from elm_audio.extract import ExtractSettings, extract
 from elm_audio.frontends.base import BANDED_COLUMNS, frequency_max_conv
@@ -32,6 +33,21 @@ def test_bf16_features_are_float32_features_within_bf16_rounding(name):
     # bf16 keeps 8 bits of mantissa (0.4% a rounding); the features are means of many products
     assert relative_difference(half, full) < 0.02
     assert all(p.dtype == torch.float32 for p in front.parameters())
+
+
+@pytest.mark.parametrize("name", native_frontends())
+def test_every_front_end_computes_under_bf16_autocast_without_gradients(name):
+    """weights=trained with precision=bf16 scores its validation and test clips under autocast
+    without gradients: the faster inference forms (vgg's first block as a product, the 1-frame
+    filters) then receive bf16 products."""
+    front = frontend(name).eval()
+    with torch.no_grad():
+        spec = front.prepare(clips(front, 1))
+        full = front.features(spec)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = front.features(spec).float()
+    assert half.shape == full.shape
+    assert relative_difference(half, full) < 0.02
 
 
 @pytest.fixture()

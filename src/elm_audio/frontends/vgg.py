@@ -73,10 +73,12 @@ class VGG(FrontEnd):
         windows = padded.unfold(1, wt, pt).unfold(2, wf, pf)  # (batch, frames/4, mels/2, 6, 4)
         batch, frames, mels = windows.shape[:3]
         windows = windows.reshape(-1, wt * wf)
-        out = spec.new_empty(windows.shape[0], width)
+        out = None
         step = max(1, FIRST_BLOCK_VALUES // kernels.shape[1])
         for r0 in range(0, windows.shape[0], step):
             products = windows[r0 : r0 + step] @ kernels  # (rows, 8 x width)
+            if out is None:  # in the products' dtype: bf16 under autocast (weights=trained's predictions)
+                out = products.new_empty(windows.shape[0], width)
             torch.amax(products.view(-1, pt * pf, width), dim=1, out=out[r0 : r0 + step])
         if conv.bias is not None:
             out += conv.bias  # a per-map constant commutes with the max
