@@ -307,5 +307,6 @@ def test_two_servers_share_one_study_on_postgresql_and_one_mlflow_server(tmp_pat
             assert len(mine) == 3
             # a parent summarizes the study as it stands when its own trials end
             assert parent.data.metrics["n_trials_complete"] >= 3
-        last = max(parents, key=lambda r: r.info.end_time)
-        assert last.data.metrics["n_trials_complete"] == 6  # both servers' trials
+        # the server that told the study's last trial summarized after it: both servers' trials
+        # (the other may summarize before that tell, yet end after it)
+        assert max(p.data.metrics["n_trials_complete"] for p in parents) == 6
