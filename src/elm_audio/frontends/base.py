@@ -279,9 +279,11 @@ class FrequencyMaxConv(torch.autograd.Function):
                 if out is None:
                     out, won = h, torch.zeros(h.shape, dtype=torch.uint8, device=h.device)
                 else:
-                    better = h > out
-                    won.masked_fill_(better, f0)
-                    out = torch.where(better, h, out)
+                    # byte arithmetic: masked_fill and where with a bool mask run 10 to 40 times
+                    # slower on the CPU. Offsets rise, so a new winner's offset is the largest.
+                    better = torch.gt(h, out).view(torch.uint8)
+                    torch.maximum(won, better.mul_(f0), out=won)
+                    torch.maximum(out, h, out=out)
         ctx.save_for_backward(xc, wc, won)
         return out
 
@@ -293,8 +295,11 @@ class FrequencyMaxConv(torch.autograd.Function):
         grad = grad.to(wc.dtype)
         grad_x = torch.zeros_like(xc) if ctx.needs_input_grad[0] else None
         grad_w = torch.zeros_like(wc, dtype=torch.promote_types(wc.dtype, torch.float32)) if ctx.needs_input_grad[1] else None
+        g, mask, pick = torch.empty_like(grad), torch.empty_like(grad), torch.empty_like(won)
         for f0 in range(xc.shape[1] - bands + 1):
-            g = grad * (won == f0)
+            # 1 where offset f0 won, 0 elsewhere: in bytes, then in grad's dtype (see forward)
+            mask.copy_(torch.bitwise_xor(won, f0, out=pick).clamp_(max=1).neg_().add_(1))
+            torch.mul(grad, mask, out=g)
             window = xc[:, f0 : f0 + bands]
             if grad_x is not None:
                 grad_x[:, f0 : f0 + bands] += torch.nn.grad.conv1d_input(window.shape, wc, g)
