@@ -152,6 +152,12 @@ class FrontEnd(nn.Module):
         return self.requires_grad_(False)
 
 
+def under_autograd(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records an operation on these tensors (weights=trained): the layers
+    with a faster inference form then take the form whose backward is cheap."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def pad_same(x: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor:
     """TensorFlow's 'same' padding along the last axis (the odd extra sample goes last)."""
     length = x.shape[-1]
@@ -178,7 +184,7 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -
     commute with the maximum.
     """
     frames, bands = conv.kernel_size
-    training = torch.is_grad_enabled() and (spec.requires_grad or conv.weight.requires_grad)
+    training = under_autograd(spec, conv.weight)
     if frames == 1 and not pad_time and not training:
         return one_frame_max(spec, conv.weight[:, 0, 0], conv.bias)
     weight = conv.weight[:, 0].transpose(1, 2)  # (filters, bands, frames)
@@ -222,6 +228,8 @@ def banded_max_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     banded = banded.permute(3, 1, 0, 2).reshape(offsets * filters, mels * frames)
     windows = x.unfold(2, frames, 1).transpose(1, 2).reshape(-1, mels * frames)  # (batch * frames', mels * frames)
     rows = max(1, BANDED_CHUNK // (offsets * filters))
+    # F.linear, not products.linear: its backward (MKL's products) measured faster here than
+    # the oneDNN convolution's weight gradient that products.linear would take on AMD CPUs
     pooled = [
         F.linear(windows[r0 : r0 + rows], banded).view(-1, offsets, filters).max(dim=1).values
         for r0 in range(0, windows.shape[0], rows)

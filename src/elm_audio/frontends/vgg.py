@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import N_MELS, FrontEnd
+from .base import N_MELS, FrontEnd, under_autograd
 
 # (time, frequency) pool of each block: 1,376 x 96 -> 1 x 1
 POOLS = ((4, 2), (4, 3), (5, 2), (4, 2), (4, 4))
@@ -23,7 +23,7 @@ def max_pool(h: torch.Tensor, pool: tuple[int, int]) -> torch.Tensor:
     nothing is trained. Under autograd it is max_pool2d: its backward sends each gradient to
     the index kept, where amax's compares the whole map with the maximum (half of a training
     step of vgg small)."""
-    if torch.is_grad_enabled() and h.requires_grad:
+    if under_autograd(h):
         return F.max_pool2d(h, pool)
     pt, pf = pool
     b, c, t, f = h.shape
@@ -58,7 +58,7 @@ class VGG(FrontEnd):
         autograd, and while traced (``profile`` counts the architecture's FLOPs), the block is
         the convolution and the max-pool, a few frames at a time."""
         conv = self.convs[0]
-        if self._trace is not None or (torch.is_grad_enabled() and conv.weight.requires_grad):
+        if self._trace is not None or under_autograd(conv.weight):
             return self.first_block_conv(spec)
         (pt, pf), (kt, kf) = POOLS[0], conv.kernel_size
         wt, wf = pt + kt - 1, pf + kf - 1  # a pooling window's input: 6 x 4 values
@@ -106,7 +106,7 @@ class VGG(FrontEnd):
         for i, (conv, pool) in enumerate(zip(self.convs, POOLS), start=1):
             pooled = self.first_block(h) if i == 1 else max_pool(conv(h), pool)
             # in place where nothing is trained; autograd needs the max-pool's own output
-            h = F.elu(pooled) if torch.is_grad_enabled() and pooled.requires_grad else F.elu_(pooled)
+            h = F.elu(pooled) if under_autograd(pooled) else F.elu_(pooled)
             means.append(self.tap(f"pool{i}", h))
         return torch.cat(means, dim=1)
 
