@@ -72,11 +72,11 @@ NOTES = {
     "three-sample frames, the max-pool as a maximum over a reshaped view (1.4x).",
     "frame_level": "the residual back-end's 7-tap convolutions over 896 channels are GEMM-bound; the frame "
     "convolution (one input channel, stride 32) is not.",
-    "end_to_end": "decoding (soundfile) and resampling (soxr) run in a DataLoader worker process at low "
-    "priority while the network computes. ratio: the median over rounds of extraction / network-only clips/s, "
-    "each round's two runs adjacent in time; steady_ratio: the same once the pipeline runs (median batch "
-    "times after the first); start_s: what an extraction pays once (forking the worker, the first batch's "
-    "decoding, copy-on-write faults after the fork), amortized over a real dataset's thousands of clips.",
+    "end_to_end": "decoding (soundfile) and resampling (soxr) run in a decoding thread at low priority, "
+    "outside the GIL, while the network computes. ratio: the median over rounds of extraction / network-only "
+    "clips/s, each round's two runs adjacent in time; steady_ratio: the same once the pipeline runs (median "
+    "batch times after the first); start_s: what an extraction pays once (the first batch's decoding, which "
+    "nothing overlaps), amortized over a real dataset's thousands of clips.",
 }
 
 
@@ -290,8 +290,8 @@ def end_to_end(name: str, clips: list[Clip], batch: int, rounds: int) -> dict:
 
     The two run alternately, ``rounds`` times, and each round's ratio pairs runs that are
     adjacent in time (this machine's speed drifts by 10-15% over tens of seconds). Batch
-    arrival times split an extraction into its start (forking the worker, decoding the first
-    batch, copy-on-write faults after the fork: paid once per extraction) and its steady rate.
+    arrival times split an extraction into its start (decoding the first batch: paid once per
+    extraction) and its steady rate.
     """
     from elm_audio.audio import fit_length, load
 

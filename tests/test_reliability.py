@@ -309,8 +309,8 @@ def test_an_interrupted_run_ends_killed_with_one_line_and_leaves_no_partial_feat
     proc = start_run(tmp_path)
     wait_for_extraction(tmp_path, proc)
     os.kill(proc.pid, signum)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "Traceback" not in err
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err, (out, err)
     assert "elm_audio: interrupted; run " in err and "ended as KILLED" in err
     _, (run,) = logged_runs(tmp_path)
     assert run.info.status == "KILLED"

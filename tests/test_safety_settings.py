@@ -196,8 +196,8 @@ def test_a_sweep_with_a_plus_key_logs_its_plan(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_to_the_whole_process_group_ends_the_run_in_one_line(tmp_path):
-    """A shell's kill -TERM -<pgid> reaches the decoding workers too; the run ends KILLED with
-    its one line, not with DataLoader's traceback about a worker killed by a signal."""
+    """A shell's kill -TERM -<pgid> while clips are being decoded (two decoding threads): the
+    run ends KILLED with its one line, not with a traceback."""
     env = {**os.environ, "ELM_AUDIO_CACHE": str(tmp_path / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
     args = ["dataset.clips_per_class=50", "dataset.duration=6.0", "extract.progress=false", "extract.num_workers=2"]
@@ -207,7 +207,7 @@ def test_sigterm_to_the_whole_process_group_ends_the_run_in_one_line(tmp_path):
     while not list((tmp_path / "cache").glob(".tmp-*")):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.2)
-    time.sleep(1.5)  # the workers are decoding
+    time.sleep(1.5)  # the decoding threads are at work
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "Traceback" not in err, err

@@ -1,18 +1,17 @@
-"""Batched feature extraction: worker processes decode while the front-end computes."""
+"""Batched feature extraction: threads decode while the front-end computes."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import sys
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
-from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
 from .audio import SILENCE, AudioError, load
@@ -24,7 +23,7 @@ from .inputs import InputSettings, fit_decoded, network_inputs, samples_to_decod
 from .precision import autocast, effective_precision, network_features
 
 
-class ClipAudio(torch.utils.data.Dataset):
+class ClipAudio:
     """Decoded, resampled clips, fitted as the input stage says. A clip that fails to decode
     comes back as ``None`` with the reason, so the caller decides whether that stops the run."""
 
@@ -49,15 +48,12 @@ class ClipAudio(torch.utils.data.Dataset):
         return i, fit_decoded(signal, self.frontend, self.settings), "", float(np.abs(signal).max()) < SILENCE
 
 
-def _quiet_worker(worker_id: int) -> None:
-    """Decoding needs a few percent of one core. One thread per native pool (BLAS, OpenMP),
-    whose idle threads would otherwise spin on the cores the network computes on, and a lower
-    priority, so the worker takes the cycles the network leaves idle. SIGTERM (also the one a
-    shell sends the whole process group) ends a worker quietly, with status 0: killed by the
-    signal, as torch's own handler has it, the worker would make DataLoader raise "worker
-    killed by signal" in the main process, ahead of the main process's own clean ending."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
-    threadpool_limits(1)
+PREFETCH = 2  # batches decoded ahead per decoding thread
+
+
+def _quiet_thread() -> None:
+    """Decoding needs a few percent of one core: at a lower priority (a thread's own on Linux)
+    its threads take the cycles the network leaves idle."""
     try:
         os.nice(5)
     except OSError:
@@ -70,41 +66,37 @@ def _collate(items):
     silent = [i for i, _, _, quiet in items if quiet]
     rows = [i for i, _ in good]
     signals = [x for _, x in good]
-    if len({len(x) for x in signals}) == 1:  # one length: stacked here, in the worker
+    if len({len(x) for x in signals}) == 1:  # one length: stacked here, in the decoding thread
         return rows, torch.from_numpy(np.stack(signals)), bad, silent
     return rows, signals or None, bad, silent
 
 
 def _batches(audio: ClipAudio, batch_size: int, num_workers: int) -> Iterator[tuple]:
-    """(rows, batch, failed) for consecutive batches of clips.
+    """(rows, batch, failed, silent) for consecutive batches of clips.
 
-    With workers, the first batch is decoded here, before they are forked: a forked worker's
-    first clips decode several times slower (copy-on-write faults on this process's memory),
-    and this way the network computes batch one while the workers start on batch two.
+    With num_workers > 0, that many threads decode the next batches while the network computes
+    this one: libsndfile and soxr decode outside the GIL, and a thread costs nothing to start. A forked
+    worker process cost every extraction 0.4 to 0.7 s at its start (vgg large), the main
+    process paying copy-on-write faults on its own memory after the fork.
     """
+
+    def decode(start: int) -> tuple:
+        return _collate([audio[i] for i in range(start, min(start + batch_size, len(audio)))])
+
+    starts = iter(range(0, len(audio), batch_size))
     if num_workers == 0:
-        yield from DataLoader(audio, batch_size=batch_size, collate_fn=_collate)
+        yield from map(decode, starts)
         return
-    head = range(min(batch_size, len(audio)))
-    first = _collate([audio[i] for i in head])
-    if len(head) == len(audio):
-        yield first
-        return
-    workers = iter(  # forks the workers, which start on batch two
-        DataLoader(
-            Subset(audio, range(len(head), len(audio))),
-            batch_size=batch_size,
-            num_workers=num_workers,
-            collate_fn=_collate,
-            worker_init_fn=_quiet_worker,
-            prefetch_factor=2,
-            # Linux's default, named explicitly: inside joblib's loky workers the default
-            # multiprocessing context is loky's, which DataLoader cannot start workers with.
-            multiprocessing_context="fork" if sys.platform.startswith("linux") else None,
-        )
-    )
-    yield first
-    yield from workers
+    with ThreadPoolExecutor(num_workers, thread_name_prefix="elm_audio-decode", initializer=_quiet_thread) as pool:
+        ahead = deque(pool.submit(decode, s) for s in islice(starts, PREFETCH * num_workers))
+        try:
+            while ahead:
+                done = ahead.popleft().result()
+                ahead.extend(pool.submit(decode, s) for s in islice(starts, 1))
+                yield done
+        finally:  # an extraction that stops early (an error, Ctrl-C) decodes nothing more
+            for pending in ahead:
+                pending.cancel()
 
 
 @dataclass

@@ -63,7 +63,7 @@ def samples_to_decode(frontend: FrontEnd, settings: InputSettings) -> int | None
 
 
 def fit_decoded(signal: np.ndarray, frontend: FrontEnd, settings: InputSettings) -> np.ndarray:
-    """The part of the input computed where the clip is decoded (a worker process)."""
+    """The part of the input computed where the clip is decoded (a decoding thread)."""
     if not whole_clip(frontend, settings):
         return fit_length(signal, frontend.input_samples, settings.fit)
     if frontend.whole_clip_statistics and len(signal) < MFCC_MIN_SAMPLES:
@@ -88,7 +88,7 @@ def network_inputs(
     """Batches of the front-end's input and the positions of their clips in ``signals``:
     one batch where every clip has the input's shape, a batch per clip where they differ
     (whole-clip MFCC statistics)."""
-    if not whole_clip(frontend, settings):  # waveforms fitted to the input length, stacked by the worker
+    if not whole_clip(frontend, settings):  # waveforms fitted to the input length, stacked by the decoding thread
         batch = signals if isinstance(signals, torch.Tensor) else torch.from_numpy(np.stack(signals))
         yield list(range(len(batch))), frontend.prepare(batch.to(device, non_blocking=True), settings.stft_padding)
         return
