@@ -34,7 +34,7 @@ from elm_audio.datasets import Clip
 from elm_audio.datasets.synth import synth_clip
 from elm_audio.frontends.profile import profile
 from elm_audio.extract import ExtractSettings, extract
-from elm_audio.precision import autocast, cpu_has_bf16_units, cpu_matrix_features, effective_precision, network_features
+from elm_audio.precision import cpu_has_bf16_units, cpu_matrix_features, effective_precision, network_features
 from elm_audio.protocols import evaluate, make_splits
 from elm_audio.components import build_classifier, build_dataset, build_frontend
 from elm_audio.inputs import InputSettings
@@ -44,7 +44,9 @@ NOTES = {
     "limits": "fp32_limit_gflops: the faster of torch.matmul's and oneDNN's (a 1x1 convolution) float32 "
     "products; bf16_limit_gflops: the faster of the bf16 product and vgg's large 3x3 convolution in bf16 with "
     "channels-last maps. cpu_features: the /proc/cpuinfo flags of the bf16 units (amx_bf16, avx512_bf16) and "
-    "torch's CPU capability; without those units precision=bf16 computes in fp32 (bf16_computes_in).",
+    "torch's CPU capability and vendor; bf16_computes_in: what precision=bf16 computes in on this CPU (fp32 "
+    "without those units, or on an Intel CPU without AMX, where bf16 runs no faster). The bf16 columns "
+    "measure the bf16 path wherever the CPU has the units, even where runs compute in fp32.",
     "frontends": "each front-end's forward pass in fp32 and in bf16 (the extraction's path: weights in bf16 "
     "ahead of time, bf16 inputs), alternating rounds, the median and [min, max] of the rates; ratio: over the "
     "fp32 limit, bf16_ratio: over the bf16 limit; bf16_relative_difference: |bf16 - fp32| / |fp32| of the "
@@ -192,7 +194,6 @@ def training_rates(name: str, batch: int, steps: int, limits: dict) -> dict:
     from elm_audio.training import Probe
 
     release_memory()
-    cpu = torch.device("cpu")
     info = profile(build_frontend(compose([f"frontend={name}", "feature_size=large"])))
     row = {}
     precisions = ("fp32", "bf16") if cpu_has_bf16_units() else ("fp32",)
@@ -210,7 +211,7 @@ def training_rates(name: str, batch: int, steps: int, limits: dict) -> dict:
 
     def step(p: str) -> None:
         probe, optimizer = probes[p]
-        with autocast(cpu, p):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=p == "bf16"):
             loss = torch.nn.functional.cross_entropy(probe(x).float(), y)
         optimizer.zero_grad()
         loss.backward()

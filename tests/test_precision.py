@@ -1,5 +1,6 @@
 """precision=bf16 on the CPU: bf16 weights ahead of time give features close to float32's; a
-CPU without bf16 units computes in float32 and says so; the training formulation of the
+CPU where bf16 would not beat float32 computes in float32, says so and shares float32's cached
+features; the training formulation of the
 frequency max-pool has the plain max-pool's gradient."""
 
 import numpy as np
@@ -7,13 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import clips, frontend, tone, write_audio
+from conftest import clips, compose, frontend, tone, write_audio
 from elm_audio import precision
 from elm_audio.config import native_frontends
 from elm_audio.datasets import Clip
 from elm_audio.extract import ExtractSettings, extract
 from elm_audio.frontends.base import BANDED_COLUMNS, frequency_max_conv
 from elm_audio.frontends.profile import profile
+from elm_audio.plan import make_plan
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -67,10 +69,14 @@ def extracted(front, wav_clips, precision_name: str) -> np.ndarray:
     return out
 
 
+NO_UNITS = {"flags": "fpu avx2 avx512f", "vendor_id": "GenuineIntel"}
+AMX = {"flags": "avx512f avx512_bf16 amx_bf16 amx_tile", "vendor_id": "GenuineIntel"}
+
+
 def test_without_bf16_units_bf16_computes_in_float32_and_says_so_once(wav_clips, monkeypatch, capsys):
     front = frontend("temporal")
     full = extracted(front, wav_clips, "fp32")
-    monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: False)
+    monkeypatch.setattr(precision, "_first_cpu", lambda: NO_UNITS)
     monkeypatch.setattr(precision, "_said", set())
     capsys.readouterr()
     fallback = extracted(front, wav_clips, "bf16")
@@ -84,19 +90,57 @@ def test_without_bf16_units_bf16_computes_in_float32_and_says_so_once(wav_clips,
 def test_with_bf16_units_bf16_extraction_computes_in_bf16(wav_clips, monkeypatch, capsys):
     front = frontend("temporal")
     full = extracted(front, wav_clips, "fp32")
-    monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: True)
+    monkeypatch.setattr(precision, "_first_cpu", lambda: AMX)
     half = extracted(front, wav_clips, "bf16")
-    assert "no bf16 units" not in capsys.readouterr().err
+    assert "computing in fp32" not in capsys.readouterr().err
     assert not np.array_equal(half, full)
     assert np.linalg.norm(half - full) / np.linalg.norm(full) < 0.02
 
 
-def test_the_cpu_features_are_read_from_cpuinfo_flags(monkeypatch):
-    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
-    assert not precision.cpu_has_bf16_units()
-    assert precision.cpu_matrix_features()["avx512_bf16"] is False
-    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "amx_bf16"}))
-    assert precision.cpu_has_bf16_units() and precision.cpu_matrix_features()["amx_bf16"] is True
+@pytest.mark.parametrize(
+    "flags,vendor,device,computes,why",
+    [
+        ("avx2 avx512f", "AuthenticAMD", "cpu", "fp32", "no bf16 units"),
+        ("avx512f avx512_bf16", "GenuineIntel", "cpu", "fp32", "no AMX"),  # Cooper Lake, or AMX hidden
+        ("avx512f avx512_bf16 amx_bf16", "GenuineIntel", "cpu", "bf16", None),
+        ("avx512f avx512_bf16", "AuthenticAMD", "cpu", "bf16", None),  # Zen 4 and 5
+        ("avx2", "GenuineIntel", "cuda", "bf16", None),  # the GPU computes it
+    ],
+)
+def test_bf16_computes_in_bf16_only_where_it_beats_float32(flags, vendor, device, computes, why, monkeypatch, capsys):
+    monkeypatch.setattr(precision, "_first_cpu", lambda: {"flags": flags, "vendor_id": vendor})
+    monkeypatch.setattr(precision, "_said", set())
+    assert precision.effective_precision(torch.device(device), "bf16") == computes
+    assert precision.effective_precision(torch.device(device), "fp32") == "fp32"
+    err = capsys.readouterr().err
+    assert (why in err and "computing in fp32" in err) if why else not err
+
+
+def test_the_cpu_is_read_from_the_first_processor_in_cpuinfo(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+        "processor\t: 1\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512_bf16 amx_bf16\n"
+    )
+    first = precision._first_cpu(str(cpuinfo))
+    assert precision._first_cpu(str(tmp_path / "absent")) == {}
+    monkeypatch.setattr(precision, "_first_cpu", lambda: first)
+    assert precision.cpu_flags() == {"fpu", "avx2", "avx512_bf16"}
+    assert precision.cpu_vendor() == "AuthenticAMD"
+    features = precision.cpu_matrix_features()
+    assert features["avx512_bf16"] is True and features["amx_bf16"] is False and precision.cpu_has_bf16_units()
+
+
+def test_bf16_that_computes_in_float32_shares_float32s_cache_key(tmp_path, monkeypatch):
+    base = ["dataset.clips_per_class=3", "dataset.duration=0.5", "dataset.n_folds=3", f"cache.dir={tmp_path}", "device=cpu"]
+
+    def key(*extra):
+        return make_plan(compose(base + list(extra))).key
+
+    monkeypatch.setattr(precision, "_first_cpu", lambda: AMX)
+    assert key("precision=bf16") != key()
+    monkeypatch.setattr(precision, "_first_cpu", lambda: NO_UNITS)
+    assert key("precision=bf16") == key()
 
 
 # few filters take the banded product (banded_max_conv), more the per-offset convolutions

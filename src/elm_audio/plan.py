@@ -15,9 +15,11 @@ from .components import build_dataset, build_frontend
 from .contents import Content, clip_contents
 from .datasets import ClipIndex, Dataset
 from .datasets.index import Survey
+from .devices import resolve_device
 from .frontends import FrontEnd
 from .frontends.imported import Embeddings, Imported
 from .frontends.profile import profile
+from .precision import effective_precision
 from .protocols import Split, make_splits
 from .validate import validate
 
@@ -72,7 +74,8 @@ def features_key(cfg: DictConfig, index: ClipIndex, contents: list[Content], fro
     """Everything that determines the feature matrix (and the labels stored with it): the clips,
     by their path below the dataset's root and their bytes' digest, not where the dataset is
     mounted (servers mounting it at different paths share entries); how audio becomes the
-    input; the front-end, its seed and its arithmetic; for an imported front-end, also its
+    input; the front-end, its seed and the arithmetic it computes in (bf16 that computes in
+    float32 on this CPU keys as fp32: the same features); for an imported front-end, also its
     package's version and its files' SHA-256."""
     return cache_key(
         {
@@ -80,7 +83,7 @@ def features_key(cfg: DictConfig, index: ClipIndex, contents: list[Content], fro
             "audio": OmegaConf.to_container(cfg.audio, resolve=True),
             "frontend": OmegaConf.to_container(cfg.frontend.net, resolve=True),
             "seed": int(cfg.seed),
-            "precision": str(cfg.precision),
+            "precision": effective_precision(resolve_device(cfg.device), str(cfg.precision)),
             **(frontend.identity() if isinstance(frontend, Imported) else {}),
         }
     )

@@ -4,8 +4,12 @@ the units that make bf16 pay.
 On CUDA, bf16 and fp16 autocast the front-end. On the CPU, bf16 runs a copy of the front-end
 whose weights are bf16 ahead of time (channels-last for the 2-D convolutions, the layout
 oneDNN's bf16 kernels take without reordering) on bf16 inputs, with feature-map means taken in
-float32. A CPU without bf16 matrix units (AVX-512 BF16 or AMX) would emulate bf16 more slowly
-than it computes float32, so there ``precision=bf16`` computes in float32 and says so once.
+float32. Where bf16 would run no faster than float32, ``precision=bf16`` computes in float32
+and says so once: on a CPU without bf16 units (AVX-512 BF16 or AMX), which emulates bf16, and on
+an Intel CPU with AVX-512 BF16 but no AMX (Cooper Lake, or a virtual machine that hides AMX),
+whose bf16 dot products computed a 2048-square product at 0.58x float32's rate and every large
+front-end at 0.64-0.85x (an Emerald Rapids guest without AMX). AMX, and AMD's AVX-512 BF16
+(Zen 4 and 5: 1.65-2.18x float32 on the large front-ends), make bf16 pay.
 """
 
 from __future__ import annotations
@@ -27,24 +31,50 @@ BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux lists them (empty where /proc/cpuinfo is not there)."""
+def _first_cpu(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
+    """The first processor's fields in Linux's ``cpuinfo`` (empty where it is not there)."""
     try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        lines = Path(cpuinfo).read_text().split("\n\n", 1)[0].splitlines()
     except OSError:
-        return frozenset()
-    return frozenset(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+        return {}
+    return {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them."""
+    return frozenset(_first_cpu().get("flags", "").split())
+
+
+def cpu_vendor() -> str:
+    """/proc/cpuinfo's vendor_id: GenuineIntel, AuthenticAMD, ..."""
+    return _first_cpu().get("vendor_id", "")
 
 
 def cpu_matrix_features() -> dict[str, object]:
-    """What this CPU offers bf16: its flags among BF16_FLAGS, and torch's vectorized capability."""
+    """What this CPU offers bf16: its flags among BF16_FLAGS, its vendor and torch's vectorized
+    capability."""
     flags = cpu_flags()
-    return {**{flag: flag in flags for flag in BF16_FLAGS}, "torch_capability": torch.backends.cpu.get_cpu_capability()}
+    return {
+        **{flag: flag in flags for flag in BF16_FLAGS},
+        "vendor": cpu_vendor(),
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU computes bf16 products in hardware (AMX or AVX-512 BF16)."""
     return any(cpu_flags() & set(BF16_FLAGS))
+
+
+def bf16_slower_reason() -> str | None:
+    """Why bf16 would compute no faster than float32 on this CPU (see the module's docstring),
+    or None where it computes faster."""
+    flags = cpu_flags()
+    if not flags & set(BF16_FLAGS):
+        return "this CPU has no bf16 units (avx512_bf16, amx_bf16), where bf16 runs slower than float32"
+    if "amx_bf16" not in flags and cpu_vendor() == "GenuineIntel":
+        return "this Intel CPU has avx512_bf16 but no AMX (amx_bf16), where bf16 runs no faster than float32"
+    return None
 
 
 def check_precision(device: torch.device, precision: str) -> None:
@@ -59,20 +89,16 @@ _said: set[str] = set()
 
 
 def effective_precision(device: torch.device, precision: str) -> str:
-    """The precision a run computes in: ``precision``, except bf16 on a CPU without bf16 units,
-    which computes in fp32 (one line on stderr says so, once per process)."""
+    """The precision a run computes in: ``precision``, except bf16 on a CPU where it would run no
+    faster than float32, which computes in fp32 (one line on stderr says so, once per process)."""
     check_precision(device, precision)
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16_units():
-        if "bf16" not in _said:
-            _said.add("bf16")
-            print(
-                "elm_audio: precision=bf16: this CPU has no bf16 units (avx512_bf16, amx_bf16), "
-                "where bf16 runs slower than float32; computing in fp32",
-                file=sys.stderr,
-                flush=True,
-            )
-        return "fp32"
-    return precision
+    reason = bf16_slower_reason() if precision == "bf16" and device.type == "cpu" else None
+    if reason is None:
+        return precision
+    if "bf16" not in _said:
+        _said.add("bf16")
+        print(f"elm_audio: precision=bf16: {reason}; computing in fp32", file=sys.stderr, flush=True)
+    return "fp32"
 
 
 def autocast(device: torch.device, precision: str):
@@ -85,9 +111,9 @@ def autocast(device: torch.device, precision: str):
 
 def network_features(frontend: nn.Module, device: torch.device, precision: str):
     """The function extraction maps a batch of network inputs with: the front-end's features in
-    ``precision`` (bf16 on the CPU: a bf16 copy of the network, see ``in_dtype``; on CUDA the
-    caller autocasts)."""
-    dtype = PRECISIONS[effective_precision(device, precision)]
+    ``precision``, the one the run computes in (``effective_precision``'s answer): bf16 on the CPU
+    is a bf16 copy of the network, see ``in_dtype``; on CUDA the caller autocasts."""
+    dtype = PRECISIONS[precision]
     if device.type != "cpu" or dtype is None:
         return frontend.features
     network = in_dtype(frontend, dtype)
