@@ -184,3 +184,25 @@ def test_under_autocast_the_training_max_pool_returns_float32_gradients_close_to
     assert half.dtype == torch.float32
     # bf16 rounding changes which offset wins at some outputs, hence more than a rounding apart
     assert relative_difference(half, full) < 0.15
+
+
+def test_the_trained_sample_level_cnn_has_the_plain_layers_features_and_gradients():
+    """weights=trained's sample-level CNN (WindowProduct's backward, max_pool2d) against the
+    plain layers it stands for: conv1d, ReLU and max_pool1d, in float64."""
+    front = frontend("sample_level").double().trainable()
+    x = torch.randn(2, 2 * 3**7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def plain(x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(F.conv1d(x.unsqueeze(1), front.stem.weight, front.stem.bias, stride=3))
+        means = [h.mean(-1)]
+        for conv in front.convs:
+            h = F.max_pool1d(F.relu(F.conv1d(h, conv.weight, conv.bias, padding=1)), 3)
+            means.append(h.mean(-1))
+        return torch.cat(means, dim=1)
+
+    params = list(front.parameters())
+    trained, reference = front.features(x), plain(x)
+    assert relative_difference(trained, reference.float()) < 1e-6  # the means are taken in float32
+    g = torch.randn(trained.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for got, want in zip(torch.autograd.grad(trained, params, g), torch.autograd.grad(reference, params, g)):
+        assert relative_difference(got, want) < 1e-6
