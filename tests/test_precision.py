@@ -132,7 +132,8 @@ def test_the_cpu_is_read_from_the_first_processor_in_cpuinfo(tmp_path, monkeypat
 
 
 def test_bf16_that_computes_in_float32_shares_float32s_cache_key(tmp_path, monkeypatch):
-    base = ["dataset.clips_per_class=3", "dataset.duration=0.5", "dataset.n_folds=3", f"cache.dir={tmp_path}", "device=cpu"]
+    base = ["dataset.clips_per_class=3", "dataset.duration=0.5", "dataset.n_folds=3", "device=cpu",
+            f"cache.dir={tmp_path}"]  # fmt: skip
 
     def key(*extra):
         return make_plan(compose(base + list(extra))).key

@@ -75,9 +75,9 @@ def _batches(audio: ClipAudio, batch_size: int, num_workers: int) -> Iterator[tu
     """(rows, batch, failed, silent) for consecutive batches of clips.
 
     With num_workers > 0, that many threads decode the next batches while the network computes
-    this one: libsndfile and soxr decode outside the GIL, and a thread costs nothing to start. A forked
-    worker process cost every extraction 0.4 to 0.7 s at its start (vgg large), the main
-    process paying copy-on-write faults on its own memory after the fork.
+    this one: libsndfile and soxr decode outside the GIL, and a thread costs nothing to start.
+    A forked worker process cost every extraction 0.3 to 0.7 s at its start (vgg large), the
+    main process paying copy-on-write faults on its own memory after the fork.
     """
 
     def decode(start: int) -> tuple:

@@ -69,10 +69,9 @@ def cpu_has_bf16_units() -> bool:
 def bf16_slower_reason() -> str | None:
     """Why bf16 would compute no faster than float32 on this CPU (see the module's docstring),
     or None where it computes faster."""
-    flags = cpu_flags()
-    if not flags & set(BF16_FLAGS):
+    if not cpu_has_bf16_units():
         return "this CPU has no bf16 units (avx512_bf16, amx_bf16), where bf16 runs slower than float32"
-    if "amx_bf16" not in flags and cpu_vendor() == "GenuineIntel":
+    if "amx_bf16" not in cpu_flags() and cpu_vendor() == "GenuineIntel":
         return "this Intel CPU has avx512_bf16 but no AMX (amx_bf16), where bf16 runs no faster than float32"
     return None
 
