@@ -261,6 +261,29 @@ def test_rank_agreement_is_scipys_tau_and_rho_with_a_bootstrap_over_folds():
     assert reversed_[0] == pytest.approx(-1.0) and reversed_[2][1] == pytest.approx(-1.0)
 
 
+def test_the_bootstrap_intervals_are_scipys_statistics_over_the_resampled_folds(monkeypatch):
+    """The draws, computed all at once, are scipy's kendalltau and spearmanr of each resample's
+    means; accuracies on a grid of 1/8 make ties and constant draws (NaN, left out)."""
+    from elm_audio.report import premise
+
+    monkeypatch.setattr(premise, "BOOTSTRAP", 300)
+    rng = np.random.default_rng(2)
+    random = pd.DataFrame(rng.integers(2, 7, size=(4, 5)) / 8, columns=list("abcde"))
+    trained = pd.DataFrame(np.full((4, 5), 0.5), columns=list("abcde"))
+    trained.iloc[3] = rng.integers(3, 8, size=5) / 8  # resamples without fold 4 rank nothing
+    picks = np.random.default_rng(0).integers(0, 4, (300, 4))  # rank_agreement's seeded resamples
+    means = [(random.iloc[p].mean(), trained.iloc[p].mean()) for p in picks]
+    with np.errstate(all="ignore"), pytest.warns(stats.ConstantInputWarning):
+        taus = [stats.kendalltau(r, t).statistic for r, t in means]
+        rhos = [stats.spearmanr(r, t).statistic for r, t in means]
+    assert np.isnan(taus).any() and len({round(v, 9) for v in taus if np.isfinite(v)}) > 5
+    _, _, tau_ci, rho_ci = premise.rank_agreement(random, trained)
+    assert tau_ci == pytest.approx(tuple(np.nanpercentile(taus, [2.5, 97.5])), abs=1e-12)
+    assert rho_ci == pytest.approx(tuple(np.nanpercentile(rhos, [2.5, 97.5])), abs=1e-12)
+    low, high = np.percentile([random.iloc[p].mean() for p in picks], [2.5, 97.5], axis=0)
+    np.testing.assert_allclose(premise.intervals(random).to_numpy(), np.column_stack([low, high]))
+
+
 def test_a_pair_reads_as_the_larger_minus_the_smaller_and_says_why_it_is_undecided():
     from elm_audio.report.build import pair_note
 

@@ -76,15 +76,36 @@ def rank_agreement(per_fold_random: pd.DataFrame, per_fold_trained: pd.DataFrame
     bootstrap intervals, resampling folds with replacement."""
     rng = np.random.default_rng(seed)
     folds = len(per_fold_random)
-    draws = {"tau": [], "rho": []}
-    for _ in range(BOOTSTRAP):
-        pick = rng.integers(0, folds, folds)
-        r, t = per_fold_random.iloc[pick].mean(), per_fold_trained.iloc[pick].mean()
-        draws["tau"].append(stats.kendalltau(r, t).statistic)
-        draws["rho"].append(stats.spearmanr(r, t).statistic)
+    picks = rng.integers(0, folds, (BOOTSTRAP, folds))
+    r, t = (np.asarray(x, dtype=float)[picks].mean(axis=1) for x in (per_fold_random, per_fold_trained))
+    draws = {"tau": kendall_tau_b(r, t), "rho": spearman_rho(r, t)}
     r, t = per_fold_random.mean(), per_fold_trained.mean()
     ci = {k: tuple(np.nanpercentile(v, [2.5, 97.5])) if np.isfinite(v).any() else (np.nan, np.nan) for k, v in draws.items()}
     return stats.kendalltau(r, t).statistic, stats.spearmanr(r, t).statistic, ci["tau"], ci["rho"]
+
+
+def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of each row pair of ``x`` and ``y`` (draws x front-ends), as
+    scipy.stats.kendalltau computes it for one pair, for all the bootstrap's draws at once:
+    concordant minus discordant pairs over the root of the pairs untied in x times those untied
+    in y; NaN where either row is constant."""
+    i, j = np.triu_indices(x.shape[1], 1)
+    sx, sy = np.sign(x[:, i] - x[:, j]), np.sign(y[:, i] - y[:, j])
+    return _ratio((sx * sy).sum(1), np.sqrt((sx * sx).sum(1) * (sy * sy).sum(1)))
+
+
+def spearman_rho(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair (ties share their mean rank), as scipy.stats.spearmanr
+    for one pair: the Pearson correlation of the ranks; NaN where either row is constant."""
+    rx, ry = (stats.rankdata(v, axis=1) for v in (x, y))
+    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
+    return _ratio((rx * ry).sum(1), np.sqrt((rx * rx).sum(1) * (ry * ry).sum(1)))
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
 
 
 def tau_p_value(random: pd.Series, trained: pd.Series) -> float:
@@ -98,7 +119,7 @@ def tau_p_value(random: pd.Series, trained: pd.Series) -> float:
 def intervals(per_fold: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Each front-end's 95% bootstrap interval (over folds) of its mean accuracy: columns low, high."""
     rng = np.random.default_rng(seed)
-    draws = np.array([per_fold.iloc[rng.integers(0, len(per_fold), len(per_fold))].mean() for _ in range(BOOTSTRAP)])
+    draws = per_fold.to_numpy(dtype=float)[rng.integers(0, len(per_fold), (BOOTSTRAP, len(per_fold)))].mean(axis=1)
     return pd.DataFrame({"low": np.percentile(draws, 2.5, axis=0), "high": np.percentile(draws, 97.5, axis=0)}, index=per_fold.columns)
 
 
