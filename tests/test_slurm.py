@@ -28,7 +28,7 @@ SWEEP = [
     "hydra.launcher.cpus_per_task=1",
     "hydra.launcher.array_parallelism=2",
     "hydra.sweeper.n_jobs=2",
-    "hydra.sweeper.n_trials=4",
+    "hydra.sweeper.n_trials=2",  # one batch of two jobs; the rerun adds the third
     "hydra.sweeper.study_name=slurm",
 ]
 
@@ -104,24 +104,25 @@ def test_a_sweep_of_slurm_jobs_survives_a_cancelled_job_and_resumes(cluster, tmp
 
         mine = _wait_for("SLURM's accounting to see every job end", settled, 60)
         assert mine.pop(victim).startswith("CANCELLED")
-        assert len(mine) == 3 and set(mine.values()) == {"COMPLETED"}, mine
+        assert list(mine.values()) == ["COMPLETED"], mine
 
         study = optuna.load_study(study_name="slurm", storage=f"sqlite:///{tmp_path / 'study.db'}")
         by_state = {t.number: t.state.name for t in study.trials}
-        assert by_state == {0: "COMPLETE", 1: "FAIL", 2: "COMPLETE", 3: "COMPLETE"}
+        assert by_state == {0: "COMPLETE", 1: "FAIL"}
         reason = study.trials[1].user_attrs["fail_reason"]
         assert f"SLURM job {victim} ended CANCELLED" in reason and ".submitit" in reason and ".out" in reason
 
         _, runs = logged_runs(tracking, filter_string="tags.`elm_audio.role` = 'trial'")
-        assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3 + ["KILLED"]
-        assert {r.data.tags["trial"] for r in runs if r.info.status == "FINISHED"} == {"0", "2", "3"}
-        assert sum(r.data.tags.get("features_logged") == "true" for r in runs) == 1  # extracted once
+        assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
+        assert [r.data.tags["trial"] for r in runs if r.info.status == "FINISHED"] == ["0"]
 
-        # the same command again runs only what is left: one trial
+        # the same command again runs only what is left: one trial, on the features trial 0 cached
         proc = sweep()
         out = proc.communicate(timeout=300)[0]
         assert proc.returncode == 0, out[-3000:]
         study = optuna.load_study(study_name="slurm", storage=f"sqlite:///{tmp_path / 'study.db'}")
-        assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
+        assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
         _, runs = logged_runs(tracking)
         assert not [r for r in runs if r.info.status == "RUNNING"]
+        trials = [r for r in runs if r.data.tags.get("elm_audio.role") == "trial"]
+        assert sum(r.data.tags.get("features_logged") == "true" for r in trials) == 1  # extracted once
