@@ -12,10 +12,14 @@ import os
 # needs more threads sets them (torch.set_num_threads); OMP_NUM_THREADS set by hand wins.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import contextlib
+import io
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import math
 
@@ -118,6 +122,36 @@ def run_cli(
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@contextlib.contextmanager
+def as_a_run_in(cwd: Path) -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    """What run_cli's process sees, in this process: ``cwd`` as working folder, its default
+    MLflow store started, no MLFLOW_TRACKING_URI; yields what is printed (stdout, stderr).
+
+    For tests of what a run or report does with its data and stores, where a fresh
+    interpreter's imports (about 7 s of CPU each, most of the suite's time) add nothing;
+    the command line's own behaviour (exit codes, one-line errors, signals) keeps run_cli."""
+    seed_empty_store(cwd)
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        contextlib.chdir(cwd),
+        mock.patch.dict(os.environ),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        yield out, err
+
+
+def run_here(cwd: Path, *overrides: str) -> tuple[str, str]:
+    """``python -m elm_audio <overrides>`` (one run) as runner.run does it, in this process:
+    see as_a_run_in. The features' cache is ``cwd/cache``, as run_cli's; returns (stdout, stderr)."""
+    from elm_audio.runner import run
+
+    with as_a_run_in(cwd) as (out, err):
+        run(compose([f"cache.dir={cwd / 'cache'}", *overrides]))
+    return out.getvalue(), err.getvalue()
 
 
 # spec/method.md, "Front-ends": the feature-vector lengths, small and large.

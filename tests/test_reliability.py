@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import QUICK, logged_runs, run_cli, seed_empty_store, tone, write_audio
+from conftest import QUICK, logged_runs, run_cli, run_here, seed_empty_store, tone, write_audio
 
 from elm_audio.cache import CacheError, FeatureCache
 from elm_audio.config import ConfigError, compose
 from elm_audio.processes import identity
 from elm_audio.data import main as data_main
+from elm_audio.datasets import DatasetError
 from elm_audio.tracking import connect
 from elm_audio.validate import validate
 
@@ -89,8 +90,8 @@ def test_a_damaged_cache_entry_is_named_moved_aside_and_recomputed(cached, damag
     cwd, accuracy = cached
     (entry,) = cache_entries(cwd)
     damage(entry)
-    proc = run_cli("elm_audio", *SMALL, cwd=cwd)
-    assert f"cache entry {entry} is damaged" in proc.stderr and "computing the features again" in proc.stderr
+    _, err = run_here(cwd, *SMALL)  # the run the CLI made above, again (in this process: see run_here)
+    assert f"cache entry {entry} is damaged" in err and "computing the features again" in err
     _, runs = logged_runs(cwd)
     assert runs[-1].data.metrics["test_accuracy"] == accuracy  # the same features again
     assert runs[-1].data.tags["features_run_id"] == runs[-1].info.run_id  # computed by this run
@@ -193,10 +194,10 @@ def check(root: Path, capsys, *extra: str) -> tuple[int, str]:
 def test_a_cached_skip_does_not_bypass_on_bad_clip_error(collection, tmp_path, mode):
     (collection / "low" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     args = ["dataset=folder", f"dataset.root={collection}", "dataset.n_folds=3", *mode]
-    run_cli("elm_audio", *args, "dataset.on_bad_clip=skip", cwd=tmp_path)
-    proc = run_cli("elm_audio", *args, cwd=tmp_path, check=False)
-    assert proc.returncode != 0 and "low/broken" in proc.stderr and "on_bad_clip=skip" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    run_here(tmp_path, *args, "dataset.on_bad_clip=skip")
+    with pytest.raises(DatasetError, match="on_bad_clip=skip") as err:  # the CLI says it in one line
+        run_here(tmp_path, *args)
+    assert "low/broken" in str(err.value)
 
 
 def test_nan_samples_make_a_bad_clip_in_check_and_run(collection, tmp_path, capsys, monkeypatch):

@@ -28,15 +28,19 @@ def main() -> None:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, execution_whitelist=EXECUTION_WHITELIST)
 def app(cfg: DictConfig) -> float:
-    from .runner import Interrupted, run
+    from .validate import validate
 
     try:
+        validate(cfg)  # before the run's own imports (MLflow, the report's figures): a bad value is refused sooner
+        from .runner import run
+
         return run(cfg)
     except (DatasetError, AudioError, ConfigError, CacheError) as err:
         # the data or the config is at fault, not the code: say what to do, without a traceback
         raise SystemExit(f"elm_audio: {redact(err)}") from None
-    except KeyboardInterrupt as err:
-        logged = f"; run {err.run_id} ended as KILLED" if isinstance(err, Interrupted) and err.run_id else ""
+    except KeyboardInterrupt as err:  # runner.Interrupted carries the run it ended
+        run_id = getattr(err, "run_id", None)
+        logged = f"; run {run_id} ended as KILLED" if run_id else ""
         raise SystemExit(f"elm_audio: interrupted{logged}; no partial features were kept") from None
 
 
