@@ -11,7 +11,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUICK, local_uri, logged_runs, run_cli
+from conftest import QUICK, as_a_run_in, local_uri, logged_runs, run_cli
 from scipy import stats
 
 from elm_audio.report.build import table
@@ -38,6 +38,16 @@ def logged(tmp_path_factory):
     run_cli("elm_audio", "-m", "frontend=temporal", "seed=1", "hydra.sweeper.n_trials=3", *QUICK, cwd=cwd)
     proc = run_cli("elm_audio.report", "--out", str(cwd / "reports"), cwd=cwd)
     return cwd, proc
+
+
+def report_here(cwd: Path, *argv: str) -> tuple[int, str, str]:
+    """``python -m elm_audio.report <argv>`` run in ``cwd`` by its main, in this process (see
+    conftest.as_a_run_in); the fixture's report is the command line's. Returns (code, stdout, stderr)."""
+    from elm_audio.report.__main__ import main
+
+    with as_a_run_in(cwd) as (out, err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
 
 
 def mlflow_runs(cwd: Path) -> list:
@@ -179,21 +189,20 @@ def test_an_incomplete_set_of_runs_is_reported_with_what_is_missing(logged, tmp_
     # a sweep still running: its unfinished run is left out and said so
     client, exp, _ = mlflow_runs(cwd)
     client.create_run(exp.experiment_id, tags={"elm_audio.role": "trial", "frontend": "vgg", "feature_size": "small", "classifier": "svm"})
-    again = run_cli("elm_audio.report", "--out", str(tmp_path / "r"), cwd=cwd)
-    assert "1 run(s) still running were left out" in again.stdout
+    _, again, _ = report_here(cwd, "--out", str(tmp_path / "r"))
+    assert "1 run(s) still running were left out" in again
     # a store with one seed of one front-end still gives a report
     single = tmp_path / "single"
     single.mkdir()
     run_cli("elm_audio", "frontend=mfcc", *QUICK, cwd=single)
-    out = run_cli("elm_audio.report", cwd=single).stdout
+    _, out, _ = report_here(single)
     assert "ran one seed only" in out and "mfcc" not in out.split("No runs for front-end(s):")[1].split("\n")[0]
     assert (single / "reports" / "synth" / "table.md").exists()
 
 
-@pytest.mark.slow
 def test_nothing_to_report_says_so(tmp_path):
-    proc = run_cli("elm_audio.report", cwd=tmp_path, check=False)
-    assert proc.returncode == 1 and "no elm_audio runs" in proc.stderr
+    code, _, err = report_here(tmp_path)
+    assert code == 1 and "no elm_audio runs" in err
 
 
 def test_published_numbers_stand_beside_reproductions_and_the_clean_method_is_labelled_apart():
@@ -498,7 +507,7 @@ def test_the_premise_section_compares_random_and_trained_rankings(logged, tmp_pa
     cwd, _ = logged
     grid = ["-m", f"frontend={','.join(FRONTENDS)}", "hydra/sweeper=basic", "seed=1", *QUICK]
     run_cli("elm_audio", *grid, "weights=trained", "weights.max_epochs=1", cwd=cwd)
-    proc = run_cli("elm_audio.report", "--out", str(tmp_path / "reports"), cwd=cwd)
+    _, out, _ = report_here(cwd, "--out", str(tmp_path / "reports"))
     md = (tmp_path / "reports" / "synth" / "table.md").read_text()
     section = md.split("## Premise")[1]
     assert "3 front-ends with both random and trained runs; Kendall's tau" in section and "Spearman's rho" in section
@@ -508,7 +517,7 @@ def test_the_premise_section_compares_random_and_trained_rankings(logged, tmp_pa
     assert set(table.index) == set(FRONTENDS)
     tau = float(section.split("Kendall's tau ")[1].split(" ")[0])
     assert tau == pytest.approx(stats.kendalltau(table["random"], table["trained"]).statistic, abs=0.006)
-    assert "small · trained" in md and "premise" in proc.stdout
+    assert "small · trained" in md and "premise" in out
     # issue 21's baselines, from the same real trained runs: one tau per predictor
     predictors = pd.read_csv(tmp_path / "reports" / "synth" / "predictors_small.csv").set_index("predictor")
     assert {"random-weight accuracy", "parameters", "GFLOP per clip", "NASWOT", "synflow"} <= set(predictors.index)
