@@ -73,7 +73,6 @@ def test_the_weight_conversion_puts_each_tf_kernel_where_the_layout_says():
     [out, in, h, w]; a conv1d [width, in, out] becomes [out, in, width]; the back-end's
     [7, channels, 1, out] a Conv1d over channels."""
     g = golden("frontend_frame_level.npz")
-    front, _ = golden_frontend("frame_level")[0], None
     loaded = frontend("frame_level", "small", 0)
     load_tf1_weights(loaded, {k[4:]: v for k, v in g.items() if k.startswith("var/")}, [str(n) for n in g["var_names"]])
     k = g["var/conv1d/kernel"]  # [512, 1, 40]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import logged_runs, run_cli
-from layouts import BALLROOM_FOLDERS, make_ballroom, make_extended_ballroom, make_gtzan, make_us8k, us8k_rows
+from conftest import logged_runs, run_cli, run_here
+from layouts import make_ballroom, make_extended_ballroom, make_gtzan, make_us8k, us8k_rows
 
 from elm_audio.config import compose
 from elm_audio.data import main as data_main
@@ -111,7 +111,7 @@ def test_a_gtzan_run_stops_on_a_missing_clip_and_skips_an_unreadable_one_when_as
     assert proc.returncode != 0 and "jazz/jazz.00054.wav: is named .wav but is not a WAV (RIFF) file" in proc.stderr
     assert not [p for p in (tmp_path / "cache").glob("*") if p.is_dir() and len(p.name) == 20]
 
-    run_cli("elm_audio", *base, "dataset.on_bad_clip=skip", cwd=tmp_path)
+    run_here(tmp_path, *base, "dataset.on_bad_clip=skip")
     client, runs = logged_runs(tmp_path, "gtzan")
     (run,) = [r for r in runs if r.info.status == "FINISHED"]
     assert run.data.tags["bad_clips"] == "1"
@@ -120,9 +120,9 @@ def test_a_gtzan_run_stops_on_a_missing_clip_and_skips_an_unreadable_one_when_as
     assert "test_accuracy" in run.data.metrics and "fold1_test_accuracy" not in run.data.metrics
 
     (genres / "blues" / "blues.00029.wav").unlink()
-    proc = run_cli("elm_audio", *base, "dataset.on_bad_clip=skip", cwd=tmp_path, check=False)
-    assert proc.returncode != 0 and "lacks 1 file(s) the gtzan protocol needs" in proc.stderr
-    assert "blues/blues.00029.wav" in proc.stderr
+    with pytest.raises(DatasetError, match="lacks 1 file\\(s\\) the gtzan protocol needs") as err:
+        run_here(tmp_path, *base, "dataset.on_bad_clip=skip")
+    assert "blues/blues.00029.wav" in str(err.value)
 
 
 # --- Ballroom ------------------------------------------------------------------------------

@@ -130,11 +130,11 @@ def read_only_view(folder: Path, mount_point: Path) -> Iterator[Path]:
 @pytest.mark.skipif(shutil.which("mount") is None, reason="no mount command")
 def test_a_read_only_cache_serves_the_features_it_holds_and_says_when_it_does_not(tmp_path):
     data = [*SMALL, f"dataset.root={tmp_path / 'cache' / 'synth'}"]  # the clips stay where they are
-    run_cli("elm_audio", *data, cwd=tmp_path)
+    run_here(tmp_path, *data)
     _, (first,) = logged_runs(tmp_path)
     with read_only_view(tmp_path / "cache", tmp_path / "read-only") as ro:
-        proc = run_cli("elm_audio", *data, f"cache.dir={ro}", cwd=tmp_path)
-        assert "features: from the cache" in proc.stdout
+        out, _ = run_here(tmp_path, *data, f"cache.dir={ro}")
+        assert "features: from the cache" in out
         _, runs = logged_runs(tmp_path)
         assert runs[-1].data.metrics["test_accuracy"] == first.data.metrics["test_accuracy"]
         assert runs[-1].data.tags["features_run_id"] == first.info.run_id
@@ -326,7 +326,7 @@ def test_a_run_killed_outright_is_marked_killed_by_the_next_run_which_cleans_its
     proc.communicate(timeout=60)
     _, (killed,) = logged_runs(tmp_path)
     assert killed.info.status == "RUNNING"  # nothing could end it
-    out = run_cli("elm_audio", *SMALL, cwd=tmp_path).stdout
+    out, _ = run_here(tmp_path, *SMALL)
     assert f"run {killed.info.run_id} was left RUNNING by a process that is gone; marked KILLED" in out
     _, runs = logged_runs(tmp_path)
     assert runs[0].info.status == "KILLED" and runs[1].info.status == "FINISHED"

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUICK, logged_runs, run_cli, tone, write_audio
+from mlflow.tracking import MlflowClient
+from conftest import QUICK, logged_runs, run_cli, run_here, tone, write_audio
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +86,7 @@ def test_default_run_logs_the_design_params_metrics_tags_and_artifacts(default_r
 @pytest.mark.xdist_group("default_run")
 def test_a_run_that_needs_the_same_features_loads_them_and_points_at_their_run(default_run):
     cwd, _ = default_run
-    run_cli("elm_audio", "classifier=elm", "extract.progress=false", cwd=cwd)
+    run_here(cwd, "classifier=elm", "extract.progress=false")
     client, (first, second) = runs(cwd)
     assert len(cache_entries(cwd)) == 1
     assert second.data.tags["features_run_id"] == first.info.run_id
@@ -94,7 +95,7 @@ def test_a_run_that_needs_the_same_features_loads_them_and_points_at_their_run(d
 
 
 def test_paper_protocol_scores_and_selects_on_the_same_folds(tmp_path):
-    run_cli("elm_audio", *QUICK, "protocol.mode=paper", "frontend=mfcc", cwd=tmp_path)
+    run_here(tmp_path, *QUICK, "protocol.mode=paper", "frontend=mfcc")
     _, (run,) = runs(tmp_path)
     m = run.data.metrics
     assert m["val_accuracy"] == m["test_accuracy"]
@@ -102,11 +103,10 @@ def test_paper_protocol_scores_and_selects_on_the_same_folds(tmp_path):
 
 
 def test_a_folder_of_recordings_in_mixed_formats_runs(class_folder, tmp_path):
-    proc = run_cli(
-        "elm_audio", "dataset=folder", f"dataset.root={class_folder}", "dataset.n_folds=3",
-        "frontend=mfcc", "extract.progress=false", cwd=tmp_path,
+    out, _ = run_here(
+        tmp_path, "dataset=folder", f"dataset.root={class_folder}", "dataset.n_folds=3", "frontend=mfcc", "extract.progress=false"
     )
-    assert "dataset      folder: 24 clips, 2 classes, 3 folds" in proc.stdout
+    assert "dataset      folder: 24 clips, 2 classes, 3 folds" in out
     _, (run,) = runs(tmp_path, "folder")
     assert run.data.metrics["test_accuracy"] > 0.8  # low against high tones, from 8 training clips
 
@@ -173,7 +173,7 @@ def test_an_unreadable_clip_stops_the_run_naming_it_and_leaves_no_cache_entry(cl
     assert not cache_entries(tmp_path)
     assert not list((tmp_path / "cache").glob(".tmp-*"))
 
-    run_cli("elm_audio", *args, "dataset.on_bad_clip=skip", cwd=tmp_path)
+    run_here(tmp_path, *args, "dataset.on_bad_clip=skip")
     client, runs_ = runs(tmp_path, "folder")
     done = [r for r in runs_ if r.info.status == "FINISHED"][-1]
     assert done.data.tags["bad_clips"] == "1"
@@ -202,7 +202,7 @@ def test_a_bad_config_value_names_the_key_before_anything_is_logged(tmp_path, ov
 
 def test_the_paper_preset_runs_end_to_end_on_a_folder_and_keeps_its_own_features(class_folder, tmp_path):
     args = ["dataset=folder", f"dataset.root={class_folder}", "dataset.n_folds=3", "extract.progress=false"]
-    run_cli("elm_audio", *args, cwd=tmp_path)
+    run_here(tmp_path, *args)
     proc = run_cli("elm_audio", "experiment=paper", *args, cwd=tmp_path)
     assert "paper protocol" in proc.stdout
     _, (clean, paper) = runs(tmp_path, "folder")
@@ -267,7 +267,7 @@ def test_what_a_researcher_sees_in_mlflow_after_a_run_and_a_small_sweep(class_fo
     (given,) = first.inputs.dataset_inputs
     assert given.dataset.name == "folder" and str(class_folder) in given.dataset.source
     write_audio(class_folder / "low" / "low_extra.wav", tone(230.0, 1.5, 22_050), 22_050)
-    run_cli("elm_audio", *args, cwd=tmp_path)
+    run_here(tmp_path, *args)
     _, logged = runs(tmp_path, "folder")
     assert logged[-1].info.run_name == "mfcc-small-svm-seed0-2"  # a rerun's name tells it apart
     (again,) = logged[-1].inputs.dataset_inputs

@@ -3,7 +3,6 @@ jobs through hydra-submitit-launcher, one of them cancelled while it runs."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time

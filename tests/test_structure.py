@@ -7,9 +7,8 @@ import ast
 from pathlib import Path
 
 import pytest
-import torch
 
-from elm_audio.config import CONFIG_DIR, choices, compose
+from elm_audio.config import choices, compose
 
 PACKAGE = Path(__file__).parents[1] / "src" / "elm_audio"
 
