@@ -313,10 +313,10 @@ def test_data_check_passes_a_partial_copy_that_gives_the_protocol_and_warns_loud
 
 @pytest.mark.slow
 def test_a_run_on_the_partial_copy_gives_the_same_verdict_and_the_same_warning(partial_us8k, tmp_path):
-    from conftest import logged_runs, run_cli
+    from conftest import logged_runs, run_here
 
-    proc = run_cli("elm_audio", "dataset=us8k", f"dataset.root={partial_us8k}", "frontend=mfcc",
-                   "extract.progress=false", "extract.num_workers=0", cwd=tmp_path)  # fmt: skip
-    assert f"elm_audio: warning: {WARNING}" in proc.stderr
+    _, err = run_here(tmp_path, "dataset=us8k", f"dataset.root={partial_us8k}", "frontend=mfcc",
+                      "extract.progress=false", "extract.num_workers=0")  # fmt: skip
+    assert f"elm_audio: warning: {WARNING}" in err
     _, (run,) = logged_runs(tmp_path, "us8k")
     assert run.info.status == "FINISHED" and run.data.tags["incomplete_copy"].startswith(WARNING)
