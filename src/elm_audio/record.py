@@ -40,7 +40,8 @@ def log_config(cfg: DictConfig, plan: Plan) -> None:
     Passwords are redacted; values read from the environment are recorded as written."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     container = redact_tree(as_written_from_environment(resolved, OmegaConf.to_container(cfg, resolve=False)))
-    inapplicable = {f"classifier.{k}" for k in cfg.classifier if k not in applicable(cfg)}
+    meaningful = applicable(cfg)
+    inapplicable = {f"classifier.{k}" for k in cfg.classifier if k not in meaningful}
     inapplicable |= {f"classifier.estimator.{k[len('classifier.'):]}" for k in inapplicable}
     params = {
         k: v for k, v in flatten(container).items() if not k.startswith(NOT_PARAMS) and k not in inapplicable
