@@ -68,7 +68,7 @@ def mlflow_server(backend_uri: str, artifacts: Path):
         [
             sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
             "--artifacts-destination", artifacts.as_uri(), "--serve-artifacts",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         ],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip

@@ -3,13 +3,14 @@ jobs through hydra-submitit-launcher, one of them cancelled while it runs."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
 
 import optuna
 import pytest
-from conftest import QUICK, logged_runs
+from conftest import QUICK, empty_store, logged_runs
 from filelock import FileLock
 from services import mlflow_server
 from slurm_cluster import ClusterUnavailable, start
@@ -57,6 +58,7 @@ def _wait_for(what: str, check, seconds: float, proc: subprocess.Popen | None = 
 
 
 def test_a_sweep_of_slurm_jobs_survives_a_cancelled_job_and_resumes(cluster, tmp_path):
+    shutil.copyfile(empty_store(), tmp_path / "mlflow.db")  # the server need not make its tables (seconds)
     with mlflow_server(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts") as tracking:
         env = {**cluster, "ELM_AUDIO_CACHE": str(tmp_path / "cache"), "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
         env.pop("MLFLOW_TRACKING_URI", None)
