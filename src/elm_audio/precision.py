@@ -101,8 +101,9 @@ def effective_precision(device: torch.device, precision: str) -> str:
 
 
 def autocast(device: torch.device, precision: str):
-    """Autocast to ``precision`` (none for fp32, or for bf16 on a CPU without bf16 units)."""
-    dtype = PRECISIONS[effective_precision(device, precision)]
+    """Autocast to ``precision``, the one the run computes in (``effective_precision``'s answer,
+    as ``network_features`` takes it); none for fp32."""
+    dtype = PRECISIONS[precision]
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)

@@ -198,7 +198,8 @@ def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Spli
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(int(cfg.seed))
     probe = Probe(build_frontend(cfg).trainable(), plan.profile["feature_dim"], len(classes)).to(device)
-    if effective_precision(device, cfg.precision) == "bf16":  # oneDNN's bf16 kernels take channels-last maps
+    precision = effective_precision(device, cfg.precision)
+    if precision == "bf16":  # oneDNN's bf16 kernels take channels-last maps
         probe = probe.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(probe.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     generator = torch.Generator().manual_seed(int(cfg.seed))
@@ -218,13 +219,13 @@ def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Spli
         probe.train()
         losses = []
         for batch in batches(split.train, recipe.batch_size, generator):
-            with autocast(device, cfg.precision):
+            with autocast(device, precision):
                 loss = F.cross_entropy(probe(load(X, batch, shape, device)).float(), y[batch].to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-        val = float(np.mean(predict(probe, X, shape, split.validation, recipe, device, cfg.precision) == codes[split.validation]))
+        val = float(np.mean(predict(probe, X, shape, split.validation, recipe, device, precision) == codes[split.validation]))
         state["epoch"] += 1
         if val > state["best_val"]:
             state.update(best_val=val, best=copy.deepcopy(probe.state_dict()), stale=0)
@@ -238,7 +239,7 @@ def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Spli
         bar.set_postfix(loss=f"{np.mean(losses):.3f}", val=f"{val:.3f}")
     bar.close()
     probe.load_state_dict(state["best"])
-    named = {part: [classes[p] for p in predict(probe, X, shape, rows, recipe, device, cfg.precision)]
+    named = {part: [classes[p] for p in predict(probe, X, shape, rows, recipe, device, precision)]
              for part, rows in (("test", split.test), ("val", split.validation))}  # fmt: skip
     test = float(np.mean(np.searchsorted(classes, named["test"]) == codes[split.test]))
     val = float(np.mean(np.searchsorted(classes, named["val"]) == codes[split.validation]))
