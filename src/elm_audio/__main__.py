@@ -31,7 +31,7 @@ def app(cfg: DictConfig) -> float:
     from .validate import validate
 
     try:
-        validate(cfg)  # before the run's own imports (MLflow, the report's figures): a bad value is refused sooner
+        validate(cfg)  # before the run's own imports (MLflow, matplotlib): a bad value is refused sooner
         from .runner import run
 
         return run(cfg)
