@@ -125,14 +125,16 @@ def run_cli(
 
 
 @contextlib.contextmanager
-def as_a_run_in(cwd: Path) -> Iterator[tuple[io.StringIO, io.StringIO]]:
+def as_a_run_in(cwd: Path, seed_store: bool = True) -> Iterator[tuple[io.StringIO, io.StringIO]]:
     """What run_cli's process sees, in this process: ``cwd`` as working folder, its default
-    MLflow store started, no MLFLOW_TRACKING_URI; yields what is printed (stdout, stderr).
+    MLflow store started (``seed_store``, as run_cli's), no MLFLOW_TRACKING_URI; yields what is
+    printed (stdout, stderr).
 
     For tests of what a run or report does with its data and stores, where a fresh
     interpreter's imports (about 7 s of CPU each, most of the suite's time) add nothing;
     the command line's own behaviour (exit codes, one-line errors, signals) keeps run_cli."""
-    seed_empty_store(cwd)
+    if seed_store:
+        seed_empty_store(cwd)
     out, err = io.StringIO(), io.StringIO()
     with (
         contextlib.chdir(cwd),

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import logged_runs
+from conftest import logged_runs, run_here
 
 from elm_audio import contents
 from elm_audio.cache import FeatureCache
@@ -116,27 +116,23 @@ def folder_run(tmp_path, root) -> list[str]:
             "extract.progress=false", "extract.num_workers=0"]  # fmt: skip
 
 
-def _run(tmp_path, monkeypatch, capsys, root):
+def _run(tmp_path, root):
     """One in-process run of ``root`` as a folder dataset; its plan and what it printed."""
-    from elm_audio.runner import run
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     args = folder_run(tmp_path, root)
-    run(compose(args))
-    return make_plan(compose(args)), capsys.readouterr().out
+    out, _ = run_here(tmp_path, *args)
+    return make_plan(compose(args)), out
 
 
 @pytest.mark.skipif(shutil.which("mount") is None, reason="no mount command")
-def test_two_mounts_of_one_dataset_share_its_cache_entry(tones, tmp_path, monkeypatch, capsys):
+def test_two_mounts_of_one_dataset_share_its_cache_entry(tones, tmp_path):
     mounts = [tmp_path / "srv1" / "us8k", tmp_path / "mnt" / "nfs" / "us8k"]
     for mount in mounts:
         mount.mkdir(parents=True)
         if subprocess.run(["mount", "--bind", str(tones), str(mount)], capture_output=True).returncode:
             pytest.skip("mounting is not permitted here")
     try:
-        first, out1 = _run(tmp_path, monkeypatch, capsys, mounts[0])
-        second, out2 = _run(tmp_path, monkeypatch, capsys, mounts[1])
+        first, out1 = _run(tmp_path, mounts[0])
+        second, out2 = _run(tmp_path, mounts[1])
     finally:
         for mount in mounts:
             subprocess.run(["umount", str(mount)], capture_output=True)

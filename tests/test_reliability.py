@@ -200,19 +200,13 @@ def test_a_cached_skip_does_not_bypass_on_bad_clip_error(collection, tmp_path, m
     assert "low/broken" in str(err.value)
 
 
-def test_nan_samples_make_a_bad_clip_in_check_and_run(collection, tmp_path, capsys, monkeypatch):
+def test_nan_samples_make_a_bad_clip_in_check_and_run(collection, tmp_path, capsys):
     signal_ = tone(440.0, 1.0, 16_000)
     signal_[100:200] = np.nan
     sf.write(collection / "low" / "nan.wav", signal_, 16_000, subtype="FLOAT")
     code, out = check(collection, capsys)
     assert code == 1 and "low/nan.wav: holds non-finite samples" in out
-    from elm_audio.runner import run
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    seed_empty_store(tmp_path)
-    run(compose(["dataset=folder", f"dataset.root={collection}", "dataset.n_folds=3", "dataset.on_bad_clip=skip",
-                 f"cache.dir={tmp_path / 'cache'}", *FOLDER]))  # fmt: skip
+    run_here(tmp_path, "dataset=folder", f"dataset.root={collection}", "dataset.n_folds=3", "dataset.on_bad_clip=skip", *FOLDER)
     (entry,) = cache_entries(tmp_path)
     meta = json.loads((entry / "meta.json").read_text())
     assert list(meta["bad_clips"]) == ["low/nan"]
