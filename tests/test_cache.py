@@ -144,8 +144,8 @@ def test_two_mounts_of_one_dataset_share_its_cache_entry(tones, tmp_path):
     assert runs[1].data.tags["features_run_id"] == runs[0].info.run_id
 
 
-def test_a_clip_rewritten_with_its_size_and_mtime_kept_is_extracted_again(tones, tmp_path, monkeypatch, capsys):
-    first, _ = _run(tmp_path, monkeypatch, capsys, tones)
+def test_a_clip_rewritten_with_its_size_and_mtime_kept_is_extracted_again(tones, tmp_path, monkeypatch):
+    first, _ = _run(tmp_path, tones)
     clip = tones / "low" / "low_2.wav"
     before = clip.stat()
     (tmp_path / "ref").touch()
@@ -155,11 +155,11 @@ def test_a_clip_rewritten_with_its_size_and_mtime_kept_is_extracted_again(tones,
     clip.write_bytes(bytes(data))
     subprocess.run(["touch", "-r", str(tmp_path / "ref"), str(clip)], check=True)
     assert (clip.stat().st_size, clip.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
-    second, out = _run(tmp_path, monkeypatch, capsys, tones)
+    second, out = _run(tmp_path, tones)
     assert "features: from the cache" not in out and second.key != first.key
     changed = [i for i, (a, b) in enumerate(zip(first.contents, second.contents)) if a != b]
     assert [first.contents[i].path for i in changed] == ["low/low_2.wav"]
-    third, out = _run(tmp_path, monkeypatch, capsys, tones)
+    third, out = _run(tmp_path, tones)
     assert third.key == second.key and "features: from the cache" in out
 
     def reread(path):
