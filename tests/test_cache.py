@@ -14,6 +14,8 @@ from elm_audio.cache import FeatureCache
 from elm_audio.config import compose
 from elm_audio.plan import make_plan
 
+KEY = "0123456789abcdef0000"  # a features key as cache_key makes them
+
 
 def _fill_slowly(counter_path, rows, delay=0.5):
     with open(counter_path, "a") as fh:
@@ -35,7 +37,7 @@ def test_two_processes_needing_the_same_key_compute_it_once(tmp_path):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     counter = tmp_path / "computed.txt"
-    procs = [ctx.Process(target=_compute_or_load, args=(tmp_path / "c", "k1", counter, queue)) for _ in range(2)]
+    procs = [ctx.Process(target=_compute_or_load, args=(tmp_path / "c", "0123456789abcdef0001", counter, queue)) for _ in range(2)]
     for p in procs:
         p.start()
     results = [queue.get(timeout=60) for _ in procs]
@@ -53,8 +55,8 @@ def test_a_failed_extraction_leaves_nothing_that_reads_as_complete(tmp_path):
         raise RuntimeError("decoder crashed")
 
     with pytest.raises(RuntimeError, match="decoder crashed"):
-        cache.store("k", 6, 3, fail_halfway)
-    assert cache.load("k") is None
+        cache.store(KEY, 6, 3, fail_halfway)
+    assert cache.load(KEY) is None
     assert not [p for p in tmp_path.iterdir() if not p.name.endswith(".lock")]
 
 
@@ -65,7 +67,7 @@ def _killed_midway(root):
         rows[:2] = 5.0
         os.kill(os.getpid(), signal.SIGKILL)
 
-    cache.store("k", 6, 3, hang)
+    cache.store(KEY, 6, 3, hang)
 
 
 def test_a_killed_extraction_is_redone_by_the_next_run(tmp_path):
@@ -74,9 +76,9 @@ def test_a_killed_extraction_is_redone_by_the_next_run(tmp_path):
     proc.join(60)
     assert proc.exitcode == -signal.SIGKILL
     cache = FeatureCache(tmp_path)
-    assert cache.load("k") is None
-    done = cache.store("k", 6, 3, lambda rows: {"clip_ids": list("abcdef"), "labels": ["x"] * 6})
-    assert done.matrix.shape == (6, 3) and cache.load("k").clip_ids == list("abcdef")
+    assert cache.load(KEY) is None
+    done = cache.store(KEY, 6, 3, lambda rows: {"clip_ids": list("abcdef"), "labels": ["x"] * 6})
+    assert done.matrix.shape == (6, 3) and cache.load(KEY).clip_ids == list("abcdef")
 
 
 def test_the_key_changes_with_everything_that_determines_the_features(tmp_path):

@@ -100,14 +100,14 @@ def test_a_damaged_cache_entry_is_named_moved_aside_and_recomputed(cached, damag
 
 
 def test_entries_are_shared_with_the_group_and_a_lock_that_fails_otherwise_is_reported(tmp_path):
-    cache = FeatureCache(tmp_path)
-    cache.store("k", 3, 2, lambda rows: {"clip_ids": list("abc"), "labels": ["x"] * 3})
-    entry = tmp_path / "k"
+    cache, key = FeatureCache(tmp_path), "0123456789abcdef0000"
+    cache.store(key, 3, 2, lambda rows: {"clip_ids": list("abc"), "labels": ["x"] * 3})
+    entry = tmp_path / key
     assert entry.stat().st_mode & 0o050 == 0o050 and (entry / "features.npy").stat().st_mode & 0o040
-    (tmp_path / "k.lock").unlink(missing_ok=True)
-    (tmp_path / "k.lock").mkdir()  # not a read-only cache: something is wrong with the disk
-    with pytest.raises(CacheError, match=f"cache.dir={tmp_path}: cannot lock k"):
-        with cache.lock("k"):
+    (tmp_path / f"{key}.lock").unlink(missing_ok=True)
+    (tmp_path / f"{key}.lock").mkdir()  # not a read-only cache: something is wrong with the disk
+    with pytest.raises(CacheError, match=f"cache.dir={tmp_path}: cannot lock {key}"):
+        with cache.lock(key):
             pass
 
 
@@ -163,7 +163,7 @@ def test_temporary_folders_of_dead_processes_are_cleaned(tmp_path):
     mine = folder(f"{os.getpid()}-xyz", identity())  # a live process's extraction is left alone
     elsewhere = folder(f"{owner['pid']}-ns", {**owner, "pid_ns": "pid:[1]"})
     unknown = folder(f"{owner['pid']}-old", None)
-    entry = FeatureCache(tmp_path).store("k", 1, 1, lambda rows: {"clip_ids": ["a"], "labels": ["x"]})
+    entry = FeatureCache(tmp_path).store("0123456789abcdef0000", 1, 1, lambda rows: {"clip_ids": ["a"], "labels": ["x"]})
     assert not stale.exists() and mine.exists() and elsewhere.exists() and unknown.exists()
     assert sorted(p.name for p in entry.path.iterdir()) == ["features.npy", "meta.json"]
 

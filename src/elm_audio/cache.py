@@ -15,6 +15,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -28,10 +29,22 @@ import numpy as np
 from filelock import FileLock
 
 from .processes import identity, proven_gone
+from .shared_files import (
+    TMP_PREFIX,
+    NotARegularFile,
+    file_mode,
+    folder_mode,
+    is_real_folder,
+    make_folder,
+    open_regular,
+    read_regular,
+    share,
+    write_new,
+)
 
 # Bump when a change to the feature code changes the numbers it produces.
 FEATURE_CODE_VERSION = 1
-TMP_PREFIX = ".tmp-"
+KEY = re.compile(r"[0-9a-f]{20}")  # what cache_key makes: the only names an entry may have
 DAMAGED_PREFIX = ".damaged-"
 OWNER = "owner.json"  # in a temporary folder: the identity of the process writing it
 READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)  # a cache one may read but not write
@@ -64,6 +77,15 @@ class Features:
         return np.array([cid not in self.bad_clips for cid in self.clip_ids], dtype=bool)
 
 
+def npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype of the .npy file open at its start; after it, its data."""
+    version = np.lib.format.read_magic(fh)
+    read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read is None:
+        raise ValueError(f".npy format {version[0]}.{version[1]}, not one this cache writes")
+    return read(fh)
+
+
 def file_sha256(path: Path) -> str:
     with path.open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
@@ -82,6 +104,8 @@ class FeatureCache:
         self.damaged: list[str] = []  # what load() found wrong and moved aside, to tell the user
 
     def entry(self, key: str) -> Path:
+        if not KEY.fullmatch(key):  # a key read from elsewhere (a run's tag) never names another folder
+            raise ValueError(f"{key!r} is not a features key (20 hexadecimal digits)")
         return self.root / key
 
     @contextmanager
@@ -89,8 +113,9 @@ class FeatureCache:
         """Hold the key's lock (runs that need the same features wait for the one computing
         them); yields False, holding nothing, where the cache is read-only."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(self.root / f"{key}.lock"))
+            make_folder(self.root, writable_by_group=True)
+            self.entry(key.rsplit("-", 1)[-1])  # a key, or what it keys ("training-<key>"): never a path
+            lock = FileLock(str(self.root / f"{key}.lock"), mode=file_mode(writable_by_group=True))
             lock.acquire()
         except OSError as err:
             if err.errno not in READ_ONLY:
@@ -108,26 +133,40 @@ class FeatureCache:
             "choose a writable cache.dir"
         )
 
-    def load(self, key: str) -> Features | None:
-        """The entry, verified; None when there is none (or it was damaged: then it is moved
-        aside, and ``damaged`` says what was wrong)."""
+    def load(self, key: str, clips: tuple[list[str], list[str]] | None = None) -> Features | None:
+        """The entry, verified; None when there is none, or it was damaged or is not of these
+        ``clips`` (ids, labels), as the dataset lists them: then it is moved aside, and ``damaged``
+        says why. An entry this user may not read is no sign of damage: a CacheError says so."""
         entry = self.entry(key)
-        if not entry.is_dir():
+        if not os.path.lexists(entry):
             return None
         try:
-            return self._verified(key, entry)
+            if not is_real_folder(entry):
+                raise NotARegularFile(f"{entry.name} is not a folder of its own (a link, or a file)")
+            return self._verified(key, entry, clips)
+        except PermissionError as err:
+            raise CacheError(
+                f"cache.dir={self.root}: cannot read the entry {entry.name} ({err.strerror}: {Path(err.filename).name}); "
+                f"ask its owner to make it readable by the group (chmod -R g+rX {entry}), or choose another cache.dir"
+            ) from None
         except (OSError, ValueError, KeyError, TypeError) as err:
             self._set_aside(entry, str(err))
             return None
 
-    def _verified(self, key: str, entry: Path) -> Features:
-        meta = json.loads((entry / "meta.json").read_text())
-        path = entry / "features.npy"
-        matrix = np.load(path, mmap_mode="r")
-        if list(matrix.shape) != meta["shape"] or str(matrix.dtype) != meta["dtype"]:
-            raise ValueError(f"features.npy is {matrix.dtype} {list(matrix.shape)}, meta.json says {meta['dtype']} {meta['shape']}")
-        if file_sha256(path) != meta["sha256"]:
-            raise ValueError("features.npy does not match its checksum (changed or damaged on disk)")
+    def _verified(self, key: str, entry: Path, clips: tuple[list[str], list[str]] | None) -> Features:
+        """Every part a regular file inside the entry (no links, no FIFOs), the matrix's bytes
+        those its metadata records, its clips and labels the dataset's."""
+        meta = json.loads(read_regular(entry / "meta.json"))
+        if clips is not None and (meta["clip_ids"], meta["labels"]) != (list(clips[0]), list(clips[1])):
+            raise ValueError("its clip ids or labels are not the dataset's (changed by hand, or another entry's)")
+        with open_regular(entry / "features.npy") as fh:
+            if hashlib.file_digest(fh, "sha256").hexdigest() != meta["sha256"]:
+                raise ValueError("features.npy does not match its checksum (changed or damaged on disk)")
+            fh.seek(0)
+            shape, fortran, dtype = npy_header(fh)
+            if list(shape) != meta["shape"] or str(dtype) != meta["dtype"] or fortran:
+                raise ValueError(f"features.npy is {dtype} {list(shape)}, meta.json says {meta['dtype']} {meta['shape']}")
+            matrix = np.memmap(fh, dtype=dtype, mode="r", shape=shape, offset=fh.tell()) if np.prod(shape) else np.zeros(shape, dtype)
         return Features(
             key,
             np.asarray(matrix),
@@ -155,7 +194,7 @@ class FeatureCache:
         left alone."""
         for tmp in self.root.glob(f"{TMP_PREFIX}*"):
             try:
-                owner = json.loads((tmp / OWNER).read_text())
+                owner = json.loads(read_regular(tmp / OWNER))
             except (OSError, ValueError):
                 continue
             if isinstance(owner, dict) and proven_gone(owner):
@@ -176,13 +215,11 @@ class FeatureCache:
             ) from None
 
     def _store(self, key: str, n_rows: int, dim: int, fill: Callable[[np.ndarray], dict[str, Any]]) -> Features:
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_folder(self.root, writable_by_group=True)
         self.clean_stale()
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{key}-{os.getpid()}-", dir=self.root))
         try:
-            umask = os.umask(0)
-            os.umask(umask)
-            tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; an entry is shared like any folder
+            tmp.chmod(folder_mode(self.root))  # the group may read whose it is (clean_stale), never write into it
             (tmp / OWNER).write_text(json.dumps(identity()))
             rows = np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n_rows, dim))
             allocate(tmp / "features.npy")
@@ -192,6 +229,7 @@ class FeatureCache:
             meta.update(shape=[n_rows, dim], dtype="float32", sha256=file_sha256(tmp / "features.npy"))
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             (tmp / OWNER).unlink()  # an entry is the matrix and its metadata alone
+            share(tmp)
             try:
                 os.replace(tmp, self.entry(key))
             except OSError as err:
@@ -209,21 +247,19 @@ class FeatureCache:
 
 def write_checked(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` with its SHA-256 beside it (``<name>.sha256``, in sha256sum's
-    format), each under a temporary name renamed into place: read it back with read_checked."""
-    digest = hashlib.sha256(data).hexdigest()
-    for target, payload in ((path, data), (checksum_of(path), f"{digest}  {path.name}\n".encode())):
-        tmp = target.with_name(f"{TMP_PREFIX}{target.name}-{os.getpid()}")
-        tmp.write_bytes(payload)
-        os.replace(tmp, target)
+    format), each through a fresh temporary file renamed into place (never through a link
+    planted under either name): read it back with read_checked."""
+    write_new(path, data)
+    write_new(checksum_of(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
 
 
 def read_checked(path: Path) -> bytes:
-    """The bytes of a file written by write_checked; ValueError where its checksum is missing
-    or does not match them (changed or damaged on disk)."""
-    data = path.read_bytes()
+    """The bytes of a file written by write_checked; ValueError where either is not a regular
+    file of its own, or its checksum is missing or does not match them (changed or damaged on disk)."""
+    data = read_regular(path)
     try:
-        recorded = checksum_of(path).read_text().split()[0]
-    except (OSError, IndexError):
+        recorded = read_regular(checksum_of(path)).decode().split()[0]
+    except (OSError, IndexError, UnicodeDecodeError):
         raise ValueError(f"it has no checksum ({checksum_of(path).name})") from None
     if hashlib.sha256(data).hexdigest() != recorded:
         raise ValueError(f"it does not match its checksum ({checksum_of(path).name}): changed or damaged on disk")

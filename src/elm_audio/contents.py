@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
 
 from .cache import READ_ONLY, file_sha256
+from .shared_files import file_mode, make_folder, read_regular, write_new
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,13 @@ class Content:
     path: str  # below the dataset's root, POSIX
     size: int  # -1 where the file cannot be read
     sha256: str  # "" where the file cannot be read
+    stat: list[int] | None = field(default=None, compare=False)  # when the digest was taken: see changed_since
+
+
+def changed_since(paths: list[str], contents: list[Content]) -> list[str]:
+    """The files whose bytes may differ from those their digest was taken of (rewritten since,
+    even in place with the same size and mtime: the ctime moves)."""
+    return [p for p, c in zip(paths, contents) if c.stat is not None and _stat(p) != c.stat]
 
 
 def clip_contents(root: Path, paths: list[str], store_dir: Path) -> list[Content]:
@@ -39,7 +46,7 @@ def clip_contents(root: Path, paths: list[str], store_dir: Path) -> list[Content
     if any(s is not None and known.get(p, [None])[:-1] != s for p, s in stats.items()):
         known = store.update(stats)
     return [
-        Content(_relative(p, root), -1, "") if stats[p] is None else Content(_relative(p, root), stats[p][0], known[p][-1])
+        Content(_relative(p, root), -1, "") if stats[p] is None else Content(_relative(p, root), stats[p][0], known[p][-1], stats[p])
         for p in paths
     ]
 
@@ -68,7 +75,7 @@ class DigestStore:
 
     def read(self) -> dict[str, list]:
         try:
-            return json.loads(self.file.read_text()).get("files", {})
+            return json.loads(read_regular(self.file)).get("files", {})
         except (OSError, ValueError, AttributeError):
             return {}  # none yet, or damaged: digests are computed again
 
@@ -76,8 +83,8 @@ class DigestStore:
         """Digest the files whose stat the store does not hold, and store them (where the cache
         is writable; a read-only cache gets them computed for this run only)."""
         try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(self.file) + ".lock")
+            make_folder(self.file.parent, writable_by_group=True)
+            lock = FileLock(str(self.file) + ".lock", mode=file_mode(writable_by_group=True))
             lock.acquire()
         except OSError as err:
             if err.errno not in READ_ONLY:
@@ -85,11 +92,7 @@ class DigestStore:
             return self._digest(self.read(), stats)
         try:
             known = self._digest(self.read(), stats)  # another job may have stored them meanwhile
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.file.parent)
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"files": known}, fh)
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, self.file)
+            write_new(self.file, json.dumps({"files": known}).encode())
             return known
         finally:
             lock.release()
@@ -105,9 +108,3 @@ class DigestStore:
                 after = _stat(path)  # rewritten while being read: its digest is not to be kept
                 known[path] = [*stat, digest] if after == stat else [*stat, ""]
         return known
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -12,12 +12,15 @@ import torch
 from omegaconf import DictConfig
 
 from .cache import FeatureCache, Features
+from .contents import changed_since
 from .datasets import DatasetError
 from .datasets.check import CheckReport
 from .devices import resolve_device
 from .extract import ExtractSettings, extract
+from .frontends.imported import Imported
 from .inputs import InputSettings
 from .plan import Plan
+from .precision import effective_precision
 
 
 def extract_settings(cfg: DictConfig, plan: Plan) -> ExtractSettings:
@@ -48,7 +51,7 @@ def load_or_extract(
     ``entry`` = (key, width, compute) caches something else per clip instead (training caches
     the network inputs), under the same checks."""
     key, width, compute = entry or (plan.key, plan.profile["feature_dim"], None)
-    features = cache.load(key)
+    features = cache.load(key, ([c.clip_id for c in plan.index.clips], [c.label for c in plan.index.clips]))
     computed = False
     if features is None:
         if not locked:
@@ -66,6 +69,15 @@ def load_or_extract(
     return features, computed
 
 
+def overflow_hint(frontend, precision: str) -> str:
+    """What the run knows of why features are not finite (the decoder refuses non-finite samples)."""
+    if isinstance(frontend, Imported):
+        return "the imported front-end returned them: fix the module or the file that computes them"
+    if precision != "fp32":
+        return f"precision={precision} overflows more easily: try precision=fp32"
+    return "computing in fp32 overflowed: look at those clips' samples (far outside [-1, 1]?) and replace or remove them"
+
+
 def _extract(cfg: DictConfig, plan: Plan, cache: FeatureCache, key: str, width: int, compute) -> Features:
     """Read every header first, so an unreadable clip stops the run now, not hours in."""
     report = CheckReport.from_survey(plan.dataset, plan.survey, read_headers=True, progress=cfg.extract.progress)
@@ -75,17 +87,22 @@ def _extract(cfg: DictConfig, plan: Plan, cache: FeatureCache, key: str, width: 
     mlflow.log_text(text, "data_check.txt")
     settings = extract_settings(cfg, plan)
     clips = plan.index.clips
+    precision = effective_precision(resolve_device(cfg.device), settings.precision)
 
     def fill(rows: np.ndarray) -> dict:
         start = time.perf_counter()
         bad, silent = extract(plan.frontend, clips, rows, resolve_device(cfg.device), settings, compute=compute)
+        changed = changed_since([c.path for c in clips], plan.contents)
+        if changed:  # its rows may be of other bytes than the key's digest: never cache them under it
+            raise DatasetError(
+                f"{len(changed)} clip(s) changed while the features were extracted, e.g. {changed[0]}; nothing was "
+                "cached: run again once the dataset is no longer being written to"
+            )
         usable = [i for i, c in enumerate(clips) if c.clip_id not in bad]
         broken = [clips[i].clip_id for i in usable if not np.isfinite(rows[i]).all()]
-        if broken:  # a front-end that overflowed (fp16): never cache such rows as features
-            raise DatasetError(
-                f"the front-end gave non-finite features for {len(broken)} clip(s), e.g. {broken[0]}; "
-                "with precision=fp16 or bf16, try precision=fp32"
-            )
+        if broken:  # never cache such rows as features
+            raise DatasetError(f"the front-end gave non-finite features for {len(broken)} clip(s), e.g. {broken[0]}; "
+                               + overflow_hint(plan.frontend, precision))  # fmt: skip
         return {
             "clip_ids": [c.clip_id for c in clips],
             "labels": [c.label for c in clips],

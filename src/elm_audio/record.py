@@ -177,26 +177,41 @@ def predictions_table(evaluation: Evaluation, index: ClipIndex) -> pd.DataFrame:
 
 
 def confusion_figure(predictions: pd.DataFrame, labels: list[str]) -> Figure:
-    """Clips per true and predicted class; the class names' length sets the margins."""
+    """Clips per true and predicted class; the class names' length sets the margins (names past 30
+    characters are cut short there: class_accuracy.csv has them whole)."""
     side = max(4.0, 2.0 + 0.6 * len(labels))
     fig = Figure(figsize=(side, side), layout="constrained")
     ax = fig.subplots()
     ConfusionMatrixDisplay.from_predictions(
-        predictions["label"], predictions["prediction"], labels=labels, ax=ax, xticks_rotation="vertical", colorbar=False
+        predictions["label"], predictions["prediction"], labels=labels, ax=ax, xticks_rotation="vertical", colorbar=False,
+        display_labels=[label if len(label) <= 30 else label[:29] + "…" for label in map(str, labels)],
     )
     ax.set_title(f"test predictions ({len(predictions)} clips)")
     return fig
 
 
-# what MLflow allows in a metric name; anything else in a class label becomes "_"
+# what MLflow allows in a metric name (its keys hold at most 250 characters)
 METRIC_NAME = re.compile(r"[^\w\-. :/]")
+LONGEST_LABEL = 200  # of a metric name's label part, after its prefix ("class_accuracy/")
+
+
+def metric_label(label: str) -> str:
+    """``label`` as a metric name's part: itself where MLflow allows it; otherwise its allowed
+    characters, cut short, and a digest of the whole label, so that two labels never share a
+    name (``a?b`` and ``a*b`` both read ``a_b``)."""
+    if not METRIC_NAME.search(label) and len(label) <= LONGEST_LABEL:
+        return label
+    digest = hashlib.sha256(label.encode()).hexdigest()[:10]
+    return f"{METRIC_NAME.sub('_', label)[: LONGEST_LABEL - 11]}_{digest}"
 
 
 def class_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Per class: its test clips (over every split), how many were predicted right, the recall."""
+    """Per class: its test clips (over every split), how many were predicted right, the recall,
+    and the name of its ``class_accuracy/`` metric."""
     right = predictions["label"].astype(str) == predictions["prediction"].astype(str)
     table = right.groupby(predictions["label"].astype(str)).agg(["size", "sum"]).rename(columns={"size": "n_clips", "sum": "correct"})
-    return table.assign(recall=table["correct"] / table["n_clips"]).rename_axis("label").reset_index()
+    table = table.assign(recall=table["correct"] / table["n_clips"]).rename_axis("label").reset_index()
+    return table.assign(metric=[f"class_accuracy/{metric_label(label)}" for label in table["label"]])
 
 
 def log_outcome(evaluation: Evaluation, index: ClipIndex) -> None:
@@ -204,7 +219,7 @@ def log_outcome(evaluation: Evaluation, index: ClipIndex) -> None:
     class_accuracy.csv with the labels as they are) and the confusion matrix."""
     predictions = predictions_table(evaluation, index)
     classes = class_accuracy(predictions)
-    mlflow.log_metrics({f"class_accuracy/{METRIC_NAME.sub('_', r.label)}": r.recall for r in classes.itertuples()})
+    mlflow.log_metrics({r.metric: r.recall for r in classes.itertuples()})
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "predictions.csv"
         predictions.to_csv(csv, index=False)

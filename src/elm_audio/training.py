@@ -33,6 +33,7 @@ from torch import nn
 from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
 from .cache import FeatureCache, Features, cache_key, read_checked, set_aside, write_checked
+from .shared_files import make_folder
 from .components import build_frontend
 from .devices import resolve_device
 from .precision import autocast, effective_precision
@@ -195,7 +196,7 @@ def resumed(path: Path) -> dict | None:
 
 def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Split, device, folder: Path) -> SplitResult:
     """One test fold: train, stop early on validation, score the test fold; resumable."""
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, writable_by_group=True)
     torch.manual_seed(int(cfg.seed))
     probe = Probe(build_frontend(cfg).trainable(), plan.profile["feature_dim"], len(classes)).to(device)
     precision = effective_precision(device, cfg.precision)

@@ -21,6 +21,7 @@ import soundfile as sf
 from filelock import FileLock
 from scipy.signal import butter, sosfilt
 
+from ..shared_files import file_mode, make_folder, share
 from .index import Survey
 from .folder import Folder
 
@@ -104,8 +105,8 @@ class Synth(Folder):
         target = Path(self.root)
         if target.is_dir():
             return target
-        self.base.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(target) + ".lock"):
+        make_folder(self.base, writable_by_group=True)
+        with FileLock(str(target) + ".lock", mode=file_mode(writable_by_group=True)):
             if target.is_dir():
                 return target
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.base))
@@ -125,6 +126,7 @@ class Synth(Folder):
                             clip = synth_clip(rhythm, timbre, seed, self.settings["duration"])
                             sf.write(folder / f"{rhythm}_{timbre}.{i:03d}.wav", clip, SYNTH_RATE, subtype="PCM_16")
                 (tmp / "settings.json").write_text(json.dumps(self.settings, indent=2))
+                share(tmp)  # mkdtemp made it private: the group's runs read it too
                 os.replace(tmp, target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
