@@ -89,20 +89,25 @@ def write_new(path: Path, data: bytes) -> None:
         raise
 
 
-def open_regular(path: Path) -> BinaryIO:
-    """``path`` opened for reading, where it is a regular file and not a link; OSError where it
-    cannot be opened (PermissionError: not readable by this user), NotARegularFile otherwise."""
+FILE_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFDIR: "a folder", stat.S_IFSOCK: "a socket",
+              stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}  # fmt: skip
+
+
+def open_regular(path: Path, follow_links: bool = False) -> BinaryIO:
+    """``path`` opened for reading, where it is a regular file (and, unless ``follow_links``,
+    not a link); OSError where it cannot be opened (PermissionError: not readable by this
+    user), NotARegularFile otherwise. Opened without blocking: a FIFO is refused at once."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except OSError as err:
-        if err.errno == errno.ELOOP:
+        if err.errno == errno.ELOOP and not follow_links:
             raise NotARegularFile(f"{path.name} is a symbolic link, not a file of its own") from None
         raise
     kind = stat.S_IFMT(os.fstat(fd).st_mode)
     if kind != stat.S_IFREG:
         os.close(fd)
-        what = {stat.S_IFIFO: "a FIFO", stat.S_IFDIR: "a folder", stat.S_IFSOCK: "a socket"}.get(kind, "a device")
-        raise NotARegularFile(f"{path.name} is {what}, not a regular file")
+        raise NotARegularFile(f"{path.name} is {FILE_KINDS.get(kind, 'a special file')}, not a regular file")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
