@@ -11,14 +11,22 @@ from .audio import AudioError
 from .cache import CacheError
 from .config import CONFIG_DIR, CONFIG_NAME, EXECUTION_WHITELIST, ConfigError
 from .datasets import DatasetError
-from .redaction import redact
+from .redaction import guard_streams, redact, remember
 
 
 def main() -> None:
     """Refuse overrides of keys the config does not define (Hydra would add them with ``+``),
-    then run the Hydra app."""
+    then run the Hydra app.
+
+    First the secrets of every override are remembered and sys.stdout and sys.stderr redact what
+    is written to them: Hydra prints a failed job's overrides ("Error executing job with
+    overrides: [...]") and its traceback straight to stderr, past the logging filter, and so does
+    Python an uncaught exception (HYDRA_FULL_ERROR=1) or a SystemExit's message."""
     from .unknown_keys import check_command_line
 
+    for override in sys.argv[1:]:
+        remember(override)
+    guard_streams()
     try:
         check_command_line(sys.argv[1:])
     except ConfigError as err:

@@ -6,14 +6,20 @@ MLFLOW_TRACKING_PASSWORD): ``tracking.connect`` moves credentials given in an ht
 ``tracking.uri`` into them. Database URLs (PostgreSQL, MySQL) must keep theirs to connect, so
 they are redacted wherever they are shown or written: MLflow params and artifacts, Hydra's saved
 configs (a Hydra callback, run before each job starts), log records, printed lines, errors.
+What Hydra and Python print straight to the terminal, past logging (Hydra's "Error executing job
+with overrides: [...]", tracebacks, an uncaught exception's message), is redacted by wrapping
+sys.stdout and sys.stderr (``guard_streams``: by the command line before Hydra starts, and by the
+callback in a job's own process).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import unquote, unquote_plus
 
 import yaml
@@ -123,13 +129,19 @@ def as_written_from_environment(resolved: Any, raw: Any) -> Any:
 
 
 class RedactingFilter(logging.Filter):
-    """Redacts log records before any handler writes them (Hydra's job log, the console)."""
+    """Redacts log records before any handler writes them (Hydra's job log, the console): the
+    message, and the traceback of a record logged with one (Hydra logs a failed job's exception
+    to the job's .log file), whose messages may quote a URI."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         clean = redact(message)
         if clean != message:
             record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:  # formatted once here; formatters reuse exc_text
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
 
 
@@ -139,6 +151,37 @@ def guard_logging() -> None:
         for handler in getattr(logger, "handlers", []):
             if not any(isinstance(f, RedactingFilter) for f in handler.filters):
                 handler.addFilter(RedactingFilter())
+
+
+class RedactingStream:
+    """A text stream (sys.stdout, sys.stderr) that redacts each write before passing it on; every
+    other attribute is the wrapped stream's. A URI is written whole by everything that prints
+    one (a log line, a traceback's line, an exception's message, Hydra's list of overrides)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(redact(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def guard_streams() -> None:
+    """Redact everything written to sys.stdout and sys.stderr from now on, by Hydra (which writes
+    a failed job's overrides and traceback straight to stderr), Python (an uncaught exception,
+    a SystemExit's message) or the code; the logging handlers Hydra configures later write to
+    these streams too."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream))
 
 
 def redact_file(path: Path) -> None:
@@ -161,7 +204,8 @@ def redact_file(path: Path) -> None:
 
 class RedactSecrets(Callback):
     """Hydra callback: redacts the configs Hydra has just saved for a job (``.hydra/*.yaml``,
-    a basic sweep's ``multirun.yaml``) and filters the log, before the job runs."""
+    a basic sweep's ``multirun.yaml``) and filters the log and the printed lines, before the job
+    runs."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         remember_tree(OmegaConf.to_container(config, resolve=False))
@@ -174,6 +218,7 @@ class RedactSecrets(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         remember_tree(OmegaConf.to_container(config, resolve=False))
         guard_logging()
+        guard_streams()  # a job in a process of its own (joblib, SLURM) did not start in __main__.main
         hydra = config.hydra
         if hydra.output_subdir is not None:
             for saved in (Path(hydra.runtime.output_dir) / hydra.output_subdir).glob("*.yaml"):

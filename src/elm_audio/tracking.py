@@ -7,6 +7,7 @@ Default store: SQLite at ``mlruns/mlflow.db`` under the working directory, artif
 from __future__ import annotations
 
 import errno
+import http.client
 import logging
 import os
 import sqlite3
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import mlflow
 from filelock import FileLock
@@ -29,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .config import ConfigError
 from . import processes
-from .redaction import redact, redact_value
+from .redaction import CREDENTIALS, redact, redact_value
 
 DEFAULT_DIR = "mlruns"
 EXPERIMENT_PREFIX = "elm_audio/"
@@ -82,14 +83,18 @@ PROBE_SECONDS = 5.0
 
 def credentials_to_environment(uri: str) -> str:
     """An http(s) URI's user:password moved into MLflow's own MLFLOW_TRACKING_USERNAME and
-    MLFLOW_TRACKING_PASSWORD (where those are not set already); the URI without them."""
-    parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or parts.password is None:
+    MLFLOW_TRACKING_PASSWORD (where those are not set already); the URI without them.
+
+    The password runs to the last '@' before the host, as redaction reads it: a raw '/' in it
+    (``http://user:pa/ss@host``) does not end the authority there, as urllib would read it
+    (taking ``pa`` for a port and printing it in its error)."""
+    found = CREDENTIALS.match(uri)
+    if found is None or urlsplit(uri).scheme not in ("http", "https"):
         return uri
-    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(parts.username or ""))
-    os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(parts.password))
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    scheme, user = found["head"].split("://", 1)
+    os.environ.setdefault("MLFLOW_TRACKING_USERNAME", unquote(user))
+    os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", unquote(found["secret"]))
+    return f"{scheme}://{uri[found.end():]}"
 
 
 def probe(uri: str, shown: str) -> None:
@@ -101,7 +106,7 @@ def probe(uri: str, shown: str) -> None:
             pass
     except urllib.error.HTTPError:
         pass  # a server answered (some proxies guard /health): MLflow's own calls say the rest
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, http.client.HTTPException) as err:  # HTTPException: a malformed URL, or no HTTP there
         reason = getattr(err, "reason", err)
         raise ConfigError(
             f"tracking.uri={shown}: no MLflow server answers there ({redact(reason)}); "
