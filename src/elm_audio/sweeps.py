@@ -10,10 +10,12 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -360,6 +362,58 @@ def claimants_gone(attrs: Mapping[str, Any]) -> bool:
     return bool(claimants) and all(processes.proven_gone(c) for c in claimants)
 
 
+def own_running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials still RUNNING that this process claimed (`claim`): the trials in flight when it is
+    interrupted. A queued trial taken but not yet claimed may be another server's, which won the
+    race for it: it is left to its claimants (`interrupted`)."""
+    mine = tracking.process_tags()
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if tracking.owner_tagged(t.user_attrs) and all(t.user_attrs.get(k) == v for k, v in mine.items())
+    ]
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops a sweep as Ctrl-C does (runner.run does the same for one run), through the
+    clean-up a KeyboardInterrupt gets; by default it would end the sweeper at once, leaving its
+    joblib workers alive and its parent run RUNNING."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def is_interruption(err: BaseException) -> bool:
+    """Ctrl-C or SIGTERM: a KeyboardInterrupt, or the one-line SystemExit that elm_audio's app
+    makes of one when it stops a trial run in the sweeper's own process (the basic launcher)."""
+    return isinstance(err, KeyboardInterrupt) or (isinstance(err, SystemExit) and isinstance(err.__context__, KeyboardInterrupt))
+
+
+def stop_workers(launcher: Any) -> None:
+    """Kill the joblib launcher's worker processes and wait until they are reaped (so that their
+    trial runs' processes are proven gone). loky keeps its workers between batches for reuse, and
+    one whose sweeper has ended lives on, blocked, its memory held. The multiprocessing backend's
+    pool ends with each batch; joblib terminates it when a batch is interrupted."""
+    try:
+        from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+    except ImportError:
+        return
+    if not isinstance(launcher, JoblibLauncher):
+        return
+    from joblib.externals.loky import get_reusable_executor
+
+    # reuse=True: asked with other arguments than joblib's, loky would replace the executor, first
+    # waiting for the trials in flight to finish
+    get_reusable_executor(reuse=True, kill_workers=True).shutdown(wait=True, kill_workers=True)
+
+
 class SweepRun:
     """The sweep's parent run: created before the first trial, summarized after the last."""
 
@@ -392,6 +446,19 @@ class SweepRun:
             [self.experiment], filter_string=f"tags.sweep_id = '{self.study.study_name}' and tags.`elm_audio.role` = 'trial'"
         )
 
+    def end_gone_runs(self) -> list[str]:
+        """After an interruption, end as KILLED the trial runs still RUNNING whose process is
+        proven gone (a killed joblib worker's); trials running elsewhere (SLURM jobs) end their
+        own runs. Returns the runs ended."""
+        running = self.client.search_runs(
+            [self.experiment],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}' and attributes.status = 'RUNNING'",
+        )
+        ended = [run.info.run_id for run in running if tracking.owner_gone(run.data.tags)]
+        for run_id in ended:
+            self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+        return ended
+
     def end_lost_run(self, trial: int) -> list[str]:
         """A trial whose job died (a SLURM job cancelled or killed) may leave its MLflow run
         RUNNING: end it as KILLED. Returns the runs ended."""
@@ -407,10 +474,14 @@ class SweepRun:
         return ended
 
     def settle_interrupted(self) -> list[str]:
-        """An interrupted sweeper leaves its last trials RUNNING in Optuna for ever. A trial
-        whose MLflow run finished gets the value that run returned (the work is not redone);
-        the others fail. Returns what was done, a line per trial."""
-        lost = interrupted(self.study)
+        """An interrupted sweeper leaves its last trials RUNNING in Optuna for ever: settle them
+        (`settle`). Returns what was done, a line per trial."""
+        return self.settle(interrupted(self.study))
+
+    def settle(self, lost: list[optuna.trial.FrozenTrial]) -> list[str]:
+        """Trials that were interrupted: one whose MLflow run finished gets the value that run
+        returned (the work is not redone); the others fail, and a grid point is queued again.
+        Returns what was done, a line per trial."""
         if not lost:
             return []
         finished = {
@@ -431,9 +502,10 @@ class SweepRun:
                     self.study.enqueue_trial(trial.params, user_attrs={"grid_keys": trial.user_attrs["grid_keys"]})
         return lines
 
-    def finish(self, failed: bool = False) -> dict[str, Any]:
+    def finish(self, status: str = "FINISHED") -> dict[str, Any]:
         """Record the best trial (of the whole study, all servers), its params and test
-        accuracy, the nested test accuracy, and a figure of the objective across trials."""
+        accuracy, the nested test accuracy, and a figure of the objective across trials; end the
+        run with ``status`` (FINISHED, FAILED or KILLED)."""
         summary: dict[str, Any] = {}
         try:
             trials = completed(self.study)
@@ -461,7 +533,6 @@ class SweepRun:
                 description = summary_lines(summary, self.study.study_name, self)
                 self.client.set_tag(self.run_id, "mlflow.note.content", "\n".join(description))
         finally:
-            status = RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED)
             self.client.set_terminated(self.run_id, status)
         return summary
 

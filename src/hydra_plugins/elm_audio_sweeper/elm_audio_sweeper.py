@@ -14,6 +14,9 @@
   ended as KILLED, and the sweep goes on: a dead job does not count against ``max_failure_rate``.
 - Each trial gets its Optuna trial number, the study name and the sweep's MLflow parent run as
   overrides (``sweep.*``), so trials are child runs of one parent whatever the launcher.
+- Ctrl-C or SIGTERM kills the joblib launcher's workers, ends the trial runs they left RUNNING
+  and the parent run as KILLED, settles the trials in flight (failed unless their run finished;
+  SLURM jobs, which run on, are left to a restart) and exits with one line.
 """
 
 from __future__ import annotations
@@ -94,13 +97,17 @@ class ElmAudioSweeper(Sweeper):
         return instantiate(sampler, _execution_whitelist_=("optuna.samplers.*",))
 
     def sweep(self, arguments: list[str]) -> None:
+        from elm_audio import sweeps
         from elm_audio.config import ConfigError
         from elm_audio.redaction import redact
 
         try:
-            self._sweep(arguments)
+            with sweeps.sigterm_interrupts():
+                self._sweep(arguments)
         except ConfigError as err:  # a storage or store that cannot be used: one line, no traceback
             raise SystemExit(f"elm_audio: {redact(err)}") from None
+        except KeyboardInterrupt:  # before the parent run existed, or a second one during the clean-up
+            raise SystemExit("elm_audio: interrupted") from None
 
     def _sweep(self, arguments: list[str]) -> None:
         from elm_audio import sweeps
@@ -124,19 +131,45 @@ class ElmAudioSweeper(Sweeper):
         storage = sweeps.open_storage(self.storage_url)
         study = sweeps.open_study(storage, self.study_name, self._sampler(), self.direction)
         sweep_run = sweeps.SweepRun(cfg, study, self.storage_url, entries)
-        failed = True
+        status = "FAILED"
         try:
             to_run = self._trials_to_run(study, sweep_run, grid_points)
             sweep_run.log_plan(to_run)
             print(sweeps.header_line(study.study_name, self.storage_url, to_run, sweep_run), flush=True)
             self._run_trials(study, space, grid_points is not None, to_run, sweep_run)
-            failed = False
+            status = "FINISHED"
+        except BaseException as err:
+            if not sweeps.is_interruption(err):
+                raise
+            status = "KILLED"
+            raise SystemExit(f"elm_audio: {self._stop(study, sweep_run)}") from None
         finally:
-            summary = sweep_run.finish(failed=failed)
-            if summary:
+            summary = sweep_run.finish(status)
+            if summary and status != "KILLED":  # an interrupted sweep says one line; its run holds the summary
                 lines = sweeps.summary_lines(summary, study.study_name, sweep_run)
                 lines += sweeps.look_lines(sweep_run, self.storage_url, study.study_name)
                 print("\n".join(lines), flush=True)
+
+    def _stop(self, study, sweep_run) -> str:
+        """The clean-up after Ctrl-C or SIGTERM (the caller ends the parent run): the joblib
+        workers killed, the trial runs they left RUNNING ended as KILLED, and the trials in flight
+        settled, so that a restart on a stored study runs them again. Returns the line to exit with."""
+        from elm_audio import cluster, sweeps
+
+        sweeps.stop_workers(self.launcher)
+        ended = sweep_run.end_gone_runs()
+        # SLURM jobs run on without their sweeper: a restart settles their trials, keeping the
+        # result of a run that finished
+        in_flight = [] if cluster.is_submitit(self.launcher) else sweeps.own_running(study)
+        for line in sweep_run.settle(in_flight):
+            log.info(line)
+        failed = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
+        numbers = ", ".join(str(t.number) for t in in_flight if t.number in failed)
+        return (
+            f"interrupted; sweep run {sweep_run.run_id} ended as KILLED"
+            + (f", with {len(ended)} trial run(s) of its workers" if ended else "")
+            + (f"; trial(s) {numbers} marked failed" if numbers else "")
+        )
 
     def _trials_to_run(self, study, sweep_run, grid_points: list[dict[str, Any]] | None) -> int:
         """Settle what an interrupted sweeper left behind, then count what is left to run: the
