@@ -17,7 +17,8 @@ from mlflow.tracking import MlflowClient
 from ..config import ConfigError
 from ..tracking import open_store, resolve_uri, ui_link
 from .build import build
-from .collect import experiments
+from .collect import experiments, refused_experiments
+from .markdown import one_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"elm_audio.report: {err}", file=sys.stderr)
         return 2
-    found = experiments(MlflowClient(uri), args.dataset)
+    client = MlflowClient(uri)
+    for line in refused_experiments(client):
+        print(line)
+    found = experiments(client, args.dataset)
     if not found:
         wanted = f" for {', '.join(args.dataset)}" if args.dataset else ""
         print(f"elm_audio.report: no elm_audio runs{wanted} in {uri}", file=sys.stderr)
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         report = build(uri, dataset, experiment_id, Path(args.out), args.cache_dir)
         print(f"{dataset}: {len(report.summary)} cell(s) compared")
         for note in report.notes:
-            print(f"  {note}")
+            print(f"  {one_line(note)}")  # what a run's tags say cannot start lines of its own
         for path in report.files:
             print(f"  wrote {path}")
         if report.run_id:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from mlflow.tracking import MlflowClient
 
 from .. import tracking
 
 from ..config import native_frontends
 from ..tracking import DEFAULT_EXPERIMENT
-from . import figures, sections
+from . import figures, markdown, sections
 from .collect import clip_correctness, load_runs
 from .published import TRAINED, is_papers, published
 from .premise import MIN_FRONTENDS, premises
@@ -154,12 +155,19 @@ def significance_notes(pairs: pd.DataFrame, cell: str) -> list[str]:
     return notes
 
 
+def run_label(r: pd.Series) -> str:
+    return f"run {r['run_id']} ({r['frontend']} · {r['feature_size']} · {r['classifier']} · seed {r['seed']})"
+
+
 def left_out_lines(dropped: pd.DataFrame) -> list[str]:
     """Every run left out of the comparison, by id, with what it ran and why."""
-    return [
-        f"left out: run {r['run_id']} ({r['frontend']} · {r['feature_size']} · {r['classifier']} · seed {r['seed']}): {r['reason']}"
-        for _, r in dropped.iterrows()
-    ]
+    return [f"left out: {run_label(r)}: {r['reason']}" for _, r in dropped.iterrows()]
+
+
+def features_refused_lines(runs: pd.DataFrame, dropped: pd.DataFrame) -> list[str]:
+    """Every run in the comparison whose features the CKA map does not look for, and why."""
+    kept = runs[runs["features_refused"].notna() & ~runs["run_id"].isin(dropped["run_id"])]
+    return [f"left out of the CKA map: {run_label(r)}: {r['features_refused']}" for _, r in kept.iterrows()]
 
 
 def cell_pairs(uri: str, best: pd.DataFrame, size: str, clf: str, exp: str) -> pd.DataFrame:
@@ -172,7 +180,10 @@ def cell_pairs(uri: str, best: pd.DataFrame, size: str, clf: str, exp: str) -> p
     return pairwise(best, size, clf, exp, correct)
 
 
+@rc_context({"text.parse_math": False})  # a '$' in a front-end's name or a class label opens no formula
 def build(uri: str, dataset: str, experiment_id: str, out: Path, cache_dir: Path | None = None) -> Report:
+    """The report on one dataset's experiment, written into ``out/<dataset>`` (``dataset``: a
+    name trust.dataset_problem accepts) and logged as an MLflow run of its own."""
     runs = load_runs(uri, experiment_id)
     best = select_best(runs)
     dropped = left_out(runs)
@@ -182,6 +193,7 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path, cache_dir: Path
     folder = out / dataset
     folder.mkdir(parents=True, exist_ok=True)
     report = Report(dataset, summary, {}, missing_notes(runs, summary))
+    left_out_runs = left_out_lines(dropped) + features_refused_lines(runs, dropped)
     files = report.files
     dropped.to_csv(folder / "left_out.csv", index=False)
     files.append(folder / "left_out.csv")
@@ -238,21 +250,22 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path, cache_dir: Path
             "method (README, 'Differences from the original code') and are not the paper's figures."
             + ("" if reproduced else " No reproduction runs yet: run with experiment=paper to add them.")
         )
-    markdown = "\n".join(
-        [f"# {dataset}: front-ends compared", "", shown.to_markdown(index=False, disable_numparse=True), "", "## Notes", ""]
-        + [f"- {n}" for n in legend + report.notes]
+    text = "\n".join(
+        [f"# {markdown.escape(dataset)}: front-ends compared", "", markdown.table(shown, index=False, disable_numparse=True),
+         "", "## Notes", ""]
+        + markdown.bullets(legend + report.notes)
         + ["", "## Left out", ""]
-        + ([f"- {line.removeprefix('left out: ')}" for line in left_out_lines(dropped)] or ["- No run was left out."])
+        + markdown.bullets([line.removeprefix("left out: ") for line in left_out_runs] or ["No run was left out."])
         + ["", "## Significance", ""]
-        + [f"- {n}" if not n.startswith("  ") else f"  - {n.strip()}" for n in significance or ["Fewer than two front-ends per cell: nothing to test."]]
+        + markdown.bullets(significance or ["Fewer than two front-ends per cell: nothing to test."])
         + ["", "## Premise: does the random-weight ranking predict the trained one?", ""]
-        + [f"- {n}" if not n.startswith("  ") else f"  - {n.strip()}" for n in premise_notes
-           or [f"No feature size has random and trained runs (weights=trained) for at least {MIN_FRONTENDS} front-ends."]]
+        + markdown.bullets(premise_notes
+           or [f"No feature size has random and trained runs (weights=trained) for at least {MIN_FRONTENDS} front-ends."])
         + beyond
     )  # fmt: skip
-    (folder / "table.md").write_text(markdown + "\n")
+    (folder / "table.md").write_text(text + "\n")
     files += [folder / "table.md", folder / "table.csv"]
-    report.notes += left_out_lines(dropped) + significance + premise_notes + beyond_notes
+    report.notes += left_out_runs + significance + premise_notes + beyond_notes
     report.run_id = log_report(uri, experiment_id, folder, summary)
     return report
 

@@ -14,7 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from .. import frontends, tracking
 
-from ..tracking import DEFAULT_EXPERIMENT, dataset_of
+from ..tracking import DEFAULT_EXPERIMENT, EXPERIMENT_PREFIX, dataset_of
+from . import trust
 
 FOLD_METRIC = re.compile(r"^metrics\.(fold\d+)_test_accuracy$")
 COLUMNS = {
@@ -45,14 +46,29 @@ KNN_FOLD_METRIC = re.compile(r"^metrics\.(fold\d+)_knn_accuracy$")
 CLASS_METRIC = re.compile(r"^metrics\.class_accuracy/(.+)$")
 
 
-def experiments(client: MlflowClient, datasets: list[str] | None) -> dict[str, str]:
-    """dataset name -> experiment id, for elm_audio's experiments."""
-    found = {
+def elm_experiments(client: MlflowClient) -> dict[str, str]:
+    """dataset part of the name -> experiment id, for every experiment named as elm_audio's are."""
+    return {
         dataset_of(e.name): e.experiment_id
         for e in client.search_experiments(max_results=1000)
         if dataset_of(e.name) is not None
     }
+
+
+def experiments(client: MlflowClient, datasets: list[str] | None) -> dict[str, str]:
+    """dataset name -> experiment id, for elm_audio's experiments whose dataset can name the
+    report's folder (``refused_experiments`` names the others)."""
+    found = {d: i for d, i in elm_experiments(client).items() if trust.dataset_problem(d) is None}
     return {d: i for d, i in found.items() if not datasets or d in datasets}
+
+
+def refused_experiments(client: MlflowClient) -> list[str]:
+    """A line for each experiment named as elm_audio's whose dataset cannot name a folder."""
+    return [
+        f"left out: experiment {trust.quoted(EXPERIMENT_PREFIX + d)} (id {i}): {problem}; rename the experiment in MLflow"
+        for d, i in elm_experiments(client).items()
+        if (problem := trust.dataset_problem(d))
+    ]
 
 
 def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
@@ -61,7 +77,7 @@ def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
     tracking.use(uri)
     raw = mlflow.search_runs([experiment_id], max_results=100_000, output_format="pandas")
     if raw.empty or "tags.elm_audio.role" not in raw:
-        return pd.DataFrame(columns=[*COLUMNS.values(), "run_id", "status", "folds", "input"])
+        return pd.DataFrame(columns=[*COLUMNS.values(), "run_id", "status", "folds", "input", "distrusted", "features_refused"])
     raw = raw[raw["tags.elm_audio.role"].isin(["run", "trial"])]
     out = pd.DataFrame({new: raw[old] if old in raw else None for old, new in COLUMNS.items()})
     out["run_id"] = raw["run_id"].values
@@ -80,11 +96,23 @@ def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
     class_cols = [c for c in raw.columns if CLASS_METRIC.match(c)]
     out["class_accuracy"] = [{CLASS_METRIC.match(c)[1]: row[c] for c in class_cols if pd.notna(row[c])} for _, row in raw.iterrows()]
     out["experiment"] = out["experiment"].fillna(DEFAULT_EXPERIMENT)  # runs logged before the tag
-    out["seed"] = pd.to_numeric(out["seed"], errors="coerce").astype("Int64")
     out["n_clips"] = pd.to_numeric(out["n_clips"], errors="coerce")
     out["n_params"] = pd.to_numeric(out["n_params"], errors="coerce")
+    out = vetted(out.reset_index(drop=True))
     out["input"] = [input_kind(t) for t in out["target"]]
-    return out.reset_index(drop=True)
+    return out
+
+
+def vetted(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with what ``trust`` finds in them: ``distrusted``, why a run cannot enter the
+    report at all (``stats.why_left_out`` leaves it out), and ``features_refused``, why its
+    features key and features run are not followed (both are then blanked, so that nothing
+    downstream takes them for a path); seeds as numbers."""
+    runs["distrusted"] = [trust.why_distrusted(r) for _, r in runs.iterrows()]
+    runs["features_refused"] = [trust.features_problem(r) for _, r in runs.iterrows()]
+    runs.loc[runs["features_refused"].notna(), ["features_key", "features_run_id"]] = None
+    runs["seed"] = pd.array([trust.seed_of(s) for s in runs["seed"]], dtype="Int64")
+    return runs
 
 
 @cache

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..tracking import DEFAULT_EXPERIMENT, TRAINED_SCORER
-from . import classes, similarity
+from . import classes, markdown, similarity
 from .premise import premises
 from .probes import knn_agreement, knn_summary, predictor_notes, predictors
 
@@ -29,10 +29,6 @@ def with_knn(shown: pd.DataFrame, knn: pd.DataFrame, cell_text: Callable[[pd.Ser
         cells = {r["frontend"]: cell_text(r) for _, r in part.iterrows()}
         out[f"{size} · kNN probe"] = [cells.get(fe, "—") for fe in out["front-end"]]
     return out
-
-
-def bullets(lines: list[str]) -> list[str]:
-    return [f"- {n}" if not n.startswith("  ") else f"  - {n.strip()}" for n in lines]
 
 
 def beyond_accuracy(
@@ -62,7 +58,7 @@ def beyond_accuracy(
         table.to_csv(folder / f"classes_{name}.csv")
         files.append(folder / f"classes_{name}.csv")
         class_md += ["", f"Recall per class (%), feature size {size}" + ("" if exp == DEFAULT_EXPERIMENT else f", experiment={exp}"),
-                     "", (100 * table).round(1).to_markdown()]  # fmt: skip
+                     "", markdown.table((100 * table).round(1))]  # fmt: skip
         d = classes.two_best(uri, mine, part)
         if d is not None:
             save_figure(classes.figure(d, f"{dataset}: {size}, class by class"), f"classes_{name}.png")
@@ -77,15 +73,15 @@ def beyond_accuracy(
         files.append(folder / f"predictors_{name}.csv")
         mine = predictor_notes(table, p.feature_size)
         predictor_lines += mine
-        predictor_md += bullets(mine) + ["", table.round(3).to_markdown(index=False), ""]
+        predictor_md += markdown.bullets(mine) + ["", markdown.table(table.round(3), index=False), ""]
     trained = (summary["classifier"] == TRAINED_SCORER).any()
-    markdown = (
+    lines = (
         ["", "## Do the front-ends compute the same thing? (debiased linear CKA)", ""]
-        + (bullets(similar_notes) or ["No two front-ends' features could be found at one size (feature cache or MLflow)."])
+        + (markdown.bullets(similar_notes) or ["No two front-ends' features could be found at one size (feature cache or MLflow)."])
         + ["", "## The kNN probe: the ranking without a trained classifier", ""]
-        + (bullets(probe_notes) or ["Fewer than three front-ends with kNN probes at one size."])
-        + ["", "## Per class", ""] + (bullets(class_notes) or ["Fewer than two front-ends: no per-class comparison."]) + class_md
+        + (markdown.bullets(probe_notes) or ["Fewer than three front-ends with kNN probes at one size."])
+        + ["", "## Per class", ""] + (markdown.bullets(class_notes) or ["Fewer than two front-ends: no per-class comparison."]) + class_md
         + ["", "## Premise baselines: parameters, GFLOP, zero-cost proxies", ""]
         + (predictor_md or [("Too few" if trained else "No") + " trained runs (weights=trained) to compare predictors against."])
     )  # fmt: skip
-    return markdown, similar_notes + probe_notes + class_notes + predictor_lines, knn
+    return lines, similar_notes + probe_notes + class_notes + predictor_lines, knn

@@ -21,10 +21,13 @@ ALPHA = 0.05  # of every test's verdict
 
 
 def why_left_out(run: pd.Series) -> str | None:
-    """Why a run cannot enter the comparison (None: it can): not finished, or finished without a
-    finite val_accuracy (what chooses it) or test_accuracy (what it reports; NaN if a fold is)."""
+    """Why a run cannot enter the comparison (None: it can): not finished, values the store should
+    not hold (``distrusted``, see trust.py), or finished without a finite val_accuracy (what
+    chooses it) or test_accuracy (what it reports; NaN if a fold is)."""
     if run["status"] != "FINISHED":
         return {"RUNNING": "still running", "SCHEDULED": "still scheduled"}.get(run["status"], str(run["status"]).lower())
+    if isinstance(run.get("distrusted"), str):
+        return run["distrusted"]
     for metric in ("val_accuracy", "test_accuracy"):
         v = pd.to_numeric(run[metric], errors="coerce")
         if pd.isna(v) or not np.isfinite(v):  # MLflow's table shows a metric never logged as NaN too
