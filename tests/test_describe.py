@@ -39,11 +39,23 @@ def test_describe_agrees_with_the_run_config():
 
 @pytest.mark.slow
 def test_every_front_end_completes_a_run_on_the_default_dataset(tmp_path):
-    """The design's architecture grid, run as one Hydra multirun with the basic sweeper."""
-    names = ",".join(sorted(LENGTHS))
-    run_cli("elm_audio", "-m", f"frontend={names}", "hydra/sweeper=basic", *QUICK, "dataset.clips_per_class=3", cwd=tmp_path)
+    """The design's architecture grid, run as one Hydra multirun with the basic sweeper; it says
+    where it is (a header, a line a job with the time left) and ends with a table, best first."""
+    names, n = ",".join(sorted(LENGTHS)), len(LENGTHS)
+    proc = run_cli("elm_audio", "-m", f"frontend={names}", "hydra/sweeper=basic", *QUICK, "dataset.clips_per_class=3", cwd=tmp_path)
     _, runs = logged_runs(tmp_path)
     assert sorted(r.data.tags["frontend"] for r in runs) == sorted(LENGTHS)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"grid: {n} jobs (frontend: {n})")
+    starts = [line for line in lines if line.startswith("job ")]
+    assert [s.split(" (about ")[0] for s in starts] == [f"job {i}/{n}: {fe} small svm" for i, fe in enumerate(sorted(LENGTHS), 1)]
+    assert " (about " not in starts[0]
+    assert all(s.endswith(" left)") for s in starts[1:])
+    table = lines[lines.index("grid finished, best first:") + 3 : -1]
+    scores = {row.split()[1]: float(row.split()[4]) for row in table}
+    assert scores == {r.data.tags["frontend"]: round(r.data.metrics["test_accuracy"], 4) for r in runs}
+    assert [float(row.split()[4]) for row in table] == sorted(scores.values(), reverse=True)
+    assert lines[-1] == "compare them: python -m elm_audio.report"
     for r in runs:
         assert r.info.status == "FINISHED"
         assert int(r.data.params["feature_dim"]) == LENGTHS[r.data.tags["frontend"]][0]

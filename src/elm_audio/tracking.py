@@ -343,3 +343,9 @@ def ui_link(uri: str, experiment: str, run_id: str | None = None) -> str:
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}/{page}"
     return f"mlflow ui --backend-store-uri {uri}   then http://127.0.0.1:5000/{page}"
+
+
+def last_run_metrics() -> dict[str, float]:
+    """The metrics of the run this process ended last (none: {})."""
+    run = mlflow.last_active_run()
+    return dict(run.data.metrics) if run is not None else {}
