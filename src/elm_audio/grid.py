@@ -28,8 +28,8 @@ SIZE = "grid.json"
 
 
 def is_grid(config: DictConfig) -> bool:
-    """Hydra's basic sweeper: elm_audio's own sweepers print a line a trial already."""
-    return str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper")
+    """A multirun of Hydra's basic sweeper: elm_audio's own sweepers print a line a trial already."""
+    return str(config.hydra.mode).endswith("MULTIRUN") and str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper")
 
 
 def jobs_in(task_overrides: list[str]) -> tuple[int, list[str]]:
