@@ -142,7 +142,7 @@ def test_a_root_with_class_folders_but_no_audio_says_what_it_expected(tmp_path):
 def test_gtzan_refuses_an_unknown_split_by_key():
     from elm_audio.datasets.gtzan import GTZAN
 
-    with pytest.raises(DatasetError, match="dataset.split='random' must be filtered"):
+    with pytest.raises(DatasetError, match="dataset.split=random must be filtered"):
         GTZAN("/tmp", split="random")
 
 

@@ -256,7 +256,7 @@ def test_appledouble_and_hidden_files_are_ignored_and_broken_links_listed(collec
         (["classifier=elm", "classifier.hidden_units=0"], "classifier.hidden_units=0 must be"),
         (["extract.batch_size=0"], "extract.batch_size=0 must be at least 1"),
         (["extract.num_workers=-1"], "extract.num_workers=-1 must be at least 0"),
-        (["seed=abc"], "seed='abc' must be a whole number"),
+        (["seed=abc"], "seed=abc must be a whole number"),
         (["dataset.n_folds=1"], "dataset.n_folds=1 must be at least 3"),
         (["cache.dir=/proc/elm_audio_cache"], "cache.dir=/proc/elm_audio_cache: cannot create or write there"),
         (["audio.min_fraction=2"], "audio.min_fraction=2 must be a number from 0 to below 1"),

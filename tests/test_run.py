@@ -187,8 +187,8 @@ def test_an_unreadable_clip_stops_the_run_naming_it_and_leaves_no_cache_entry(cl
     [
         ("device=cuda", "device=cuda: CUDA is not available"),
         ("precision=fp16", "precision=fp16 needs device=cuda"),
-        ("audio.fit=stretch", "audio.fit='stretch' is not one of"),
-        ("protocol.mode=cheat", "protocol.mode='cheat' is not one of"),
+        ("audio.fit=stretch", "audio.fit=stretch is not one of"),
+        ("protocol.mode=cheat", "protocol.mode=cheat is not one of"),
     ],
 )
 def test_a_bad_config_value_names_the_key_before_anything_is_logged(tmp_path, override, message):

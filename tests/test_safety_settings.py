@@ -157,12 +157,12 @@ FOLDER_ROOT = "dataset.root=/nonexistent-h23"  # never read: the settings are re
         (["seed=-1"], "seed=-1 must be at least 0, at most 4294967295"),
         (["seed=99999999999999999999"], "seed=99999999999999999999 must be at least 0, at most 4294967295"),
         (["dataset.fold_seed=-1"], "dataset.fold_seed=-1 must be at least 0, at most"),
-        (["device=foo"], "device='foo' is not one of auto, cpu, cuda"),
-        (["device=mps"], "device='mps' is not one of auto, cpu, cuda"),
+        (["device=foo"], "device=foo is not one of auto, cpu, cuda"),
+        (["device=mps"], "device=mps is not one of auto, cpu, cuda"),
         (["frontend.widths.small=0"], "frontend.widths.small=0 must be at least 1"),
         (["frontend.widths.small=-4"], "frontend.widths.small=-4 must be at least 1"),
         (["frontend=temporal", "frontend.net.temporal_lengths=[]"], "frontend.net.temporal_lengths=[] with frontend.net.timbral=false leaves temporal without filters"),
-        (["cache.dir=''"], "cache.dir='' is empty; give a folder"),
+        (["cache.dir=''"], 'cache.dir="" is empty; give a folder'),
     ],
 )
 def test_a_setting_that_ended_in_a_traceback_is_refused_in_one_line(overrides, says, tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .config import ConfigError
+from .config import ConfigError, shown
 
 SAMPLE_RATE = 12_000
 FitMode = Literal["crop_or_repeat", "crop_or_zero"]
@@ -70,7 +70,7 @@ def check_container(path: str | Path) -> None:
         raise AudioError(path, "holds no audio (zero length)")
     mpeg_sync = suffix == ".mp3" and len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
     if not head.startswith(SIGNATURES[suffix]) and not mpeg_sync:
-        raise AudioError(path, f"is named {suffix} but is not {CONTAINERS[suffix]} file (it starts with {head!r})")
+        raise AudioError(path, f"is named {suffix} but is not {CONTAINERS[suffix]} file (it starts with the bytes {head.hex(' ')})")
 
 
 def read_info(path: str | Path) -> AudioInfo:
@@ -132,7 +132,7 @@ def fit_length(signal: np.ndarray, length: int, mode: FitMode = "crop_or_repeat"
     UrbanSound8K), ``crop_or_zero`` appends silence.
     """
     if mode not in FIT_MODES:
-        raise ConfigError(f"audio.fit={mode!r} is not one of {', '.join(FIT_MODES)}")
+        raise ConfigError(f"audio.fit={shown(mode)} is not one of {', '.join(FIT_MODES)}")
     if len(signal) == 0:
         raise ValueError("cannot fit an empty signal")
     if len(signal) >= length:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hydra import compose as hydra_compose
@@ -16,6 +16,22 @@ CONFIG_DIR = Path(__file__).parent / "conf"
 
 class ConfigError(ValueError):
     """A config key with a value that cannot work; the message names the key and the choices."""
+
+
+def shown(value: object) -> str:
+    """A value as a user writes it on the command line, for messages: a string as it is (quoted
+    only when empty or padded with spaces), true, null, [a, b], {a: 1}; never a Python repr."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return value if value and value.strip() == value else f'"{value}"'
+    if isinstance(value, Mapping) or type(value).__name__ == "DictConfig":
+        return "{" + ", ".join(f"{k}: {shown(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    return str(value)
 
 
 CONFIG_NAME = "config"

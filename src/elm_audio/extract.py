@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
 from .audio import SILENCE, AudioError, load
-from .config import ConfigError
+from .config import ConfigError, shown
 from .datasets.index import BAD_CLIP_POLICIES, Clip
 from .frontends import FrontEnd
 from .frontends.imported import Embeddings
@@ -126,7 +126,7 @@ def extract(
     weights=trained stores the inputs themselves, flattened).
     """
     if settings.on_bad_clip not in BAD_CLIP_POLICIES:
-        raise ConfigError(f"dataset.on_bad_clip={settings.on_bad_clip!r} must be one of {', '.join(BAD_CLIP_POLICIES)}")
+        raise ConfigError(f"dataset.on_bad_clip={shown(settings.on_bad_clip)} must be one of {', '.join(BAD_CLIP_POLICIES)}")
     if isinstance(frontend, Embeddings):  # vectors computed elsewhere: nothing to decode
         out[:] = frontend.rows(clips)
         return {}, []

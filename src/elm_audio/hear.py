@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from .audio import SAMPLE_RATE
-from .config import CONFIG_DIR, build, native_frontends
+from .config import CONFIG_DIR, build, native_frontends, shown
 from .frontends import FrontEnd
 from .frontends.profile import profile
 from .resample import Resampler
@@ -56,9 +56,9 @@ def build_named_frontend(name: str, feature_size: str, seed: int) -> FrontEnd:
     may be loaded inside a Hydra app: ``frontend=hear frontend.module=elm_audio.hear``)."""
     names = native_frontends()
     if name not in names:
-        raise ValueError(f"frontend={name!r} is not one of {', '.join(names)}")
+        raise ValueError(f"frontend={shown(name)} is not one of {', '.join(names)}")
     if feature_size not in ("small", "large"):
-        raise ValueError(f"feature_size={feature_size!r} is not one of small, large")
+        raise ValueError(f"feature_size={shown(feature_size)} is not one of small, large")
     node = OmegaConf.create({"feature_size": {"name": feature_size}, "frontend": OmegaConf.load(CONFIG_DIR / "frontend" / f"{name}.yaml")})
     return build(node.frontend.net).init_weights(int(seed))
 

@@ -22,7 +22,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .config import ConfigError
+from .config import ConfigError, shown
 from .datasets.index import ClipIndex
 
 Mode = Literal["honest", "paper"]
@@ -88,7 +88,7 @@ class Evaluation:
 
 def make_splits(index: ClipIndex, mode: Mode = "honest") -> list[Split]:
     if mode not in MODES:
-        raise ConfigError(f"protocol.mode={mode!r} is not one of {', '.join(MODES)}")
+        raise ConfigError(f"protocol.mode={shown(mode)} is not one of {', '.join(MODES)}")
     if index.protocol == "partitions":
         part = np.array([c.partition for c in index.clips])
         rows = {p: np.flatnonzero(part == p) for p in ("train", "validation", "test")}

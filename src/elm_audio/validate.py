@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from .audio import FIT_MODES
 from .components import build_estimator
-from .config import ConfigError, build
+from .config import ConfigError, build, shown
 from .datasets.index import BAD_CLIP_POLICIES
 from .devices import resolve_device
 from .dsp import STFT_PADDINGS
@@ -74,25 +74,26 @@ def value(cfg: DictConfig, key: str):
 def one_of(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
     v = value(cfg, key)
     if v not in allowed:
-        raise ConfigError(f"{key}={v!r} is not one of {', '.join(allowed)}")
+        raise ConfigError(f"{key}={shown(v)} is not one of {', '.join(allowed)}")
 
 
-def integer(cfg: DictConfig, key: str, minimum: int | None = None, maximum: int | None = None, shown: str | None = None) -> None:
-    """A whole number within bounds; ``shown`` is the key the message names where the user sets
+def integer(cfg: DictConfig, key: str, minimum: int | None = None, maximum: int | None = None, named: str | None = None) -> None:
+    """A whole number within bounds; ``named`` is the key the message names where the user sets
     the value under another (``frontend.widths.small`` for ``frontend.net.width``)."""
-    v, shown = value(cfg, key), shown or key
+    v, named = value(cfg, key), named or key
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{shown}={v!r} must be a whole number")
+        raise ConfigError(f"{named}={shown(v)} must be a whole number")
     if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
         bounds = ([f"at least {minimum}"] if minimum is not None else []) + ([f"at most {maximum}"] if maximum is not None else [])
-        raise ConfigError(f"{shown}={v} must be {', '.join(bounds)}")
+        raise ConfigError(f"{named}={v} must be {', '.join(bounds)}")
 
 
 def device(cfg: DictConfig) -> None:
-    v = str(value(cfg, "device"))
+    given = value(cfg, "device")
+    v = str(given)
     kind, _, number = v.partition(":")
     if kind not in ("auto", "cpu", "cuda") or (number and (kind != "cuda" or not number.isdigit())):
-        raise ConfigError(f"device={v!r} is not one of auto, cpu, cuda, cuda:<n> (elm_audio runs on CPUs and CUDA GPUs)")
+        raise ConfigError(f"device={shown(given)} is not one of auto, cpu, cuda, cuda:<n> (elm_audio runs on CPUs and CUDA GPUs)")
     if number and int(number) >= torch.cuda.device_count():
         raise ConfigError(f"device={v}: this machine has {torch.cuda.device_count()} CUDA device(s); use cuda:0 to cuda:<n-1>, cpu or auto")
 
@@ -103,7 +104,7 @@ def synth(cfg: DictConfig) -> None:
     integer(cfg, "dataset.seed", *SEED_RANGE)
     v = value(cfg, "dataset.duration")
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 600:
-        raise ConfigError(f"dataset.duration={v!r} must be a number of seconds above 0, at most 600")
+        raise ConfigError(f"dataset.duration={shown(v)} must be a number of seconds above 0, at most 600")
 
 
 # Front-end arguments (frontend.net.<arg>) and what each allows: whole numbers from 1 to the
@@ -124,12 +125,12 @@ def frontend(cfg: DictConfig) -> None:
         key = f"frontend.net.{arg}"
         if arg in WHOLE:
             size = f"frontend.widths.{cfg.feature_size.name}"
-            shown = size if arg == "width" and OmegaConf.is_interpolation(net, arg) else key
-            integer(cfg, key, 1, WHOLE[arg], shown=shown)
+            named = size if arg == "width" and OmegaConf.is_interpolation(net, arg) else key
+            integer(cfg, key, 1, WHOLE[arg], named=named)
         elif arg in LISTS:
             v = value(cfg, key)
             if not OmegaConf.is_list(v) or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= LISTS[arg] for n in v):
-                raise ConfigError(f"{key}={v!r} must be a list of whole numbers from 1 to {LISTS[arg]}")
+                raise ConfigError(f"{key}={shown(v)} must be a list of whole numbers from 1 to {LISTS[arg]}")
         elif arg == "timbral":
             boolean(cfg, key)
         elif arg == "backend_means":
@@ -157,13 +158,13 @@ def frontend(cfg: DictConfig) -> None:
 def fraction(cfg: DictConfig, key: str) -> None:
     v = value(cfg, key)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-        raise ConfigError(f"{key}={v!r} must be a number from 0 to below 1")
+        raise ConfigError(f"{key}={shown(v)} must be a number from 0 to below 1")
 
 
 def boolean(cfg: DictConfig, key: str) -> None:
     v = value(cfg, key)
     if not isinstance(v, bool):
-        raise ConfigError(f"{key}={v!r} must be true or false")
+        raise ConfigError(f"{key}={shown(v)} must be true or false")
 
 
 def classifier(cfg: DictConfig) -> None:
@@ -181,7 +182,7 @@ def classifier(cfg: DictConfig) -> None:
         key = f"classifier.{param}" if param in cfg.classifier else f"classifier.estimator.{param}"
         v = cfg.classifier.get(param, cfg.classifier.estimator.get(param))
         allowed = str(err).split(" must be ", 1)[-1].rsplit(". Got", 1)[0]
-        raise ConfigError(f"{key}={v!r} must be {allowed}") from None
+        raise ConfigError(f"{key}={shown(v)} must be {allowed}") from None
     for param, v in cfg.classifier.items():  # sizes past this would only fail inside the solver
         if isinstance(v, int) and not isinstance(v, bool) and v > MOST:
             raise ConfigError(f"classifier.{param}={v} must be a whole number at most {MOST}")
@@ -194,7 +195,7 @@ def trained_weights(cfg: DictConfig) -> None:
     for key in ("weights.lr", "weights.weight_decay"):
         v = value(cfg, key)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (key == "weights.lr" and v == 0):
-            raise ConfigError(f"{key}={v!r} must be a number above 0" + (" or 0" if key == "weights.weight_decay" else ""))
+            raise ConfigError(f"{key}={shown(v)} must be a number above 0" + (" or 0" if key == "weights.weight_decay" else ""))
     if cfg.protocol.mode == "paper":
         raise ConfigError("protocol.mode=paper: weights=trained needs a validation fold to stop on; use protocol.mode=honest")
     if cfg.audio.fit_stage == "frames" and cfg.frontend.name == "mfcc":
@@ -228,7 +229,7 @@ def writable_folder(cfg: DictConfig, key: str) -> None:
     is refused: it would put the cache's entries in the working directory."""
     given = value(cfg, key)
     if given is None or OmegaConf.is_config(given) or not str(given).strip():
-        raise ConfigError(f"{key}={given!r} is empty; give a folder (default .elm_audio_cache, or set $ELM_AUDIO_CACHE)")
+        raise ConfigError(f"{key}={shown(given)} is empty; give a folder (default .elm_audio_cache, or set $ELM_AUDIO_CACHE)")
     folder = Path(str(given)).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)

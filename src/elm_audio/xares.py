@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from . import hear
+from .config import shown
 
 SAMPLING_RATE = 16000
 
@@ -34,7 +35,7 @@ class ElmAudioEncoder(nn.Module):
         if "ELM_AUDIO_SEED" in os.environ:
             seed = os.environ["ELM_AUDIO_SEED"]
             if not seed.lstrip("-").isdigit():
-                raise ValueError(f"ELM_AUDIO_SEED={seed!r} must be a whole number")
+                raise ValueError(f"ELM_AUDIO_SEED={shown(seed)} must be a whole number")
             options["seed"] = int(seed)
         # unset variables leave the model file's options (or the defaults) in place
         self.model = hear.load_model(os.environ.get("ELM_AUDIO_MODEL_FILE", ""), **options)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .check import CheckReport
 from .index import AUDIO_EXTENSIONS, BAD_CLIP_POLICIES, Clip, ClipIndex, DatasetError, Expected, Survey
+from ..config import shown
 
 
 def require_root(root: str | None, dataset: str, hint: str) -> Path:
@@ -50,7 +51,7 @@ class Dataset:
 
     def __init__(self, name: str, root: str | None, on_bad_clip: str = "error", group: str | None = None):
         if on_bad_clip not in BAD_CLIP_POLICIES:
-            raise DatasetError(f"dataset.on_bad_clip={on_bad_clip!r} must be one of {', '.join(BAD_CLIP_POLICIES)}")
+            raise DatasetError(f"dataset.on_bad_clip={shown(on_bad_clip)} must be one of {', '.join(BAD_CLIP_POLICIES)}")
         self.name = name
         self.root = root
         self.on_bad_clip = on_bad_clip
@@ -60,7 +61,7 @@ class Dataset:
             try:
                 self.pattern = re.compile(str(group))
             except re.error as err:
-                raise DatasetError(f"dataset.group={group!r} is not a regular expression ({err})") from None
+                raise DatasetError(f"dataset.group={shown(group)} is not a regular expression ({err})") from None
 
     def group_of(self, relative_path: str) -> str:
         """The group a clip belongs to, from ``dataset.group``: the first group of the pattern's

@@ -9,6 +9,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from .base import Dataset, audio_files, require_root, subfolders
 from .index import PARTITIONS, Clip, DatasetError, Survey
+from ..config import shown
 
 
 def stratified_folds(labels: list[str], n_folds: int, seed: int | None, groups: list[str] | None = None) -> list[int]:
@@ -18,7 +19,7 @@ def stratified_folds(labels: list[str], n_folds: int, seed: int | None, groups: 
     smallest = min(counts, key=counts.get)
     if counts[smallest] < n_folds:
         raise DatasetError(
-            f"class {smallest!r} has {counts[smallest]} clip(s), fewer than dataset.n_folds={n_folds}; "
+            f"class {shown(smallest)} has {counts[smallest]} clip(s), fewer than dataset.n_folds={n_folds}; "
             "add clips or lower dataset.n_folds"
         )
     folds = np.zeros(len(labels), dtype=int)

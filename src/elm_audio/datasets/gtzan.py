@@ -15,6 +15,7 @@ from pathlib import Path
 from .base import Dataset, audio_files, require_root, subfolders
 from .index import Clip, DatasetError, Expected, Survey
 from .folder import assign_partitions, stratified_folds
+from ..config import shown
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 SPLIT_FILES = {"train": "train_filtered.txt", "validation": "valid_filtered.txt", "test": "test_filtered.txt"}
@@ -45,7 +46,7 @@ class GTZAN(Dataset):
     ):
         super().__init__(name, root, on_bad_clip, group)
         if split not in ("filtered", "full"):
-            raise DatasetError(f"dataset.split={split!r} must be filtered (the paper's) or full (10 folds)")
+            raise DatasetError(f"dataset.split={shown(split)} must be filtered (the paper's) or full (10 folds)")
         self.split = split
         self.n_folds = int(n_folds)
         self.fold_seed = int(fold_seed)

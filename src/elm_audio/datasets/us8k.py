@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .base import Dataset, hidden, require_root
 from .index import AUDIO_EXTENSIONS, Clip, DatasetError, Expected, Survey
+from ..config import shown
 
 CLASSES = (
     "air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
@@ -50,7 +51,7 @@ class UrbanSound8K(Dataset):
                 fold = int(row["fold"])
             except ValueError:
                 raise DatasetError(
-                    f"{root}/metadata/UrbanSound8K.csv line {line}: fold {row['fold']!r} is not a number"
+                    f"{root}/metadata/UrbanSound8K.csv line {line}: fold {shown(row['fold'])} is not a number"
                 ) from None
             rel = f"audio/fold{fold}/{row['slice_file_name']}"
             listed.add(rel)

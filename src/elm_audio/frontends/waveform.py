@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import FrontEnd, pad_same, under_autograd
+from ..config import shown
 
 
 class SampleLevel(FrontEnd):
@@ -109,7 +110,7 @@ class BackEnd(nn.Module):
     def __init__(self, in_channels: int, width: int, means: str = "per_channel"):
         super().__init__()
         if means not in BACKEND_MEANS:
-            raise ValueError(f"frontend.net.backend_means={means!r} is not one of {', '.join(BACKEND_MEANS)}")
+            raise ValueError(f"frontend.net.backend_means={shown(means)} is not one of {', '.join(BACKEND_MEANS)}")
         self.per_layer = means == "per_layer"
         self.conv1 = nn.Conv1d(in_channels, width, kernel_size=7)
         self.conv2 = nn.Conv1d(width, width, kernel_size=7, padding=3)
