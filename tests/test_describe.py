@@ -9,7 +9,7 @@ from elm_audio.describe import describe
 
 @pytest.mark.slow
 def test_describe_prints_one_object_for_one_front_end_and_size(tmp_path):
-    out = json.loads(run_cli("elm_audio.describe", "frontend=cnn_7x86", "feature_size=large", cwd=tmp_path).stdout)
+    out = json.loads(run_cli("elm_audio.describe", "frontend=cnn_7x86", "feature_size=large", "--json", cwd=tmp_path).stdout)
     assert out["frontend"] == "cnn_7x86" and out["feature_size"] == "large"
     assert out["input"] == "spectrogram" and out["input_shape"] == [1376, 96]
     assert out["feature_dim"] == 3585 and out["n_params"] == 3585 * (7 * 86 + 1)
@@ -19,7 +19,7 @@ def test_describe_prints_one_object_for_one_front_end_and_size(tmp_path):
 
 @pytest.mark.slow
 def test_describe_all_lists_every_front_end_at_both_sizes(tmp_path):
-    out = json.loads(run_cli("elm_audio.describe", "frontend=all", cwd=tmp_path).stdout)
+    out = json.loads(run_cli("elm_audio.describe", "frontend=all", "--json", cwd=tmp_path).stdout)
     assert isinstance(out, list) and len(out) == 2 * len(LENGTHS)
     for row in out:
         assert row["feature_dim"] == LENGTHS[row["frontend"]][("small", "large").index(row["feature_size"])]

@@ -1,10 +1,13 @@
-"""Command-line overrides whose key the config does not define, refused with the nearest real key.
+"""Command-line overrides that name an option or a key the config does not have, refused in one
+line with the nearest real one.
 
-Hydra refuses ``classifer=elm`` with the hint "use +classifer=elm", and then accepts the
-``+`` form, adding a key nothing reads: the run goes on with the default classifier. Here
-every override (``key=``, ``+key=``, ``++key=``, ``~key``) must name a key that the config
-composed from the command line's group choices defines, or a config group; Hydra's own
-``hydra.*`` keys are left to Hydra.
+Hydra refuses ``frontend=vggg`` in twenty lines (the missing file, every option, its search
+path), and ``classifer=elm`` with the hint "use +classifer=elm", and then accepts the ``+``
+form, adding a key nothing reads: the run goes on with the default classifier. Here every
+option a group override picks (``frontend=vggg``, ``-m frontend=vgg,vggg``,
+``hydra/sweeper=serch``) must exist, and every override (``key=``, ``+key=``, ``++key=``,
+``~key``) must name a key that the config composed from the command line's group choices
+defines, or a config group; Hydra's own ``hydra.*`` keys are left to Hydra.
 """
 
 from __future__ import annotations
@@ -12,13 +15,18 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator, Sequence
 
+from hydra import initialize_config_dir
 from hydra._internal.utils import get_args_parser
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
+from hydra.core.override_parser.types import Override, ValueType
 from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig
 
 from .config import CONFIG_DIR, ConfigError, compose
+
+# Options Hydra accepts that are not meant to be chosen (README, "Sweeps"): never suggested or listed.
+INTERNAL_OPTIONS = {"hydra/sweeper": ("optuna", "elm_audio_optuna")}
 
 
 def is_group(name: str) -> bool:
@@ -44,7 +52,11 @@ def paths(node: DictConfig | ListConfig, prefix: str = "") -> Iterator[str]:
 
 
 def options(override: Override) -> list[str]:
-    return [str(v) for v in override.sweep_string_iterator()] if override.is_sweep_override() else [str(override.value())]
+    """The values an override gives, as a command line writes them (``null``, not ``None``)."""
+    if override.is_sweep_override():
+        return list(override.sweep_string_iterator())
+    value = override.value()
+    return [value if isinstance(value, str) else override.get_value_element_as_str()]
 
 
 def known_keys(chosen: list[Override]) -> set[str]:
@@ -84,23 +96,44 @@ def hint(key: str, keys: set[str]) -> str:
     return "python -m elm_audio --help lists the keys"
 
 
+def check_options(parsed: list[Override]) -> None:
+    """Raise ConfigError naming the first option of a config group (ours, Hydra's or a plugin's:
+    ``hydra/sweeper``, ``hydra/launcher``) that does not exist, with the nearest option, else
+    the group's options."""
+    with initialize_config_dir(str(CONFIG_DIR)):
+        loader = GlobalHydra.instance().config_loader()
+        for o in parsed:
+            group = o.key_or_group
+            if group == "hydra" or o.is_delete() or o.value_type == ValueType.GLOB_CHOICE_SWEEP:
+                continue  # a glob picks among the options that exist
+            available = loader.get_group_options(group)  # none: a key, not a group
+            for option in options(o):
+                if available and option not in available:
+                    offered = [a for a in available if a not in INTERNAL_OPTIONS.get(group, ())]
+                    near = close(option, offered)
+                    advice = f"did you mean {near}?" if near else f"its options are {', '.join(offered)}"
+                    raise ConfigError(f"{o.input_line}: {group} has no option {option}; {advice}")
+
+
 def check(overrides: Sequence[str]) -> None:
-    """Raise ConfigError naming the first override whose key the config does not define."""
+    """Raise ConfigError naming the first override whose option does not exist or whose key the
+    config does not define."""
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException:
         return  # a syntax error: Hydra's own message says where
+    check_options(parsed)
     parsed = [o for o in parsed if o.key_or_group != "hydra" and not o.key_or_group.startswith(("hydra.", "hydra/"))]
     chosen = [o for o in parsed if is_group(o.key_or_group) and not o.is_delete()]
     try:
         keys = known_keys(chosen)
     except HydraException:
-        return  # an option that does not exist: Hydra's own message lists the options
+        return  # left to Hydra's own message (a glob of options, say, which Hydra expands at run time)
     for o in parsed:
         key = o.key_or_group
         if is_group(key) or key in keys:
             continue
-        raise ConfigError(f"{o.input_line}: the config has no key {key!r}; {hint(key, keys)}")
+        raise ConfigError(f"{o.input_line}: the config has no key {key}; {hint(key, keys)}")
 
 
 def check_command_line(argv: Sequence[str]) -> None:
