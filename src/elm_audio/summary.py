@@ -62,6 +62,7 @@ def summary_lines(
         f"  validation   {m['val_accuracy']:.4f}",
         f"  test         {m['test_accuracy']:.4f} +/- {m['test_accuracy_std']:.4f}",
         f"  logged       run {run_id} in experiment {tracking.experiment_name(cfg.dataset.name)} ({redact(uri)})",
-        f"  browse       {tracking.ui_link(uri, experiment, run_id)}",
+        f"  browse       {tracking.ui_link(uri, experiment)}",
+        f"  this run     {tracking.ui_url(uri, experiment, run_id)}",
         *warnings,
     ]

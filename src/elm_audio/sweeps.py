@@ -549,9 +549,12 @@ def summary_lines(summary: Mapping[str, Any], study_name: str, sweep_run: "Sweep
 
 
 def look_lines(sweep_run: "SweepRun", storage_url: str | None, study_name: str) -> list[str]:
-    """How to look at a finished sweep: its parent run in the MLflow UI; the study in Optuna's
-    dashboard where it is stored."""
-    lines = [f"  browse       {tracking.ui_link(sweep_run.uri, sweep_run.experiment, sweep_run.run_id)}"]
+    """How to look at a finished sweep: its experiment's runs table (trials ranked with the other
+    runs) and its parent run in the MLflow UI; the study in Optuna's dashboard where it is stored."""
+    lines = [
+        f"  browse       {tracking.ui_link(sweep_run.uri, sweep_run.experiment)}",
+        f"  parent run   {tracking.ui_url(sweep_run.uri, sweep_run.experiment, sweep_run.run_id)}",
+    ]
     if storage_url:
         where = storage_url[len(JOURNAL_PREFIX) :] if storage_url.startswith(JOURNAL_PREFIX) else storage_label(storage_url)
         lines.append(f"  study        optuna-dashboard {where}   (pip install optuna-dashboard; study {study_name})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import json
 import logging
 import os
 import sqlite3
@@ -216,23 +217,57 @@ def _create_sqlite_store(db: Path) -> None:
 
 # MLflow 3 opens experiments in its GenAI view unless told otherwise: the tag records what the
 # experiment is, the link parameter opens the runs table (the browser's setting wins over the tag).
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
+KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def column(kind: str, key: str) -> str:
+    """A column of MLflow's runs table as its UI names it (makeCanonicalSortKey)."""
+    return f"{kind}.`{key}`"
+
+
+# MLflow's runs table opens with names, dates, Source, Models and Dataset: no score. Its UI reads a
+# "shared view" (columns, their order, sort) from the experiment tag mlflow.sharedViewState.<key>
+# when the page's address carries viewStateShareKey=<key> (and none of the search parameters, which
+# win over it): the printed links open this one, the scores first, best test accuracy on top.
+VIEW_KEY = "elm_audio"
+VIEW_TAG = "mlflow.sharedViewState." + VIEW_KEY
+PRIMARY_METRIC = "test_accuracy"
+VIEW_COLUMNS = [
+    column("metrics", PRIMARY_METRIC),
+    column("metrics", "val_accuracy"),
+    *(column("tags", tag) for tag in ("frontend", "feature_size", "classifier")),
+    column("attributes", "Dataset"),  # wide: last, where it hides no score
+]
+RUNS_VIEW = json.dumps(
+    {
+        "orderByKey": column("metrics", PRIMARY_METRIC),
+        "orderByAsc": False,
+        "selectedColumns": VIEW_COLUMNS,
+        "columnOrder": VIEW_COLUMNS,
+    },
+    separators=(",", ":"),
+)
 
 
 def experiment_id(name: str, uri: str) -> str:
-    """Get or create the experiment, tolerating another process creating it meanwhile."""
+    """Get or create the experiment, tolerating another process creating it meanwhile, tagged as
+    a model-training experiment (unless it says otherwise) with this version's runs view."""
     client = MlflowClient(uri)
     for attempt in range(5):
         exp = client.get_experiment_by_name(name)
         if exp is not None:
-            if exp.tags.get("mlflow.experimentKind") is None:
-                client.set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
+            # a race sets the same values twice, which is harmless
+            if exp.tags.get(KIND_TAG) is None:
+                client.set_experiment_tag(exp.experiment_id, KIND_TAG, MODEL_TRAINING)
+            if exp.tags.get(VIEW_TAG) != RUNS_VIEW:
+                client.set_experiment_tag(exp.experiment_id, VIEW_TAG, RUNS_VIEW)
             return exp.experiment_id
         db = local_sqlite_path(uri)
         location = (db.parent / "artifacts").as_uri() if db is not None else None
         try:
-            return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+            return client.create_experiment(name, artifact_location=location, tags={KIND_TAG: MODEL_TRAINING, VIEW_TAG: RUNS_VIEW})
         except MlflowException as err:
             if disk_full(err):  # no race: another try cannot help
                 raise
@@ -336,13 +371,29 @@ def unique_run_name(uri: str, experiment: str, name: str) -> str:
     return next(f"{name}-{k}" for k in range(2, len(taken) + 3) if f"{name}-{k}" not in taken)
 
 
-def ui_link(uri: str, experiment: str, run_id: str | None = None) -> str:
-    """The page of an experiment (or of one of its runs), in MLflow's model-training view."""
-    page = f"#/experiments/{experiment}" + (f"/runs/{run_id}" if run_id else "") + MODEL_TRAINING_VIEW
+# Where `mlflow ui` serves a store that is no server.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def ui_url(uri: str, experiment: str, run_id: str | None = None) -> str:
+    """The address of an experiment's runs table, opened on RUNS_VIEW (scores as columns, best
+    first), or of one of its runs' page; in MLflow's model-training view. The table's route is
+    given in full: MLflow's redirect from the bare experiment page drops viewStateShareKey."""
+    if run_id:
+        page = f"#/experiments/{experiment}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
+    else:
+        page = f"#/experiments/{experiment}/runs?viewStateShareKey={VIEW_KEY}&{MODEL_TRAINING_VIEW}"
     uri = redact(uri)
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base}/{page}"
+
+
+def ui_link(uri: str, experiment: str, run_id: str | None = None) -> str:
+    """ui_url, after the command that serves the store where it is no server."""
+    url = ui_url(uri, experiment, run_id)
     if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/{page}"
-    return f"mlflow ui --backend-store-uri {uri}   then http://127.0.0.1:5000/{page}"
+        return url
+    return f"mlflow ui --backend-store-uri {redact(uri)}   then {url}"
 
 
 def last_run_metrics() -> dict[str, float]:
