@@ -19,6 +19,8 @@ from elm_audio.plan import make_plan
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b||, a number: measured outside autograd (a or b may be part of a graph)."""
+    a, b = a.detach(), b.detach()
     return float((a - b).norm() / b.norm())
 
 
