@@ -5,6 +5,7 @@ and runs ``python -m elm_audio.report`` in this process."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -68,9 +69,10 @@ def cells(row: str) -> list[str]:
 
 
 def comparison(md: str) -> list[list[str]]:
-    """table.md's comparison, header first: every line between the title and the notes must be
-    a row of it, with as many cells as the header."""
+    """table.md's comparison, header first: every line between the answer (a bullet per column,
+    after the title) and the notes must be a row of it, with as many cells as the header."""
     lines = [line for line in md.split("\n## Notes")[0].split("\n")[1:] if line.strip()]
+    lines = list(itertools.dropwhile(lambda line: line.startswith("- "), lines))
     assert all(line.startswith("|") for line in lines), lines
     rows = [cells(line) for line in lines]
     assert all(len(r) == len(rows[0]) for r in rows), rows

@@ -1,8 +1,10 @@
 """``python -m elm_audio.report [--tracking-uri URI] [--dataset NAME ...] [--out DIR]``
 
 For each dataset with runs (or those named), writes into ``<out>/<dataset>/`` and into an MLflow
-run of its own (tag elm_audio.role=report): table.md and table.csv, bars_<size>.png,
-significance_<size>_<classifier>.png with pairs_<size>_<classifier>.csv, and cost.png.
+run of its own (tag elm_audio.role=report): table.md (the answer first: per column, the best
+front-end, its lead over the runner-up and whether that is significant; printed first too) and
+table.csv, bars_<size>.png, significance_<size>_<classifier>.png with
+pairs_<size>_<classifier>.csv, and cost.png.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     for dataset, experiment_id in sorted(found.items()):
         report = build(uri, dataset, experiment_id, Path(args.out), args.cache_dir)
         print(f"{dataset}: {len(report.summary)} cell(s) compared")
-        for note in report.notes:
+        for note in report.answer + report.notes:
             print(f"  {one_line(note)}")  # what a run's tags say cannot start lines of its own
         for path in report.files:
             print(f"  wrote {path}")

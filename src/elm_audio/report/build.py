@@ -32,6 +32,7 @@ class Report:
     notes: list[str]
     files: list[Path] = field(default_factory=list)
     run_id: str | None = None
+    answer: list[str] = field(default_factory=list)  # a sentence per column: who is best, by how much, significant?
 
 
 def cell_text(row: pd.Series) -> str:
@@ -68,11 +69,16 @@ def suffix(experiment: str) -> str:
     return "" if experiment == DEFAULT_EXPERIMENT else f"_{experiment}"
 
 
-def table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """One row per front-end; a column per feature size, classifier and preset; cost; the paper's."""
+def columns(summary: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The comparison's columns, (feature size, classifier, preset), in the table's order."""
     present = set(zip(summary["feature_size"], summary["classifier"], summary["experiment"]))
     experiments = sorted(set(summary["experiment"]), key=lambda e: (e != DEFAULT_EXPERIMENT, e))
-    combos = [(s, c, e) for e in experiments for s in SIZES for c in sorted(summary["classifier"].unique()) if (s, c, e) in present]
+    return [(s, c, e) for e in experiments for s in SIZES for c in sorted(summary["classifier"].unique()) if (s, c, e) in present]
+
+
+def table(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """One row per front-end; a column per feature size, classifier and preset; cost; the paper's."""
+    combos = columns(summary)
     rows = []
     for fe in figures.frontend_order(summary):
         mine = summary[summary["frontend"] == fe]
@@ -119,12 +125,10 @@ def missing_notes(runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
 
 
 TESTS = {
-    "corrected resampled t": "corrected resampled t-test over folds (Nadeau & Bengio 2003: the folds' training "
-    "sets overlap, so the variance of the mean difference is (1/k + n_test/n_train) s^2, not s^2/k; seeds "
-    "averaged within a fold, since they are not replications of the data)",
-    "exact McNemar": "exact McNemar test on the test clips (a clip counts as right for a front-end when most of "
-    "its seeds get it right)",
+    "corrected resampled t": "corrected resampled t-test over folds",
+    "exact McNemar": "exact McNemar test on the test clips",
 }
+SIGNIFICANT = f"significant at the {100 * ALPHA:g}% level"
 
 
 def pair_note(r: pd.Series) -> str:
@@ -143,16 +147,141 @@ def pair_note(r: pd.Series) -> str:
 
 
 def significance_notes(pairs: pd.DataFrame, cell: str) -> list[str]:
+    """One column's pairs for the terminal: how many, by which test (table.md's section Method
+    says why that test), how many differ, then each pair in words."""
     tested = pairs[pairs["p"].notna()]
-    kinds = sorted(set(tested["test"]))
+    kinds = " and the ".join(TESTS[k] for k in sorted(set(tested["test"])))
     notes = [
-        f"{cell}: {len(tested)} pair(s) of front-ends compared by "
-        + "; ".join(TESTS[k] for k in kinds)
-        + f"; Holm's correction over the pairs; intervals {int(100 * LEVEL)}%. Different at {ALPHA}: "
-        + str(int((tested["p_holm"] < ALPHA).sum()))
+        f"{cell}: {len(tested)} pair(s) of front-ends compared by the {kinds}, Holm-corrected over the pairs, "
+        f"intervals {int(100 * LEVEL)}%; different at {ALPHA}: {int((tested['p_holm'] < ALPHA).sum())}"
     ]
-    notes += [pair_note(r) for _, r in tested.sort_values("p_holm").iterrows()]
-    return notes
+    return notes + [pair_note(r) for _, r in tested.sort_values("p_holm").iterrows()]
+
+
+def oriented(pairs: pd.DataFrame, first: str, second: str) -> pd.Series | None:
+    """The test of ``first`` against ``second`` as first minus second (``pairwise`` writes each
+    pair in name order), or None where the two were not compared."""
+    hit = pairs[((pairs["a"] == first) & (pairs["b"] == second)) | ((pairs["a"] == second) & (pairs["b"] == first))]
+    if hit.empty:
+        return None
+    r = hit.iloc[0].copy()
+    if r["a"] != first:
+        r["a"], r["b"] = first, second
+        r["mean_diff"], r["ci_low"], r["ci_high"] = -r["mean_diff"], -r["ci_high"], -r["ci_low"]
+    return r
+
+
+def difference(r: pd.Series) -> str:
+    """A difference in points with its interval, where there is one: +10.7 [+3.7, +17.7]."""
+    text = f"{100 * r['mean_diff']:+.1f}"
+    if np.isfinite(r["ci_low"]):
+        text += f" [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
+    return text
+
+
+def verdict(r: pd.Series | None, n_pairs: int) -> str:
+    """Whether a difference is significant, in words, with the p-values that say so: by the
+    Holm-corrected p, as the pairs' verdicts are."""
+    if r is None:
+        return "untested (no per-clip predictions to compare the two on)"
+    if np.isnan(r["p"]):
+        return f"untested (the corrected t-test needs 3 folds in common; these have {r['n']})"
+    ps = f"p={r['p']:.3g}, Holm p={r['p_holm']:.3g} over {n_pairs} pair{'s' * (n_pairs != 1)}"
+    if r["p_holm"] < ALPHA:
+        return f"{SIGNIFICANT} ({ps})"
+    if r["p"] < ALPHA:
+        return f"not {SIGNIFICANT} once every pair is counted ({ps})"
+    return f"not {SIGNIFICANT} ({ps})"
+
+
+def answer(part: pd.DataFrame, pairs: pd.DataFrame | None, cell: str) -> str:
+    """One column of the table in a sentence: the best front-end, its lead over the runner-up in
+    points with the interval of the difference, and whether that lead is significant. The lead
+    is the table's; where the test's own difference is another (McNemar's counts a clip right
+    where most seeds get it right; the t-test pairs the folds both have), that one comes too."""
+    ranked = part.sort_values(["mean", "frontend"], ascending=[False, True])
+    best = ranked.iloc[0]
+    if len(ranked) < 2:
+        return f"{cell}: only {best['frontend']} ran ({100 * best['mean']:.1f}%), nothing to compare it with."
+    second = ranked.iloc[1]
+    r = oriented(pairs, best["frontend"], second["frontend"]) if pairs is not None else None
+    lead = f"{100 * (best['mean'] - second['mean']):+.1f}"
+    if r is None or not np.isfinite(r["ci_low"]):
+        by = f"{lead} points"
+    elif f"{100 * r['mean_diff']:+.1f}" == lead:
+        by = f"{lead} points [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
+    else:
+        by = f"{lead} points (paired as the test compares them: {difference(r)})"
+    n_pairs = int(pairs["p"].notna().sum()) if pairs is not None else 0
+    a, b = f"{100 * best['mean']:.1f}%", f"{100 * second['mean']:.1f}%"
+    if a == b:
+        return f"{cell}: {best['frontend']} and {second['frontend']} tie at {a}, {by}; {verdict(r, n_pairs)}."
+    return f"{cell}: {best['frontend']} is best with {a}, ahead of {second['frontend']} ({b}) by {by}; {verdict(r, n_pairs)}."
+
+
+def pairs_table(pairs: dict[tuple[str, str, str], pd.DataFrame], summary: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of front-ends, a row each, written as the better minus the worse over all
+    cells; a column per column of the comparison: the difference in points with its interval,
+    p, Holm p, n and the verdict; the last row counts the pairs that differ."""
+    rank = summary.groupby("frontend")["mean"].mean().sort_values(ascending=False, kind="stable")
+    order = {fe: i for i, fe in enumerate(rank.index)}
+    names = sorted({tuple(sorted((r["a"], r["b"]), key=order.get)) for p in pairs.values() for _, r in p.iterrows()},
+                   key=lambda ab: (order[ab[0]], order[ab[1]]))  # fmt: skip
+    out = pd.DataFrame({"pair": [f"{a} - {b}" for a, b in names] + [f"pairs different at {ALPHA}"]})
+    for (size, clf, exp), p in ((c, pairs[c]) for c in columns(summary) if c in pairs):
+        cells = []
+        for a, b in names:
+            r = oriented(p, a, b)
+            if r is None:
+                cells.append("—")
+            elif np.isnan(r["p"]):
+                cells.append(f"untested: {difference(r)} · n={r['n']}")
+            else:  # the verdict first: a cell opening with a sign would read as a list item to Markdown
+                word = "differ" if r["p_holm"] < ALPHA else "cannot tell apart" + (" (Holm)" if r["p"] < ALPHA else "")
+                cells.append(f"{word}: {difference(r)} · p={r['p']:.3g} · Holm p={r['p_holm']:.3g} · n={r['n']}")
+        tested = p[p["p"].notna()]
+        out[column(size, clf, exp)] = cells + [f"{int((tested['p_holm'] < ALPHA).sum())} of {len(tested)}"]
+    return out
+
+
+def method(best: pd.DataFrame, tested: bool, premise: bool, sections_method: list[str]) -> list[str]:
+    """How the report's numbers were computed, once, for the parts this report shows."""
+    partitions = [set(f) == {"test"} for f in best["folds"]]
+    out = [
+        "Cells: for each front-end, feature size, classifier and seed, the finished run with the best validation "
+        "accuracy (a sweep's best trial); a cell's accuracy is the mean of their test accuracies over folds and seeds. "
+        f"Every interval is {int(100 * LEVEL)}%."
+    ]
+    if not all(partitions):
+        out.append(
+            "Fold datasets: each pair of front-ends by the corrected resampled t-test over folds (Nadeau & Bengio 2003, "
+            "Machine Learning 52(3)). The folds' training sets overlap, so the variance of the mean difference is "
+            "(1/k + n_test/n_train) s^2, not s^2/k, with the protocol's n_test/n_train (honest: 1/(k-2); paper: 1/(k-1)); "
+            "seeds are averaged within a fold, since they are not replications of the data. A cell's interval is the "
+            "t-interval from the same corrected variance, clipped to [0, 100] (an accuracy cannot leave it; with few "
+            "folds the t-interval would)."
+        )
+    if any(partitions):
+        out.append(
+            "Fixed partitions: each pair by the exact McNemar test (McNemar 1947, Psychometrika 12(2)) on the test "
+            "clips, a clip counting as right for a front-end when most of its seeds get it right, with the Wald interval "
+            "of the paired difference; a cell's interval is Wilson's score interval over the test clips (Wilson 1927, "
+            "JASA 22(158))."
+        )
+    if tested:
+        out.append(
+            "Holm's correction (Holm 1979, Scandinavian Journal of Statistics 6(2)) adjusts each p-value for the number "
+            f"of pairs in its column; a pair differs, and a lead is significant, where the corrected p is below {ALPHA}. "
+            "A pair's own interval may exclude 0 while its corrected p does not clear the bar: the interval is the "
+            "pair's alone."
+        )
+    if premise:
+        out.append(
+            "Premise: Kendall's tau and Spearman's rho between the random-weight and the trained rankings, with "
+            "percentile bootstrap intervals over folds and the exact one-sided p-value of tau (the share of the "
+            "orderings of the front-ends that agree as well)."
+        )
+    return out + sections_method
 
 
 def run_label(r: pd.Series) -> str:
@@ -206,17 +335,18 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path, cache_dir: Path
         title = f"{dataset}: feature size {size}" + ("" if exp == DEFAULT_EXPERIMENT else f", experiment={exp}")
         save_figure(figures.bars(part, size, title), f"bars_{size}{suffix(exp)}.png")
     significance = []
-    for (size, clf, exp), part in summary.groupby(["feature_size", "classifier", "experiment"]):
-        if part["frontend"].nunique() < 2:
-            continue
-        pairs = cell_pairs(uri, best, size, clf, exp)
-        report.pairs[(size, clf, exp)] = pairs
-        significance += significance_notes(pairs, column(size, clf, exp))
-        order = [fe for fe in figures.frontend_order(summary) if fe in set(part["frontend"])]
-        name = f"{size}_{clf}{suffix(exp)}"
-        save_figure(figures.significance(pairs, order, f"{dataset}: {column(size, clf, exp)}"), f"significance_{name}.png")
-        pairs.assign(feature_size=size, classifier=clf, experiment=exp).to_csv(folder / f"pairs_{name}.csv", index=False)
-        files.append(folder / f"pairs_{name}.csv")
+    for size, clf, exp in columns(summary):
+        part = summary[(summary["feature_size"] == size) & (summary["classifier"] == clf) & (summary["experiment"] == exp)]
+        if part["frontend"].nunique() >= 2:
+            pairs = cell_pairs(uri, best, size, clf, exp)
+            report.pairs[(size, clf, exp)] = pairs
+            significance += significance_notes(pairs, column(size, clf, exp))
+            order = [fe for fe in figures.frontend_order(summary) if fe in set(part["frontend"])]
+            name = f"{size}_{clf}{suffix(exp)}"
+            save_figure(figures.significance(pairs, order, f"{dataset}: {column(size, clf, exp)}"), f"significance_{name}.png")
+            pairs.assign(feature_size=size, classifier=clf, experiment=exp).to_csv(folder / f"pairs_{name}.csv", index=False)
+            files.append(folder / f"pairs_{name}.csv")
+        report.answer.append(answer(part, report.pairs.get((size, clf, exp)), column(size, clf, exp)))
     save_figure(figures.cost(summary, f"{dataset}: accuracy against cost"), "cost.png")
     premise_notes = []
     for p in premises(best):
@@ -226,17 +356,12 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path, cache_dir: Path
         pd.DataFrame({"random": p.random, "trained": p.trained, "random_classifier": pd.Series(p.classifiers)}).to_csv(folder / f"{name}.csv")
         files.append(folder / f"{name}.csv")
 
-    beyond, beyond_notes, knn = sections.beyond_accuracy(uri, dataset, best, summary, folder, cache_dir,
-                                                         save_figure, files)  # fmt: skip
-    shown = sections.with_knn(table(summary, dataset), knn, cell_text)
+    beyond = sections.beyond_accuracy(uri, dataset, best, summary, folder, cache_dir, save_figure, files)
+    shown = sections.with_knn(table(summary, dataset), beyond.knn, cell_text)
     summary.to_csv(folder / "table.csv", index=False)
     legend = [
-        "Cells: mean test accuracy (%) of the best-validation run of each seed, over folds and seeds; "
-        "±: standard deviation over folds (the data) and over seeds (the random weights); "
-        "n: runs the best ones were chosen from.",
-        f"Intervals: {int(100 * LEVEL)}%; on fold datasets the corrected resampled t-interval over folds, "
-        "clipped to [0, 100] (an accuracy cannot leave it; with few folds the t-interval would); "
-        "on fixed partitions Wilson's over the test clips.",
+        f"Cells: mean test accuracy (%) [{int(100 * LEVEL)}% interval] ±standard deviation over folds (the data) "
+        "±standard deviation over seeds (the random weights) · n: runs the best-validation ones were chosen from."
     ]
     if is_papers(dataset):
         legend.append(
@@ -250,22 +375,35 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path, cache_dir: Path
             "method (README, 'Differences from the original code') and are not the paper's figures."
             + ("" if reproduced else " No reproduction runs yet: run with experiment=paper to add them.")
         )
+    absent = [] if report.pairs else ["Every pair of front-ends: fewer than two front-ends per column, nothing to test."]
+    if not premise_notes:
+        absent.append(
+            f"Premise and its baselines: no feature size has random and trained runs (weights=trained) for at least "
+            f"{MIN_FRONTENDS} front-ends."
+        )
+    every_pair = markdown.section("Every pair of front-ends", [
+        f"Each cell: the verdict (differ: Holm p below {ALPHA}; cannot tell apart (Holm): p below {ALPHA} for the pair "
+        f"alone, not once every pair is counted; cannot tell apart), then the row's first front-end minus its second in "
+        f"points [{int(100 * LEVEL)}% interval] · p · Holm p over the column's pairs · n: folds or test clips in common.",
+        "",
+        markdown.table(pairs_table(report.pairs, summary), index=False, disable_numparse=True),
+    ]) if report.pairs else []  # fmt: skip
     text = "\n".join(
-        [f"# {markdown.escape(dataset)}: front-ends compared", "", markdown.table(shown, index=False, disable_numparse=True),
-         "", "## Notes", ""]
-        + markdown.bullets(legend + report.notes)
-        + ["", "## Left out", ""]
-        + markdown.bullets([line.removeprefix("left out: ") for line in left_out_runs] or ["No run was left out."])
-        + ["", "## Significance", ""]
-        + markdown.bullets(significance or ["Fewer than two front-ends per cell: nothing to test."])
-        + ["", "## Premise: does the random-weight ranking predict the trained one?", ""]
-        + markdown.bullets(premise_notes
-           or [f"No feature size has random and trained runs (weights=trained) for at least {MIN_FRONTENDS} front-ends."])
-        + beyond
+        [f"# {markdown.escape(dataset)}: front-ends compared", ""] + markdown.bullets(report.answer)
+        + ["", markdown.table(shown, index=False, disable_numparse=True)]
+        + markdown.section("Notes", markdown.bullets(legend + report.notes + ([] if left_out_runs else ["No run was left out."])))
+        + (markdown.section("Left out", markdown.bullets([line.removeprefix("left out: ") for line in left_out_runs]))
+           if left_out_runs else [])
+        + every_pair
+        + (markdown.section("Premise: does the random-weight ranking predict the trained one?", markdown.bullets(premise_notes))
+           if premise_notes else [])
+        + beyond.lines
+        + (markdown.section("Not in this report", markdown.bullets(absent + beyond.absent)) if absent + beyond.absent else [])
+        + markdown.section("Method", markdown.bullets(method(best, bool(report.pairs), bool(premise_notes), beyond.method)))
     )  # fmt: skip
     (folder / "table.md").write_text(text + "\n")
     files += [folder / "table.md", folder / "table.csv"]
-    report.notes += left_out_runs + significance + premise_notes + beyond_notes
+    report.notes += left_out_runs + significance + premise_notes + beyond.notes
     report.run_id = log_report(uri, experiment_id, folder, summary)
     return report
 

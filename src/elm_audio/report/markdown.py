@@ -42,3 +42,8 @@ def table(frame: pd.DataFrame, **to_markdown) -> str:
 def bullets(lines: list[str]) -> list[str]:
     """Notes as a Markdown list, escaped; a note indented by two spaces is a sub-item."""
     return [f"- {escape(n)}" if not n.startswith("  ") else f"  - {escape(n.strip())}" for n in lines]
+
+
+def section(title: str, lines: list[str]) -> list[str]:
+    """A section of table.md: its heading (``title``, the report's own words) and ``lines``."""
+    return ["", f"## {title}", "", *lines]

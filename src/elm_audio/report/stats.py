@@ -213,6 +213,8 @@ def pairwise(
             if correct is None or x not in correct or y not in correct:
                 continue
             common = correct[x].index.intersection(correct[y].index)
+            if common.empty:  # one has no predictions.csv (an older or interrupted run): nothing to test on
+                continue
             result = mcnemar_exact(correct[x].loc[common].to_numpy(), correct[y].loc[common].to_numpy())
             rows.append({"a": x, "b": y, "test": "exact McNemar", "n": len(common), **result})
             continue
