@@ -272,7 +272,7 @@ def experiment_id(name: str, uri: str) -> str:
             if disk_full(err):  # no race: another try cannot help
                 raise
             time.sleep(0.2 * (attempt + 1))
-    raise RuntimeError(f"could not get or create the MLflow experiment {name!r} at {uri}")
+    raise RuntimeError(f"could not get or create the MLflow experiment {name} at {redact(uri)}")
 
 
 TRAINED_SCORER = "trained"  # the classifier tag of weights=trained runs
