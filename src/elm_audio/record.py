@@ -176,9 +176,11 @@ def predictions_table(evaluation: Evaluation, index: ClipIndex) -> pd.DataFrame:
     )
 
 
-def confusion_figure(predictions: pd.DataFrame, labels: list[str]) -> Figure:
-    """Clips per true and predicted class; the class names' length sets the margins (names past 30
-    characters are cut short there: class_accuracy.csv has them whole)."""
+def confusion_figure(predictions: pd.DataFrame, labels: list[str], frontend: str, accuracy: float) -> Figure:
+    """Clips per true and predicted class, titled with ``frontend`` (as the title names it: with
+    its size and classifier) and the run's test accuracy (``accuracy``: its metric, the mean over
+    folds, which the pooled clips need not match); the class names' length sets the margins
+    (names past 30 characters are cut short there: class_accuracy.csv has them whole)."""
     side = max(4.0, 2.0 + 0.6 * len(labels))
     fig = Figure(figsize=(side, side), layout="constrained")
     ax = fig.subplots()
@@ -186,7 +188,7 @@ def confusion_figure(predictions: pd.DataFrame, labels: list[str]) -> Figure:
         predictions["label"], predictions["prediction"], labels=labels, ax=ax, xticks_rotation="vertical", colorbar=False,
         display_labels=[label if len(label) <= 30 else label[:29] + "…" for label in map(str, labels)],
     )
-    ax.set_title(f"test predictions ({len(predictions)} clips)")
+    ax.set_title(f"{frontend}\ntest accuracy {100 * accuracy:.1f}% ({len(predictions)} test clips)", fontsize=10)
     return fig
 
 

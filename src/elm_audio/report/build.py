@@ -331,9 +331,10 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path, cache_dir: Path
         fig.savefig(folder / name, dpi=130)
         files.append(folder / name)
 
+    n_classes = figures.class_count(best)  # the chance line's 1/k
     for (exp, size), part in summary.groupby(["experiment", "feature_size"]):
         title = f"{dataset}: feature size {size}" + ("" if exp == DEFAULT_EXPERIMENT else f", experiment={exp}")
-        save_figure(figures.bars(part, size, title), f"bars_{size}{suffix(exp)}.png")
+        save_figure(figures.bars(part, size, title, n_classes), f"bars_{size}{suffix(exp)}.png")
     significance = []
     for size, clf, exp in columns(summary):
         part = summary[(summary["feature_size"] == size) & (summary["classifier"] == clf) & (summary["experiment"] == exp)]
@@ -347,7 +348,7 @@ def build(uri: str, dataset: str, experiment_id: str, out: Path, cache_dir: Path
             pairs.assign(feature_size=size, classifier=clf, experiment=exp).to_csv(folder / f"pairs_{name}.csv", index=False)
             files.append(folder / f"pairs_{name}.csv")
         report.answer.append(answer(part, report.pairs.get((size, clf, exp)), column(size, clf, exp)))
-    save_figure(figures.cost(summary, f"{dataset}: accuracy against cost"), "cost.png")
+    save_figure(figures.cost(summary, f"{dataset}: accuracy against cost", n_classes), "cost.png")
     premise_notes = []
     for p in premises(best):
         name = f"premise_{p.feature_size}{suffix(p.experiment)}"

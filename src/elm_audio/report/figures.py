@@ -1,28 +1,91 @@
 """The report's figures: accuracy bars like the paper's, the significance matrix, and
 accuracy against cost. Built with matplotlib's object API (no pyplot state), each sized for the
 number of front-ends it shows, with constrained layout so that titles, legends and labels stay
-inside it (tests/test_figures.py renders each for one, two and eleven front-ends)."""
+inside it (tests/test_figures.py renders each for one, two and eleven front-ends). A classifier
+has one colour in every figure (``classifier_colour``), and accuracy axes carry the chance line
+where the number of classes is known."""
 
 from __future__ import annotations
 
 import textwrap
+import zlib
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
-from matplotlib.colors import Normalize
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap, TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.text import Annotation
+from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.transforms import Bbox
+
+from .stats import ALPHA
 
 GROUPS = ("waveform", "spectrogram", "baseline", "imported", "unknown")
-SIZE_COLOURS = {"small": "C0", "large": "C1"}
+# one colour per classifier in every figure (bars, cost, per class); red and grey are left to
+# significance, black to the chance line
+CLASSIFIER_COLOURS = {"svm": "#1f77b4", "elm": "#ff7f0e", "trained": "#2ca02c", "knn": "#9467bd"}
+OTHER_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf")
+SIZES = ("small", "large")
+
+
+def classifier_colour(classifier: str) -> str:
+    """The classifier's colour; one outside CLASSIFIER_COLOURS gets one chosen by its name
+    alone, so that it too keeps its colour from figure to figure and run to run."""
+    name = classifier.lower()
+    return CLASSIFIER_COLOURS.get(name) or OTHER_COLOURS[zlib.crc32(name.encode()) % len(OTHER_COLOURS)]
+
+
+def classifier_order(classifiers) -> list[str]:
+    """The classifiers in CLASSIFIER_COLOURS's order, any other after them by name: the same
+    order in every legend."""
+    known = list(CLASSIFIER_COLOURS)
+    return sorted(set(classifiers), key=lambda c: (known.index(c) if c in known else len(known), c))
+
+
+def class_count(best: pd.DataFrame) -> int | None:
+    """The number of classes the runs were scored on (the labels of their
+    ``class_accuracy/<label>`` metrics), or None where no run logged them."""
+    if "class_accuracy" not in best:
+        return None
+    labels = set().union(*(set(d) for d in best["class_accuracy"] if isinstance(d, dict)))
+    return len(labels) or None
+
+
+def chance_line(ax: Axes, n_classes: int | None) -> None:
+    """A dashed line at 100/n_classes %: what guessing a class uniformly at random scores (a
+    majority-class guess scores more where the classes are unbalanced)."""
+    if n_classes:
+        ax.axhline(100 / n_classes, color="black", ls="--", lw=1, zorder=1, label=f"chance: 1/{n_classes} classes")
+
+
+def legend(ax: Axes) -> None:
+    """The classifiers' colours, then the chance line, outside the axes on the right."""
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("chance"))
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], title="classifier", loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)  # fmt: skip
+
+
+def group_rank(kind: str) -> int:
+    return GROUPS.index(kind) if kind in GROUPS else len(GROUPS)
 
 
 def frontend_order(summary: pd.DataFrame) -> list[str]:
     """Front-ends grouped by input (waveform, spectrogram, the MFCC baseline, then imported models
     and vectors), by name within."""
     kinds = summary.drop_duplicates("frontend").set_index("frontend")["input"]
-    return sorted(kinds.index, key=lambda fe: (GROUPS.index(kinds[fe]) if kinds[fe] in GROUPS else 9, fe))
+    return sorted(kinds.index, key=lambda fe: (group_rank(kinds[fe]), fe))
+
+
+def ranked_order(summary: pd.DataFrame) -> list[str]:
+    """Front-ends grouped by input as in ``frontend_order``, best first within each group (by
+    the front-end's best cell, whichever the classifier)."""
+    kinds = summary.drop_duplicates("frontend").set_index("frontend")["input"]
+    top = summary.groupby("frontend")["mean"].max()
+    return sorted(kinds.index, key=lambda fe: (group_rank(kinds[fe]), -top[fe], fe))
 
 
 def wrapped(text: str, width_inches: float, fontsize: float) -> str:
@@ -42,13 +105,59 @@ def label_points(ax: Axes, xs, ys, texts, log_x: bool = False) -> None:
                     ha="right" if right else "left")  # fmt: skip
 
 
-def bars(summary: pd.DataFrame, feature_size: str, title: str) -> Figure:
-    """Mean test accuracy per front-end, a bar per classifier; error bars: the cell's 95%
-    interval as the table gives it, within 0 to 100%; a gap between input groups."""
+def spread_labels(fig: Figure) -> None:
+    """Moves the point labels of every axes (its annotations) to the other side of their point,
+    or up or down by whole label heights, until none overlaps another label or a point and each
+    lies inside its axes; a label moved off its point's height gets a grey leader line.
+    Measured on the figure as laid out, so it runs last; the labels then stay out of the
+    layout, which they no longer change."""
+    for ax in fig.axes:
+        for label in ax.texts:
+            label.set_in_layout(False)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for ax in fig.axes:
+        labels = [t for t in ax.texts if isinstance(t, Annotation)]
+        frame = ax.get_window_extent(renderer)
+        points = [ax.transData.transform(c.get_offsets()) for c in ax.collections if len(c.get_offsets())]
+        taken = [Bbox.from_bounds(px - 3, py - 3, 6, 6) for xy in points for px, py in xy]
+        for label in sorted(labels, key=lambda t: ax.transData.transform(t.xy)[1]):
+            box = label.get_window_extent(renderer)
+            dx, dy = label.xyann
+            swap = -(box.width + 2 * abs(dx) * fig.dpi / 72) * (1 if label.get_ha() == "left" else -1)  # to the other side
+            tries = [(k * sign, side) for k in range(12) for sign in ((1, -1) if k else (1,)) for side in (False, True)]
+            fits = [(k, side) for k, side in tries if _free(box.translated(swap if side else 0, k * box.height), frame, taken)]
+            k, side = fits[0] if fits else (0, False)
+            taken.append(box.translated(swap if side else 0, k * box.height))
+            if k or side:
+                ha = {"left": "right", "right": "left"}[label.get_ha()] if side else label.get_ha()
+                leader = {"arrowprops": {"arrowstyle": "-", "color": "0.6", "lw": 0.6, "shrinkA": 0, "shrinkB": 3}} if k else {}
+                ax.annotate(label.get_text(), label.xy, xytext=(-dx if side else dx, dy + k * box.height * 72 / fig.dpi),
+                            textcoords="offset points", fontsize=label.get_fontsize(), ha=ha, va=label.get_va(),
+                            **leader).set_in_layout(False)  # fmt: skip
+                label.remove()
+
+
+def _free(box: Bbox, frame: Bbox, taken: list[Bbox]) -> bool:
+    inside = box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
+    return inside and not any(box.overlaps(t) for t in taken)
+
+
+def decades(value: float, _position: float) -> str:
+    """A log axis's tick as a plain number (0.01, 1, 100): no mathtext, which the report turns
+    off (a '$' in a front-end's name must not open a formula)."""
+    return f"{value:g}"
+
+
+def bars(summary: pd.DataFrame, feature_size: str, title: str, n_classes: int | None = None) -> Figure:
+    """Mean test accuracy per front-end, a bar per classifier in its colour; front-ends grouped
+    by input, best first within each group; error bars: the cell's 95% interval as the table
+    gives it, within 0 to 100%; the chance line where ``n_classes`` is given."""
     part = summary[summary["feature_size"] == feature_size]
-    order = frontend_order(part)
+    order = ranked_order(part)
     kinds = part.drop_duplicates("frontend").set_index("frontend")["input"]
-    classifiers = sorted(part["classifier"].unique())
+    classifiers = classifier_order(part["classifier"])
     x, pos, last = [], 0.0, None
     for fe in order:
         if last is not None and kinds[fe] != last:
@@ -66,16 +175,23 @@ def bars(summary: pd.DataFrame, feature_size: str, title: str) -> Figure:
         high = 100 * np.clip(rows["ci_high"].to_numpy(dtype=float), 0, 1) if "ci_high" in rows else np.full_like(mean, np.nan)
         yerr = np.nan_to_num(np.vstack([mean - low, high - mean]).clip(min=0))
         ax.bar(np.array(x) + (i - (len(classifiers) - 1) / 2) * width, mean, width, yerr=yerr, capsize=3,
-               label=clf.upper(), error_kw={"elinewidth": 1})  # fmt: skip
+               color=classifier_colour(clf), label=clf.upper(), error_kw={"elinewidth": 1})  # fmt: skip
+    chance_line(ax, n_classes)
     ax.set_xticks(x, order, rotation=35, ha="right")
-    for kind in dict.fromkeys(kinds[order]):
-        where = [xi for xi, fe in zip(x, order) if kinds[fe] == kind]
-        ax.text(np.mean(where), 1.01, kind, transform=ax.get_xaxis_transform(), ha="center", fontsize=9, color="0.35")
+    ax.set_xlim(min(x[0] - 0.7, (x[0] + x[-1]) / 2 - 2), max(x[-1] + 0.7, (x[0] + x[-1]) / 2 + 2))  # no bar wider than a slot
+    groups = list(dict.fromkeys(kinds[order]))
+    where = {kind: [xi for xi, fe in zip(x, order) if kinds[fe] == kind] for kind in groups}
+    top = ax.secondary_xaxis("top")  # the input groups' names above the axes, placed by the layout
+    top.set_xticks([np.mean(where[kind]) for kind in groups], groups, fontsize=9, color="0.35")
+    top.tick_params(length=0, pad=3)
+    for kind in groups[1:]:
+        ax.axvline(min(where[kind]) - 0.8, color="0.8", lw=0.8, zorder=0)
     ax.set_ylim(0, 100)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_xlabel("error bars: 95% interval of the mean over folds and seeds (as in table.md)", fontsize=8, color="0.3")
-    ax.set_title(wrapped(title, fig.get_figwidth() - 1.5, 11), pad=16)
-    ax.legend(title="classifier", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
+    ax.set_xlabel(wrapped("front-ends grouped by input, best first within each group\nerror bars: 95% interval of the mean "
+                          "over folds and seeds (as in table.md)", fig.get_figwidth() - 0.5, 8), fontsize=8, color="0.3")  # fmt: skip
+    ax.set_title(wrapped(title, fig.get_figwidth() - 1.5, 11))
+    legend(ax)
     return fig
 
 
@@ -97,9 +213,23 @@ def text_colour(rgba) -> str:
     return "black" if luminance > 0.179 else "white"
 
 
+def stars(p: float) -> str:
+    """* below 0.05, ** below 0.01, *** below 0.001."""
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < ALPHA else ""
+
+
+FLOOR_P = 1e-4  # the colour scale's darkest red: this p and below
+# red for the pairs the test separates (darker: smaller p), pale grey for those it cannot
+SIGNIFICANCE_COLOURS = ListedColormap(
+    np.vstack([colormaps["Reds"](np.linspace(0.95, 0.35, 128)), colormaps["Greys"](np.linspace(0.22, 0.08, 128))])
+)
+
+
 def significance(pairs: pd.DataFrame, order: list[str], title: str) -> Figure:
     """Holm-corrected p-values of the pairs' tests (corrected resampled t or McNemar), and the
-    difference row - column in points: the sign says which row is better."""
+    difference row - column in points: the sign says which row is better. The colour scale
+    (log p) turns at 0.05: red, darker as p falls, where the test separates the pair; pale
+    grey where it cannot, so that what stands out is a difference, not its absence."""
     n = len(order)
     matrix = np.full((n, n), np.nan)
     diffs = np.full((n, n), np.nan)
@@ -111,40 +241,63 @@ def significance(pairs: pd.DataFrame, order: list[str], title: str) -> Figure:
     cell = 0.72
     fig = Figure(figsize=(max(5.2, 2.6 + cell * n), max(4.2, 2.2 + cell * n)), layout="constrained")
     ax = fig.subplots()
-    cmap, norm = colormaps["viridis_r"], Normalize(0, 1)
-    image = ax.imshow(matrix, norm=norm, cmap=cmap)
+    cmap, norm = SIGNIFICANCE_COLOURS, TwoSlopeNorm(np.log10(ALPHA), np.log10(FLOOR_P), 0.0)
+    image = ax.imshow(np.log10(np.clip(matrix, FLOOR_P, 1)), norm=norm, cmap=cmap)
     for i in range(n):
         for j in range(n):
             if not np.isnan(matrix[i, j]):
-                mark = "*" if matrix[i, j] < 0.05 else ""
-                ax.text(j, i, f"{p_text(matrix[i, j])}{mark}\n{points(100 * diffs[i, j])}", ha="center", va="center",
-                        fontsize=7, color=text_colour(cmap(norm(matrix[i, j]))))  # fmt: skip
+                p = matrix[i, j]
+                ax.text(j, i, f"{p_text(p)}{stars(p)}\n{points(100 * diffs[i, j])}", ha="center", va="center", fontsize=7,
+                        fontweight="bold" if p < ALPHA else "normal", color=text_colour(cmap(norm(np.log10(max(p, FLOOR_P))))))  # fmt: skip
     ax.set_xticks(range(n), order, rotation=40, ha="right")
     ax.set_yticks(range(n), order)
-    ax.set_xlabel("cell: Holm-corrected p (* below 0.05), then row - column in points", fontsize=8, color="0.3")
+    ax.set_xlabel(wrapped(f"cell: Holm-corrected p, * below {ALPHA}, ** 0.01, *** 0.001 (red: the test tells the pair apart; "
+                          "grey: it cannot), then row - column in points", fig.get_figwidth() - 1.0, 8),
+                  fontsize=8, color="0.3")  # fmt: skip
     ax.set_title(wrapped(title, fig.get_figwidth() - 1.2, 9), fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046, label="Holm-corrected p")
+    ticks = (FLOOR_P, 0.001, 0.01, ALPHA, 0.2, 1.0)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, label="Holm-corrected p (log scale)")
+    bar.set_ticks(np.log10(ticks), labels=[f"≤{FLOOR_P:g}" if p == FLOOR_P else f"{p:g}" for p in ticks])
     return fig
 
 
-def cost(summary: pd.DataFrame, title: str) -> Figure:
-    """Mean test accuracy against GFLOP per clip (log scale): a marker per classifier, a colour
-    per feature size, each point named by its front-end; the legend outside the axes."""
+def cost(summary: pd.DataFrame, title: str, n_classes: int | None = None) -> Figure:
+    """Mean test accuracy (from 0%) against GFLOP per clip (log scale, whole decades around
+    the data): a panel per feature size on the same axes, a colour per classifier, every point
+    named by its front-end; the chance line where ``n_classes`` is given; the legend outside
+    the axes."""
+    sizes = sorted(summary["feature_size"].unique(), key=lambda s: (SIZES.index(s) if s in SIZES else len(SIZES), s))
     many = summary["frontend"].nunique() > 4
-    fig = Figure(figsize=(9.0, 6.0) if many else (7.0, 4.6), layout="constrained")
-    ax = fig.subplots()
-    markers = dict(zip(sorted(summary["classifier"].unique()), "os^D"))
-    for (clf, size), part in summary.groupby(["classifier", "feature_size"]):
-        ax.scatter(part["gflops_per_clip"], 100 * part["mean"], marker=markers[clf] if clf in markers else "o",
-                   color=SIZE_COLOURS.get(size, "C2"), label=f"{clf.upper()}, {size}", zorder=3)  # fmt: skip
-    named = summary.sort_values("mean", ascending=False).drop_duplicates(["frontend", "feature_size", "experiment"])
-    named = named.drop_duplicates(["frontend", "experiment", "gflops_per_clip"])  # mfcc: one cost at both sizes
-    texts = [r["frontend"] + ("" if r.get("experiment", "default") == "default" else f" ({r['experiment']})") for _, r in named.iterrows()]
-    label_points(ax, named["gflops_per_clip"], 100 * named["mean"], texts, log_x=True)
-    ax.set_xscale("log")
-    ax.margins(x=0.08, y=0.08)
-    ax.set_xlabel("GFLOP per clip (forward pass, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(wrapped(title, fig.get_figwidth() - 2.0, 11))
-    ax.legend(title="classifier, feature size", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title_fontsize=8)
+    fig = Figure(figsize=(1.8 + (5.2 if many else 4.4) * len(sizes), 6.0 if many else 4.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(sizes), sharex=True, sharey=True))
+    costed = summary["gflops_per_clip"].to_numpy(dtype=float)
+    costed = costed[np.isfinite(costed) & (costed > 0)]
+    low, high = (np.floor(np.log10(costed.min())), np.ceil(np.log10(costed.max()))) if len(costed) else (-1.0, 1.0)
+    if high - low < 2:  # at least two decades: one cost alone sits in the middle
+        low, high = (low - 1, high + 1) if high == low else (low, high + 1)
+    for ax, size in zip(axes, sizes):
+        part = summary[summary["feature_size"] == size]
+        shown = part[np.isfinite(part["gflops_per_clip"]) & (part["gflops_per_clip"] > 0)]
+        for clf in classifier_order(part["classifier"]):
+            mine = shown[shown["classifier"] == clf]
+            ax.scatter(mine["gflops_per_clip"], 100 * mine["mean"], color=classifier_colour(clf), s=28, label=clf.upper(), zorder=3)
+        names = [r["frontend"] + ("" if r.get("experiment", "default") == "default" else f" ({r['experiment']})") for _, r in shown.iterrows()]
+        if len(shown):
+            label_points(ax, shown["gflops_per_clip"], 100 * shown["mean"], names, log_x=True)
+        chance_line(ax, n_classes)
+        unknown = sorted(set(part["frontend"]) - set(shown["frontend"]))
+        if unknown:
+            ax.text(0.02, 0.02, wrapped("no cost known, not shown: " + ", ".join(unknown), 3.0, 7), transform=ax.transAxes,
+                    fontsize=7, color="0.3", va="bottom")  # fmt: skip
+        ax.set_title(f"feature size {size}", fontsize=9)
+        ax.set_xlabel("GFLOP per clip (forward pass, log scale)")
+    axes[0].set_xscale("log")
+    axes[0].set_xlim(10**low, 10**high)
+    axes[0].xaxis.set_major_formatter(FuncFormatter(decades))
+    axes[0].xaxis.set_minor_formatter(NullFormatter())
+    axes[0].set_ylim(0, 100)
+    axes[0].set_ylabel("test accuracy (%)")
+    fig.suptitle(wrapped(title, fig.get_figwidth() - 2.0, 11), fontsize=11)
+    legend(axes[-1])
+    spread_labels(fig)
     return fig

@@ -21,16 +21,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
 from ..cache import FeatureCache
+from .figures import text_colour
 from .stats import LEVEL
 
 BOOTSTRAP = 200  # draws of clips per interval
 BLOCK = 1024  # rows of a Gram matrix computed at a time
+SEED_COLOUR, SHUFFLED_COLOUR = "0.25", "0.7"  # greys: no classifier's colour (figures.CLASSIFIER_COLOURS)
 
 
 def draws(n: int, bootstrap: int = BOOTSTRAP, seed: int = 0) -> np.ndarray:
@@ -179,26 +183,47 @@ def cluster_order(matrix: pd.DataFrame) -> list[str]:
     return list(matrix.index[leaves_list(linkage(squareform((distance + distance.T) / 2), "average"))])
 
 
+def colour_range(matrix: pd.DataFrame) -> tuple[float, float, str]:
+    """The colour scale's ends and how the colour bar names them: the lowest and highest CKA
+    between distinct front-ends, so that the contrast the data hold shows (CKA between
+    front-ends on one dataset often lies within a tenth); one value alone, a span of 0.02
+    around it."""
+    values = matrix.to_numpy(dtype=float)[~np.eye(len(matrix), dtype=bool)]
+    values = values[np.isfinite(values)]
+    if len(values) and values.max() - values.min() >= 0.005:
+        low, high = float(values.min()), float(values.max())
+        return low, high, f"CKA; colours span this map's range, {low:.2f} to {high:.2f}\n(not 0 to 1; the diagonal, 1, left blank)"
+    middle = float(values.mean()) if len(values) else 0.5
+    return middle - 0.01, middle + 0.01, f"CKA; one value, {middle:.2f}\n(the diagonal, 1, left blank)"
+
+
 def figure(s: Similarity, title: str) -> Figure:
-    """The CKA heat map (clustered), and beside it the controls: each front-end against itself
-    under another seed and with its clips shuffled (about 0), with bootstrap intervals."""
+    """The CKA heat map (clustered; colours span the data's range, the diagonal left blank), and
+    beside it the controls: each front-end against itself under another seed and with its clips
+    shuffled (about 0), with bootstrap intervals; where no front-end ran a second seed, the
+    panel says so."""
     n = len(s.matrix)
     controls = s.pairs[s.pairs["kind"] != "front-ends"]
-    fig = Figure(figsize=(7.5 + 0.55 * n, max(3.8, 0.6 * n + 1.8)), layout="constrained")
+    fig = Figure(figsize=(8.0 + 0.55 * n, max(3.8, 0.6 * n + 1.8)), layout="constrained")
     heat, bars = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(n, 2), 3]})
-    image = heat.imshow(s.matrix.to_numpy(), vmin=0, vmax=1, cmap="magma")
+    low, high, scale = colour_range(s.matrix)
+    cmap, norm = colormaps["magma"], Normalize(low, high)
+    off = s.matrix.to_numpy(dtype=float).copy()
+    np.fill_diagonal(off, np.nan)
+    image = heat.imshow(off, norm=norm, cmap=cmap)
     labels = [f"{fe} (baseline)" if fe == "mfcc" else fe for fe in s.matrix.index]
     for i in range(n):
         for j in range(n):
             v = s.matrix.iat[i, j]
-            heat.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if v > 0.6 else "white")
+            colour = "0.45" if i == j else text_colour(cmap(norm(v)))
+            heat.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color=colour)
     heat.set_xticks(range(n), labels, rotation=40, ha="right")
     heat.set_yticks(range(n), labels)
     heat.set_title(f"{title}\ndebiased linear CKA, {int(s.pairs['n_clips'].iloc[0])} clips", fontsize=9)
-    fig.colorbar(image, ax=heat, fraction=0.046)
+    fig.colorbar(image, ax=heat, fraction=0.046).set_label(scale, fontsize=8)
     y = np.arange(len(controls))
     err = [controls["cka"] - controls["ci_low"], controls["ci_high"] - controls["cka"]]
-    colours = ["tab:blue" if k == "seeds" else "tab:grey" for k in controls["kind"]]
+    colours = [SEED_COLOUR if k == "seeds" else SHUFFLED_COLOUR for k in controls["kind"]]
     bars.barh(y, controls["cka"], xerr=err, color=colours, capsize=2)
     bars.set_yticks(y, [f"{a} vs {b.split(' ', 1)[1] if k == 'seeds' else 'shuffled'}" for a, b, k in
                         zip(controls["a"], controls["b"], controls["kind"])], fontsize=7)  # fmt: skip
@@ -206,7 +231,12 @@ def figure(s: Similarity, title: str) -> Figure:
     bars.set_xlim(min(-0.1, float(controls["ci_low"].min()) - 0.05), 1.05)
     bars.invert_yaxis()
     bars.set_xlabel("CKA (95% bootstrap over clips)", fontsize=8)
-    bars.set_title("controls: another seed (blue),\nclips shuffled (grey, ~0)", fontsize=9)
+    if (controls["kind"] == "seeds").any():
+        bars.set_title("controls: another seed (dark),\nclips shuffled (light, ~0)", fontsize=9)
+    else:
+        bars.set_title("control: clips shuffled (~0)", fontsize=9)
+        bars.text(0.96, 0.5, "no seed control:\nno front-end has a\nsecond seed's features\n(run one again with\nseed=1 to add it)",
+                  transform=bars.transAxes, ha="right", va="center", fontsize=8, color="0.3")  # fmt: skip
     return fig
 
 
