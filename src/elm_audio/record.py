@@ -228,4 +228,6 @@ def log_outcome(evaluation: Evaluation, index: ClipIndex) -> None:
         mlflow.log_artifact(str(csv))
         classes.to_csv(Path(tmp) / "class_accuracy.csv", index=False)
         mlflow.log_artifact(str(Path(tmp) / "class_accuracy.csv"))
-    mlflow.log_figure(confusion_figure(predictions, index.labels), "confusion_matrix.png")
+    tags = mlflow.get_run(mlflow.active_run().info.run_id).data.tags  # log_config's, set after the run started
+    title = f"{tags['frontend']} ({tags['feature_size']}, {tags['classifier']})"
+    mlflow.log_figure(confusion_figure(predictions, index.labels, title, evaluation.metrics["test_accuracy"]), "confusion_matrix.png")
