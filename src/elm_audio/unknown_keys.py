@@ -106,9 +106,11 @@ def check_options(parsed: list[Override]) -> None:
             group = o.key_or_group
             if group == "hydra" or o.is_delete() or o.value_type == ValueType.GLOB_CHOICE_SWEEP:
                 continue  # a glob picks among the options that exist
-            available = loader.get_group_options(group)  # none: a key, not a group
+            available = loader.get_group_options(group)
+            if not available:  # a key, not a group (its sweep may be a range or an interval)
+                continue
             for option in options(o):
-                if available and option not in available:
+                if option not in available:
                     offered = [a for a in available if a not in INTERNAL_OPTIONS.get(group, ())]
                     near = close(option, offered)
                     advice = f"did you mean {near}?" if near else f"its options are {', '.join(offered)}"
