@@ -300,7 +300,7 @@ def wait_for_extraction(cwd: Path, proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_run_ends_killed_with_one_line_and_leaves_no_partial_features(tmp_path, signum):
+def test_an_interrupted_run_ends_killed_with_one_line_and_leaves_no_half_written_features(tmp_path, signum):
     proc = start_run(tmp_path)
     wait_for_extraction(tmp_path, proc)
     os.kill(proc.pid, signum)

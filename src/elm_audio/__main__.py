@@ -49,7 +49,7 @@ def app(cfg: DictConfig) -> float:
     except KeyboardInterrupt as err:  # runner.Interrupted carries the run it ended
         run_id = getattr(err, "run_id", None)
         logged = f"; run {run_id} ended as KILLED" if run_id else ""
-        raise SystemExit(f"elm_audio: interrupted{logged}; no partial features were kept") from None
+        raise SystemExit(f"elm_audio: interrupted{logged}; the feature chunks computed so far are kept: the next run with the same settings resumes from them") from None
 
 
 if __name__ == "__main__":

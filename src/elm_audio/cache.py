@@ -3,10 +3,11 @@
 An entry is a folder ``<root>/<key>/`` holding ``features.npy`` (rows in clip order) and
 ``meta.json`` (clip ids, labels, the clips left out and why, the matrix's shape, dtype and
 SHA-256). It is written under a temporary name and renamed into place only once complete, so
-an interrupted extraction never leaves an entry that reads as complete; a file lock per key
-makes concurrent runs that need the same features compute them once. Every load verifies the
-entry: a damaged one is named, moved aside and recomputed. Entries are readable by the group
-(a shared cache), and a read-only cache serves the entries it holds without a lock.
+an interrupted extraction never leaves an entry that reads as complete; its rows are computed
+beforehand in chunks that survive a kill and that every process needing the key shares
+(chunks.py), and a file lock per key makes one of them assemble the entry. Every load verifies
+the entry: a damaged one is named, moved aside and recomputed. Entries are readable by the
+group (a shared cache), and a read-only cache serves the entries it holds without a lock.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ class FeatureCache:
 
     @contextmanager
     def lock(self, key: str) -> Iterator[bool]:
-        """Hold the key's lock (runs that need the same features wait for the one computing
-        them); yields False, holding nothing, where the cache is read-only."""
+        """Hold the key's lock (runs that need the same features wait for the one assembling
+        them, having computed their chunks together); yields False, holding nothing, where the
+        cache is read-only."""
         try:
             make_folder(self.root, writable_by_group=True)
             self.entry(key.rsplit("-", 1)[-1])  # a key, or what it keys ("training-<key>"): never a path
@@ -200,19 +202,25 @@ class FeatureCache:
             if isinstance(owner, dict) and proven_gone(owner):
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def store(self, key: str, n_rows: int, dim: int, fill: Callable[[np.ndarray], dict[str, Any]]) -> Features:
-        """Create an entry: ``fill`` writes the rows into a (n_rows, dim) float32 memory map
-        and returns the metadata. Nothing is left behind if ``fill`` raises; a full disk is a
-        CacheError naming the folder."""
+    @contextmanager
+    def writing(self, n_bytes: int) -> Iterator[None]:
+        """Turn a full disk while ``n_bytes`` of features are written into a CacheError naming the folder."""
         try:
-            return self._store(key, n_rows, dim, fill)
+            yield
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             raise CacheError(
-                f"cache.dir={self.root}: the disk is full ({n_rows * dim * 4 / 1e6:.1f} MB of features to write "
+                f"cache.dir={self.root}: the disk is full ({n_bytes / 1e6:.1f} MB of features to write "
                 "there); free space, or choose a cache.dir on a disk with room"
             ) from None
+
+    def store(self, key: str, n_rows: int, dim: int, fill: Callable[[np.ndarray], dict[str, Any]]) -> Features:
+        """Create an entry: ``fill`` writes the rows into a (n_rows, dim) float32 memory map
+        and returns the metadata. Nothing is left behind if ``fill`` raises; a full disk is a
+        CacheError naming the folder."""
+        with self.writing(n_rows * dim * 4):
+            return self._store(key, n_rows, dim, fill)
 
     def _store(self, key: str, n_rows: int, dim: int, fill: Callable[[np.ndarray], dict[str, Any]]) -> Features:
         make_folder(self.root, writable_by_group=True)

@@ -117,18 +117,23 @@ def extract(
     device: torch.device,
     settings: ExtractSettings,
     compute: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    advance: Callable[[int], object] | None = None,
 ) -> tuple[dict[str, str], list[str]]:
     """Write one feature row per clip into ``out``; return the clips left out and why (their
     rows hold NaN), and the silent clips (kept, but worth a look).
 
     Under ``on_bad_clip=error`` the first clip that fails to decode raises AudioError.
     ``compute`` maps a batch of the front-end's inputs to the rows (default: its features;
-    weights=trained stores the inputs themselves, flattened).
+    weights=trained stores the inputs themselves, flattened). ``advance`` is told how many
+    clips each batch completes, where a caller shows the progress (chunks.py: one bar across
+    chunks); without it, ``settings.progress`` shows a bar of these clips.
     """
     if settings.on_bad_clip not in BAD_CLIP_POLICIES:
         raise ConfigError(f"dataset.on_bad_clip={shown(settings.on_bad_clip)} must be one of {', '.join(BAD_CLIP_POLICIES)}")
     if isinstance(frontend, Embeddings):  # vectors computed elsewhere: nothing to decode
         out[:] = frontend.rows(clips)
+        if advance is not None:
+            advance(len(clips))
         return {}, []
     loader = _batches(ClipAudio(clips, frontend, settings.inputs), settings.batch_size, settings.num_workers)
     bad: dict[str, str] = {}
@@ -139,7 +144,10 @@ def extract(
     # on the CPU, bf16 weights ahead of time and bf16 inputs rather than autocast's casts per call
     compute = compute or network_features(frontend, device, precision)
     with torch.inference_mode(), tqdm(
-        total=len(clips), desc=f"extracting {settings.label or type(frontend).__name__}", unit="clip", disable=not settings.progress
+        total=len(clips),
+        desc=f"extracting {settings.label or type(frontend).__name__}",
+        unit="clip",
+        disable=not settings.progress or advance is not None,
     ) as bar:
         for rows, batch, failed, quiet in loader:
             for i, reason in failed:
@@ -154,5 +162,7 @@ def extract(
                     with reduced:
                         out[[rows[p] for p in positions]] = compute(x).float().cpu().numpy()
             bar.update(len(rows) + len(failed))
+            if advance is not None:
+                advance(len(rows) + len(failed))
     return bad, silent
 

@@ -1,9 +1,10 @@
-"""The run's feature matrix: loaded from the cache, or extracted and stored there."""
+"""The run's feature matrix: loaded from the cache, or extracted (in chunks that other
+processes share and a killed run resumes, chunks.py) and stored there."""
 
 from __future__ import annotations
 
+import os
 import sys
-import time
 from collections.abc import Callable
 
 import mlflow
@@ -12,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from .cache import FeatureCache, Features
+from .chunks import Chunk, ChunkedEntry
 from .contents import changed_since
 from .datasets import DatasetError
 from .datasets.check import CheckReport
@@ -21,6 +23,8 @@ from .frontends.imported import Imported
 from .inputs import InputSettings
 from .plan import Plan
 from .precision import effective_precision
+
+Entry = tuple[str, int, Callable[[torch.Tensor], torch.Tensor]]  # what to cache per clip: key, width, compute
 
 
 def extract_settings(cfg: DictConfig, plan: Plan) -> ExtractSettings:
@@ -36,27 +40,38 @@ def extract_settings(cfg: DictConfig, plan: Plan) -> ExtractSettings:
     )
 
 
+def share_extraction(cfg: DictConfig, plan: Plan, cache: FeatureCache, wait: bool = True) -> int:
+    """Compute ``plan.key``'s chunks together with every other process that needs them, before
+    the key's lock is taken (load_or_extract then only assembles or loads the entry): N
+    processes extract about N times faster. With ``wait``, return once every chunk is complete.
+    Nothing where the entry exists or the cache cannot be written. How many chunks it computed."""
+    if os.path.lexists(cache.entry(plan.key)):
+        return 0
+    return Extraction(cfg, plan, cache).share(wait)
+
+
 def load_or_extract(
     cfg: DictConfig,
     plan: Plan,
     cache: FeatureCache,
     locked: bool,
-    entry: tuple[str, int, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    entry: Entry | None = None,
 ) -> tuple[Features, bool]:
-    """The features of ``plan.key``, and whether they were computed now. Callers hold the key's
-    lock where the cache is writable (``locked``), so that runs needing the same features compute
-    them once; a read-only cache serves the entries it holds. The bad-clip policy holds either
-    way: under ``on_bad_clip=error`` a cached entry that left clips out stops the run.
+    """The features of ``plan.key``, and whether they were assembled now. Callers hold the key's
+    lock where the cache is writable (``locked``): one process assembles the entry, from chunks
+    this one computes or resumes and others compute (share_extraction, before the lock); a
+    read-only cache serves the entries it holds. The bad-clip policy holds either way: under
+    ``on_bad_clip=error`` a cached entry that left clips out stops the run.
 
     ``entry`` = (key, width, compute) caches something else per clip instead (training caches
     the network inputs), under the same checks."""
-    key, width, compute = entry or (plan.key, plan.profile["feature_dim"], None)
+    key = entry[0] if entry else plan.key
     features = cache.load(key, ([c.clip_id for c in plan.index.clips], [c.label for c in plan.index.clips]))
     computed = False
     if features is None:
         if not locked:
             raise cache.read_only_error()
-        features, computed = _extract(cfg, plan, cache, key, width, compute), True
+        features, computed = Extraction(cfg, plan, cache, entry).finish(), True
     for message in cache.damaged:
         print(f"elm_audio: {message}", file=sys.stderr, flush=True)
     if features.bad_clips and plan.dataset.on_bad_clip == "error":
@@ -78,37 +93,55 @@ def overflow_hint(frontend, precision: str) -> str:
     return "computing in fp32 overflowed: look at those clips' samples (far outside [-1, 1]?) and replace or remove them"
 
 
-def _extract(cfg: DictConfig, plan: Plan, cache: FeatureCache, key: str, width: int, compute) -> Features:
+def check_headers(cfg: DictConfig, plan: Plan) -> None:
     """Read every header first, so an unreadable clip stops the run now, not hours in."""
     report = CheckReport.from_survey(plan.dataset, plan.survey, read_headers=True, progress=cfg.extract.progress)
     text = report.render()
     if report.bad_clips and plan.dataset.on_bad_clip == "error":
         raise DatasetError(text)
-    mlflow.log_text(text, "data_check.txt")
-    settings = extract_settings(cfg, plan)
-    clips = plan.index.clips
-    precision = effective_precision(resolve_device(cfg.device), settings.precision)
+    if mlflow.active_run() is not None:  # python -m elm_audio.extract_only extracts outside any run
+        mlflow.log_text(text, "data_check.txt")
 
-    def fill(rows: np.ndarray) -> dict:
-        start = time.perf_counter()
-        bad, silent = extract(plan.frontend, clips, rows, resolve_device(cfg.device), settings, compute=compute)
-        changed = changed_since([c.path for c in clips], plan.contents)
+
+class Extraction:
+    """The rows of one cache key for the plan's clips, computed in chunks (chunks.py) by this
+    process and by any other that needs them; ``entry`` as load_or_extract's."""
+
+    def __init__(self, cfg: DictConfig, plan: Plan, cache: FeatureCache, entry: Entry | None = None):
+        key, width, compute = entry or (plan.key, plan.profile["feature_dim"], None)
+        self.cfg, self.plan, self.compute = cfg, plan, compute
+        self.settings = extract_settings(cfg, plan)
+        ids = [c.clip_id for c in plan.index.clips]
+        self.chunks = ChunkedEntry(cache, key, ids, width, self.settings.batch_size, self.settings.label)
+        self.device = resolve_device(cfg.device)
+        self.checked = False  # the headers, read before this process computes its first chunk
+
+    def share(self, wait: bool) -> int:
+        """The chunks no other process is computing, computed here (see ChunkedEntry.share); how many."""
+        self.chunks.share(self.fill, wait, self.settings.progress)
+        return self.chunks.computed
+
+    def finish(self) -> Features:
+        """Under the key's lock: what is left computed, the entry assembled."""
+        return self.chunks.finish(self.fill, [c.label for c in self.plan.index.clips], self.settings.progress)
+
+    def fill(self, chunk: Chunk, rows: np.ndarray, advance: Callable[[int], object]) -> dict:
+        """One chunk's rows; never rows of bytes other than the key's, nor non-finite ones."""
+        if not self.checked:
+            check_headers(self.cfg, self.plan)
+            self.checked = True
+        clips = self.plan.index.clips[chunk.start : chunk.stop]
+        bad, silent = extract(self.plan.frontend, clips, rows, self.device, self.settings, self.compute, advance)
+        changed = changed_since([c.path for c in clips], self.plan.contents[chunk.start : chunk.stop])
         if changed:  # its rows may be of other bytes than the key's digest: never cache them under it
             raise DatasetError(
-                f"{len(changed)} clip(s) changed while the features were extracted, e.g. {changed[0]}; nothing was "
-                "cached: run again once the dataset is no longer being written to"
+                f"{len(changed)} clip(s) changed while the features were extracted, e.g. {changed[0]}; their rows "
+                "were not cached: run again once the dataset is no longer being written to"
             )
         usable = [i for i, c in enumerate(clips) if c.clip_id not in bad]
         broken = [clips[i].clip_id for i in usable if not np.isfinite(rows[i]).all()]
         if broken:  # never cache such rows as features
+            precision = effective_precision(self.device, self.settings.precision)
             raise DatasetError(f"the front-end gave non-finite features for {len(broken)} clip(s), e.g. {broken[0]}; "
-                               + overflow_hint(plan.frontend, precision))  # fmt: skip
-        return {
-            "clip_ids": [c.clip_id for c in clips],
-            "labels": [c.label for c in clips],
-            "bad_clips": bad,
-            "silent_clips": silent,
-            "extract_seconds": time.perf_counter() - start,
-        }
-
-    return cache.store(key, len(clips), width, fill)
+                               + overflow_hint(self.plan.frontend, precision))  # fmt: skip
+        return {"bad_clips": bad, "silent_clips": silent}
