@@ -64,26 +64,41 @@ class Evaluation:
     fit_seconds: float
     mode: str
     fold_weighting: str = "equal"
+    # the protocol's splits where fewer were fitted (a pruned sweep trial); None: all were
+    planned: int | None = None
     metrics: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
-        val = np.array([s.val_accuracy for s in self.splits])
-        test = np.array([s.test_accuracy for s in self.splits])
-        by_size = self.fold_weighting == "size"
-        val_weights = [s.n_validation for s in self.splits] if by_size else None
-        test_weights = [len(s.test_rows) for s in self.splits] if by_size else None
-        self.metrics = {
-            "val_accuracy": float(np.average(val, weights=val_weights)),
-            "test_accuracy": float(np.average(test, weights=test_weights)),
-            "test_accuracy_std": float(test.std()),
-            "fit_seconds": self.fit_seconds,
-            "n_test_clips": float(sum(len(s.test_rows) for s in self.splits)),
-        }
-        if len(self.splits) > 1:
+        """The run's figures over its splits; a stopped evaluation has only its splits' own
+        (no val_accuracy or test_accuracy: a mean over some folds is no result to compare)."""
+        self.metrics = {"fit_seconds": self.fit_seconds}
+        if not self.stopped:
+            test = np.array([s.test_accuracy for s in self.splits])
+            by_size = self.fold_weighting == "size"
+            test_weights = [len(s.test_rows) for s in self.splits] if by_size else None
+            self.metrics.update(
+                val_accuracy=running_val_accuracy(self.splits, self.fold_weighting),
+                test_accuracy=float(np.average(test, weights=test_weights)),
+                test_accuracy_std=float(test.std()),
+                n_test_clips=float(sum(len(s.test_rows) for s in self.splits)),
+            )
+        if len(self.splits) > 1 or self.stopped:
             for s in self.splits:
                 self.metrics[f"{s.name}_test_accuracy"] = s.test_accuracy
                 if self.mode == "honest":
                     self.metrics[f"{s.name}_val_accuracy"] = s.val_accuracy
+
+    @property
+    def stopped(self) -> bool:
+        """Whether fitting stopped before the protocol's last split (a pruned trial)."""
+        return self.planned is not None
+
+
+def running_val_accuracy(splits: list[SplitResult], fold_weighting: str = "equal") -> float:
+    """The objective over the splits fitted so far, weighted as the run's own figure is: after
+    the last split, the run's ``val_accuracy``."""
+    weights = [s.n_validation for s in splits] if fold_weighting == "size" else None
+    return float(np.average([s.val_accuracy for s in splits], weights=weights))
 
 
 def make_splits(index: ClipIndex, mode: Mode = "honest") -> list[Split]:
@@ -122,12 +137,18 @@ def evaluate(
     splits: list[Split],
     mode: Mode = "honest",
     fold_weighting: str = "equal",
+    report: Callable[[int, float, bool], bool] | None = None,
 ) -> Evaluation:
-    """Fit one classifier per split and score it; validation and test use the same fit."""
+    """Fit one classifier per split and score it; validation and test use the same fit.
+
+    ``report`` (a sweep's pruning) is called after each split, in the protocol's order (fixed:
+    make_splits follows the sorted fold numbers), with the split's index, the running objective
+    (``running_val_accuracy``) and whether it was the last; where it returns True the remaining
+    splits are not fitted and the evaluation is ``stopped``."""
     labels = np.asarray(labels)
     results = []
     start = time.perf_counter()
-    for split in splits:
+    for step, split in enumerate(splits):
         model = make_classifier().fit(features[split.train], labels[split.train])
         predictions = model.predict(features[split.test])
         test_acc = float(np.mean(predictions == labels[split.test]))
@@ -137,6 +158,9 @@ def evaluate(
             val_acc = test_acc
         n_val = len(split.test) if split.validation is None else len(split.validation)
         results.append(SplitResult(split.name, val_acc, test_acc, split.test, predictions, n_val))
+        last = step == len(splits) - 1
+        if report is not None and report(step, running_val_accuracy(results, fold_weighting), last) and not last:
+            return Evaluation(results, time.perf_counter() - start, mode, fold_weighting, planned=len(splits))
     return Evaluation(results, time.perf_counter() - start, mode, fold_weighting)
 
 

@@ -101,6 +101,15 @@ def describe_run(lines: list[str]) -> None:
     mlflow.set_tag("mlflow.note.content", "\n".join(line for line in lines if line.strip()))
 
 
+def log_pruned(evaluation: Evaluation, line: str) -> None:
+    """A pruned sweep trial: the metrics of the folds it fitted, tags ``pruned=true`` and
+    ``pruned_after_fold`` (the last fold fitted), and its line as the description. It logs no
+    val_accuracy or test_accuracy, so nothing that ranks runs by them takes it for a result."""
+    mlflow.log_metrics(evaluation.metrics)
+    mlflow.set_tags({"pruned": "true", "pruned_after_fold": evaluation.splits[-1].name})
+    mlflow.set_tag("mlflow.note.content", line)
+
+
 def to_job_log(lines: list[str]) -> None:
     """The summary into Hydra's job log (outputs/.../__main__.log) too, and only there: the
     terminal has it already."""

@@ -10,20 +10,21 @@ import signal
 import sys
 
 import mlflow
+import optuna
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import record, tracking
+from . import record, sweeps, tracking
 from .cache import FeatureCache
 from .components import build_classifier
 from .datasets.check import survey_incomplete
 from .devices import resolve_device
-from .features import extract_settings, load_or_extract
+from .features import extract_settings, load_or_extract, share_extraction
 from .frontends.proxies import proxies
 from .plan import make_plan, probe_settings
 from .protocols import evaluate, knn_probe
-from .summary import summary_lines, trial_line
+from .summary import pruned_line, summary_lines, trial_line
 from .training import train_and_evaluate
 
 
@@ -58,7 +59,8 @@ def run(cfg: DictConfig) -> float:
 
 def _random_weights(cfg: DictConfig, plan, cache: FeatureCache, uri: str, experiment: str):
     """The method: the random front-end's features (cached), scored by the classifier."""
-    with cache.lock(plan.key) as locked:  # the features' run is recorded before others look
+    share_extraction(cfg, plan, cache)  # runs needing these features compute their chunks together
+    with cache.lock(plan.key) as locked:  # one assembles them; the features' run is recorded before others look
         features, computed = load_or_extract(cfg, plan, cache, locked)
         owner = record.log_features(features, uri, experiment, computed_here=computed)
     if not computed and cfg.sweep.trial is None:  # a sweep prints one line a trial
@@ -72,7 +74,12 @@ def _random_weights(cfg: DictConfig, plan, cache: FeatureCache, uri: str, experi
         splits,
         cfg.protocol.mode,
         cfg.protocol.fold_weighting,
+        report=sweeps.fold_reporter(cfg.sweep) if cfg.sweep.pruner is not None else None,
     )
+    if evaluation.stopped:  # pruned: its folds so far are its record, and the sweeper is told so
+        line = pruned_line(cfg, evaluation, mlflow.active_run().info.run_id)
+        record.log_pruned(evaluation, line)
+        raise optuna.TrialPruned(line)
     probe = probe_settings(cfg)
     evaluation.metrics.update(knn_probe(features.matrix, features.labels, splits, probe.knn_k, cfg.protocol.fold_weighting))
     # the proxies, like the features, are computed once per cache key: other runs copy them
@@ -110,6 +117,11 @@ def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: Feature
     except KeyboardInterrupt:
         mlflow.end_run("KILLED")
         raise Interrupted(active.info.run_id) from None
+    except optuna.TrialPruned as pruned:  # finished, as far as its pruner let it: tagged pruned, no aggregates
+        mlflow.end_run("FINISHED")
+        record.to_job_log([str(pruned)])
+        print(pruned, flush=True)
+        raise
     except BaseException as err:
         try:
             mlflow.end_run("FAILED")

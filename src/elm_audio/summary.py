@@ -7,7 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import tracking
 from .cache import Features
 from .plan import Plan
-from .protocols import Evaluation
+from .protocols import Evaluation, running_val_accuracy
 from .redaction import redact
 
 HYPER_PARAMETERS = ("kernel", "C", "gamma", "hidden_units", "alpha")
@@ -18,6 +18,17 @@ def trial_line(cfg: DictConfig, evaluation: Evaluation, run_id: str) -> str:
     m = evaluation.metrics
     hyper = ", ".join(f"{k}={cfg.classifier[k]}" for k in applicable(cfg) if k in HYPER_PARAMETERS)
     return f"trial {cfg.sweep.trial}: val_accuracy {m['val_accuracy']:.4f}, test_accuracy {m['test_accuracy']:.4f} ({hyper}; run {run_id})"
+
+
+def pruned_line(cfg: DictConfig, evaluation: Evaluation, run_id: str) -> str:
+    """A pruned trial's line: how far it got and its running objective there."""
+    last = evaluation.splits[-1].name
+    so_far = running_val_accuracy(evaluation.splits, evaluation.fold_weighting)
+    hyper = ", ".join(f"{k}={cfg.classifier[k]}" for k in applicable(cfg) if k in HYPER_PARAMETERS)
+    return (
+        f"trial {cfg.sweep.trial}: pruned after {last} ({len(evaluation.splits)} of {evaluation.planned} folds), "
+        f"val_accuracy so far {so_far:.4f} ({hyper}; run {run_id})"
+    )
 
 
 def applicable(cfg: DictConfig) -> list[str]:

@@ -27,19 +27,23 @@ import optuna
 import sqlalchemy
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.utils import JobReturn, JobStatus
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, PercentilePruner, SuccessiveHalvingPruner
+from optuna.samplers import RandomSampler
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.storages.journal._file import get_lock_file
+from optuna.trial import TrialState
 from sklearn.model_selection import ParameterGrid
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import processes, tracking
-from .config import ConfigError
+from .config import ConfigError, shown
 from .redaction import redact, redact_value
 
 log = logging.getLogger(__name__)
@@ -216,14 +220,96 @@ def header_line(study_name: str, storage_url: str | None, n_trials: int, sweep_r
     return f"sweep: {n_trials} trial(s) of study {study_name} ({storage_label(storage_url)}), parent run {sweep_run.run_id}"
 
 
-def open_study(storage: BaseStorage, name: str | None, sampler, direction: str) -> optuna.Study:
-    """Create the study, or load it where the storage holds it: once per sweep."""
+def open_study(
+    storage: BaseStorage, name: str | None, sampler, direction: str, pruner: BasePruner | None = None
+) -> optuna.Study:
+    """Create the study, or load it where the storage holds it: once per sweep. Its ``pruner``
+    matters to the sampler too (Hyperband's brackets); trials ask their own (`fold_reporter`)."""
     return retry(
         "creating the Optuna study",
         lambda: optuna.create_study(
-            storage=storage, study_name=name, sampler=sampler, direction=direction, load_if_exists=True
+            storage=storage, study_name=name, sampler=sampler, pruner=pruner, direction=direction, load_if_exists=True
         ),
     )
+
+
+# hydra/sweeper/pruner's options (the node's ``name``), each with the arguments of its Optuna class
+PRUNERS: dict[str, type[BasePruner]] = {
+    "median": MedianPruner,
+    "percentile": PercentilePruner,
+    "successive_halving": SuccessiveHalvingPruner,
+    "hyperband": HyperbandPruner,
+}
+NO_PRUNER = "none"
+
+
+def make_pruner(spec: Mapping[str, Any] | None) -> BasePruner | None:
+    """The pruner a ``hydra.sweeper.pruner`` node names, with its arguments; None for ``none``
+    (or no node). A name or an argument Optuna refuses is refused in one line."""
+    if spec is None:
+        return None
+    arguments = {k: v for k, v in spec.items() if k != "name"}
+    name = spec.get("name")
+    if name == NO_PRUNER:
+        return None
+    if name not in PRUNERS:
+        raise ConfigError(f"hydra.sweeper.pruner.name={shown(name)} is not one of {', '.join([*PRUNERS, NO_PRUNER])}")
+    try:
+        return PRUNERS[name](**arguments)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"hydra.sweeper.pruner ({name}, {shown(arguments)}): {err}") from None
+
+
+def pruner_label(spec: Mapping[str, Any]) -> str:
+    """``median(n_startup_trials=10, n_warmup_steps=1, ...)``: how the summary names the pruner."""
+    return f"{spec['name']}(" + ", ".join(f"{k}={shown(v)}" for k, v in spec.items() if k != "name") + ")"
+
+
+def was_pruned(job: JobReturn) -> bool:
+    """Whether a trial's job stopped on its pruner's word (raised optuna.TrialPruned), read
+    without ``JobReturn.return_value``, which reports the job to stderr as an error."""
+    return job.status is JobStatus.FAILED and isinstance(job._return_value, optuna.TrialPruned)
+
+
+# Trials of in-memory studies whose jobs run in this process (the basic launcher), by study
+# name and trial number: there the job reports to the very trial the sweeper asked for.
+_IN_PROCESS: dict[tuple[str, int], optuna.Trial] = {}
+
+
+@contextmanager
+def in_process(study_name: str, trials: Sequence[optuna.Trial]) -> Iterator[None]:
+    """Lend ``trials`` to the jobs this process runs while the batch runs (see `fold_reporter`)."""
+    for trial in trials:
+        _IN_PROCESS[study_name, trial.number] = trial
+    try:
+        yield
+    finally:
+        for trial in trials:
+            _IN_PROCESS.pop((study_name, trial.number), None)
+
+
+def fold_reporter(sweep: Mapping[str, Any]) -> Callable[[int, float, bool], bool]:
+    """For a trial job whose sweeper prunes (``sweep.pruner`` set): a `protocols.evaluate`
+    report that tells Optuna the running objective after each fold (``trial.report``, the
+    fold's index as the step) and, while folds remain, whether to stop (``trial.should_prune``).
+
+    The trial is reached as the sweeper left it: lent in this process (an in-memory study, the
+    basic launcher), or through the study's storage (``sweep.storage``), from any process or
+    node, with the pruner built from the same node as the sweeper's."""
+    trial = _IN_PROCESS.get((sweep["study"], int(sweep["trial"])))
+    if trial is None:
+        storage = open_storage(sweep["storage"])
+        study = optuna.load_study(
+            study_name=sweep["study"], storage=storage, sampler=RandomSampler(), pruner=make_pruner(sweep["pruner"])
+        )  # the sampler is not used: the trial's values were chosen by the sweeper
+        study_id = storage.get_study_id_from_name(sweep["study"])
+        trial = optuna.Trial(study, storage.get_trial_id_from_study_id_trial_number(study_id, int(sweep["trial"])))
+
+    def report(step: int, objective: float, last: bool) -> bool:
+        trial.report(objective, step)
+        return not last and trial.should_prune()
+
+    return report
 
 
 def process_seed(seed: int | None) -> int | None:
@@ -332,6 +418,10 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 
 
+def pruned(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.PRUNED,))
+
+
 def claim(trial: optuna.Trial) -> None:
     """Mark a trial as this sweeper's, so that a later sweep on the same host can tell that it
     was interrupted (the sweeper asked for it, then was killed before telling its result). A
@@ -417,7 +507,9 @@ def stop_workers(launcher: Any) -> None:
 class SweepRun:
     """The sweep's parent run: created before the first trial, summarized after the last."""
 
-    def __init__(self, cfg, study: optuna.Study, storage_url: str | None, space: Mapping[str, str]):
+    def __init__(
+        self, cfg, study: optuna.Study, storage_url: str | None, space: Mapping[str, str], pruner: Mapping[str, Any] | None = None
+    ):
         self.uri = tracking.connect(cfg.tracking.uri)
         self.experiment = tracking.experiment_id(tracking.experiment_name(cfg.dataset.name), self.uri)
         self.client = MlflowClient(self.uri)
@@ -432,13 +524,19 @@ class SweepRun:
         run = self.client.create_run(self.experiment, tags={**tags, **tracking.process_tags()}, run_name=name)
         self.run_id = run.info.run_id
         self.space = space
+        self.pruner = pruner  # the hydra.sweeper.pruner node of a sweep that prunes; None: it does not
 
     def log_plan(self, n_trials: int) -> None:
         """The search space and how many trials this sweeper runs (known once interrupted
         trials are settled)."""
         # Hydra's +key / ++key / ~key say how to override; MLflow's param names cannot hold them
         params = {f"search_space.{k.lstrip('+~')}": redact_value(v) for k, v in self.space.items()}
-        params.update(n_trials=n_trials, study_name=self.study.study_name, sampler=type(self.study.sampler).__name__)
+        params.update(
+            n_trials=n_trials,
+            study_name=self.study.study_name,
+            sampler=type(self.study.sampler).__name__,
+            pruner=pruner_label(self.pruner) if self.pruner else NO_PRUNER,
+        )
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def child_runs(self) -> list[mlflow.entities.Run]:
@@ -484,15 +582,14 @@ class SweepRun:
         Returns what was done, a line per trial."""
         if not lost:
             return []
-        finished = {
-            r.data.tags.get("trial"): r
-            for r in self.child_runs()
-            if r.info.status == "FINISHED" and "val_accuracy" in r.data.metrics
-        }
+        finished = {r.data.tags.get("trial"): r for r in self.child_runs() if r.info.status == "FINISHED"}
         lines = []
         for trial in lost:
             run = finished.get(str(trial.number))
-            if run is not None:
+            if run is not None and run.data.tags.get("pruned") == "true":
+                self.study.tell(trial.number, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+                lines.append(f"trial {trial.number} was interrupted after its run {run.info.run_id} was pruned: marked pruned")
+            elif run is not None and "val_accuracy" in run.data.metrics:
                 self.study.tell(trial.number, run.data.metrics["val_accuracy"], skip_if_finished=True)
                 lines.append(f"trial {trial.number} was interrupted after its run {run.info.run_id} finished: its result is kept")
             else:
@@ -509,11 +606,18 @@ class SweepRun:
         summary: dict[str, Any] = {}
         try:
             trials = completed(self.study)
+            n_pruned = len(pruned(self.study))
+            if n_pruned:
+                self.client.log_metric(self.run_id, "n_trials_pruned", n_pruned)
             if trials:
                 best = self.study.best_trial
-                children = {r.data.tags.get("trial"): r for r in self.child_runs()}
+                # a pruned trial's folds are no result: the nested figure chooses among complete trials
+                children = {r.data.tags.get("trial"): r for r in self.child_runs() if r.data.tags.get("pruned") != "true"}
                 best_run = children.get(str(best.number))
                 summary = {"trial": best.number, "val_accuracy": best.value, "params": best.params}
+                summary["counts"] = trial_counts(self.study)
+                if self.pruner is not None:
+                    summary["pruner"] = self.pruner
                 self.client.log_metric(self.run_id, "best_val_accuracy", best.value)
                 self.client.log_metric(self.run_id, "n_trials_complete", len(trials))
                 self.client.log_batch(self.run_id, params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()])
@@ -537,8 +641,21 @@ class SweepRun:
         return summary
 
 
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    """The study's finished trials by state (complete, pruned, failed), those it holds none of left out."""
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    counts = {"complete": states.count(TrialState.COMPLETE), "pruned": states.count(TrialState.PRUNED), "failed": states.count(TrialState.FAIL)}
+    return {k: n for k, n in counts.items() if n or k == "complete"}
+
+
+def counts_line(counts: Mapping[str, int]) -> str:
+    """``12 trials: 7 complete, 5 pruned``."""
+    return f"{sum(counts.values())} trials: " + ", ".join(f"{n} {state}" for state, n in counts.items())
+
+
 def summary_lines(summary: Mapping[str, Any], study_name: str, sweep_run: "SweepRun") -> list[str]:
     lines = [f"best trial #{summary['trial']} of study {study_name}: val_accuracy {summary['val_accuracy']:.4f}"]
+    lines.append(f"  {counts_line(summary['counts'])}" + (f"; pruner {pruner_label(summary['pruner'])}" if "pruner" in summary else ""))
     if summary.get("test_accuracy") is not None:
         lines.append(f"  its test_accuracy {summary['test_accuracy']:.4f} (run {summary.get('run_id')})")
     if "nested_test_accuracy" in summary:

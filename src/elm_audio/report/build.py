@@ -107,6 +107,9 @@ def missing_notes(runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     failed = int((runs["status"] == "FAILED").sum())
     if failed:
         notes.append(f"{failed} failed run(s) were left out.")
+    pruned = runs.attrs.get("n_pruned", 0)
+    if pruned:
+        notes.append(f"{pruned} pruned trial(s) (stopped after some folds) were left out: they are no finished result.")
     present = set(summary["frontend"])
     absent = [fe for fe in native_frontends() if fe not in present]
     if absent:

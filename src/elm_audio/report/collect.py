@@ -73,12 +73,19 @@ def refused_experiments(client: MlflowClient) -> list[str]:
 
 def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
     """Every run and trial of an experiment (not sweep parents or reports), with its per-fold
-    test accuracies in ``folds`` (a dict; one entry, ``test``, for fixed partitions)."""
+    test accuracies in ``folds`` (a dict; one entry, ``test``, for fixed partitions).
+
+    Sweep trials their pruner stopped (tag ``pruned``) are no result: they are not rows, and
+    are counted apart in the frame's ``attrs["n_pruned"]``."""
     tracking.use(uri)
     raw = mlflow.search_runs([experiment_id], max_results=100_000, output_format="pandas")
     if raw.empty or "tags.elm_audio.role" not in raw:
-        return pd.DataFrame(columns=[*COLUMNS.values(), "run_id", "status", "folds", "input", "distrusted", "features_refused"])
+        empty = pd.DataFrame(columns=[*COLUMNS.values(), "run_id", "status", "folds", "input", "distrusted", "features_refused"])
+        empty.attrs["n_pruned"] = 0
+        return empty
     raw = raw[raw["tags.elm_audio.role"].isin(["run", "trial"])]
+    pruned = raw["tags.pruned"].eq("true") if "tags.pruned" in raw else pd.Series(False, index=raw.index)
+    raw = raw[~pruned]
     out = pd.DataFrame({new: raw[old] if old in raw else None for old, new in COLUMNS.items()})
     out["run_id"] = raw["run_id"].values
     out["status"] = raw["status"].values
@@ -100,6 +107,7 @@ def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
     out["n_params"] = pd.to_numeric(out["n_params"], errors="coerce")
     out = vetted(out.reset_index(drop=True))
     out["input"] = [input_kind(t) for t in out["target"]]
+    out.attrs["n_pruned"] = int(pruned.sum())
     return out
 
 
