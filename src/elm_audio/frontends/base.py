@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -158,6 +159,34 @@ def under_autograd(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+# None: each layer takes the forms of its input's device (plain_forms); True or False: the forms
+# every layer takes on any device, while inside ``forms`` (to compare the two on one device)
+_FORMS: ContextVar[bool | None] = ContextVar("elm_audio_plain_forms", default=None)
+
+
+def plain_forms(x: torch.Tensor) -> bool:
+    """Whether layers computing on ``x`` take their plain forms, one convolution and one
+    reduction each, rather than the loops tuned for a CPU's caches (a product or convolution per
+    few pooling windows, frequency offset or frame chunk). Plain on every device but the CPU:
+    on CUDA each of those loops' iterations is a kernel launch that leaves the GPU idle, where
+    cuDNN computes the whole map at once near its peak rate. The meta device (shapes alone,
+    where torch's FLOP counter runs) takes the CPU's forms, whose FLOPs ``profile`` counts: the
+    plain forms' zero padding would add to them."""
+    forced = _FORMS.get()
+    return x.device.type not in ("cpu", "meta") if forced is None else forced
+
+
+@contextmanager
+def forms(plain: bool) -> Iterator[None]:
+    """While inside, every layer takes its plain forms (``plain``) or the CPU's loops, whatever
+    its input's device: the same features either way (tests/test_device_paths.py)."""
+    token = _FORMS.set(plain)
+    try:
+        yield
+    finally:
+        _FORMS.reset(token)
+
+
 def pad_same(x: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor:
     """TensorFlow's 'same' padding along the last axis (the odd extra sample goes last)."""
     length = x.shape[-1]
@@ -181,8 +210,10 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -
     (inner dimension 38 or 86, memory-bound as convolutions) are one product of every frame's
     bands at every offset, a few frames at a time, maximized at once. Under autograd,
     FrequencyMaxConv keeps only which offset won. Apply the activation after: ReLU and ELU
-    commute with the maximum.
+    commute with the maximum. Off the CPU, all of this is plain_frequency_max_conv.
     """
+    if plain_forms(spec):
+        return plain_frequency_max_conv(spec, conv.weight, conv.bias, pad_time)
     frames, bands = conv.kernel_size
     training = under_autograd(spec, conv.weight)
     if frames == 1 and not pad_time and not training:
@@ -203,6 +234,31 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -
         h = F.conv1d(x[:, f0 : f0 + bands], weight, conv.bias)
         out = h if out is None else torch.maximum(out, h, out=out)
     return out
+
+
+def plain_frequency_max_conv(
+    spec: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pad_time: int = 0
+) -> torch.Tensor:
+    """frequency_max_conv's plain form (see ``plain_forms``): one convolution, one maximum.
+
+    The mel bands are the input channels and the frequency offsets a spatial axis: every
+    offset's window of the spectrogram, (batch, bands, frames, offsets), convolved with the
+    filters as (frames x 1) kernels over ``bands`` channels: a GEMM of (bands x frames) by
+    filters, the shape cuDNN's implicit-GEMM kernels are built for, where the one-channel 2-D
+    convolution gives them rows one value wide. Channels-last, with the bands padded with zeros
+    to a multiple of 8 (16-byte rows of bf16, the alignment tensor-core kernels load; the zeros
+    add nothing to the sums). Under autograd the maximum is torch.max, whose backward follows
+    the offset it kept."""
+    bands = weight.shape[-1]
+    if pad_time:
+        spec = F.pad(spec, (0, 0, pad_time, pad_time))
+    windows = spec.unfold(2, bands, 1)  # (batch, frames, offsets, bands)
+    extra = -bands % 8
+    windows = F.pad(windows, (0, extra)) if extra else windows.contiguous()
+    kernel = F.pad(weight, (0, extra)) if extra else weight.contiguous()  # (filters, 1, frames, bands)
+    # channels-last views: (batch, bands, frames, offsets) and (filters, bands, frames, 1)
+    h = F.conv2d(windows.permute(0, 3, 1, 2), kernel.permute(0, 3, 2, 1), bias)
+    return h.max(dim=3).values if under_autograd(h) else h.amax(dim=3)
 
 
 # Training with at most this many (offset, filter) outputs per frame takes banded_max_conv.

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import N_MELS, FrontEnd, under_autograd
+from .base import N_MELS, FrontEnd, plain_forms, under_autograd
 
 # (time, frequency) pool of each block: 1,376 x 96 -> 1 x 1
 POOLS = ((4, 2), (4, 3), (5, 2), (4, 2), (4, 4))
@@ -35,7 +35,10 @@ class VGG(FrontEnd):
     """Each block is conv 3x3 (same), ELU, max-pool. ELU is increasing, so it commutes with the
     max-pool and is applied to the pooled map. The first block, a one-channel convolution whose
     output is the largest map, is pooled as it is computed (``first_block``), so that map is
-    never held whole (it would be 380 MB a clip at the large size)."""
+    never held whole (it would be 380 MB a clip at the large size). That is the CPU's form:
+    where layers take their plain forms (CUDA, see ``base.plain_forms``) the first block is
+    a convolution and a max-pool like the others, on channels-last maps, the layout cuDNN's
+    tensor-core kernels take without reordering."""
 
     input_kind = "spectrogram"
 
@@ -100,14 +103,26 @@ class VGG(FrontEnd):
         ]
         return torch.cat(pooled, dim=2)
 
+    def block(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """Block ``i`` (from 0) on (batch, channels, frames, mels) maps: conv, max-pool, ELU."""
+        plain = plain_forms(h)
+        if i == 0 and not plain:
+            pooled = self.first_block(h)
+        else:
+            pooled = max_pool(self.convs[i](h), POOLS[i])
+            if plain:  # amax writes channels-first
+                pooled = pooled.contiguous(memory_format=torch.channels_last)
+        # in place where nothing is trained; autograd needs the max-pool's own output
+        return F.elu(pooled) if under_autograd(pooled) else F.elu_(pooled)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.unsqueeze(1)  # (batch, 1, frames, mels)
+        # (batch, 1, frames, mels); in the plain forms with channels-last strides, which a
+        # one-channel map's default ones do not say, so that cuDNN computes channels-last
+        h = x.unsqueeze(-1).permute(0, 3, 1, 2) if plain_forms(x) else x.unsqueeze(1)
         means = []
-        for i, (conv, pool) in enumerate(zip(self.convs, POOLS), start=1):
-            pooled = self.first_block(h) if i == 1 else max_pool(conv(h), pool)
-            # in place where nothing is trained; autograd needs the max-pool's own output
-            h = F.elu(pooled) if under_autograd(pooled) else F.elu_(pooled)
-            means.append(self.tap(f"pool{i}", h))
+        for i in range(len(self.convs)):
+            h = self.block(i, h)
+            means.append(self.tap(f"pool{i + 1}", h))
         return torch.cat(means, dim=1)
 
 

@@ -1,0 +1,171 @@
+"""The layers' plain forms (one convolution and one reduction each: what CUDA takes, see
+``frontends.base.plain_forms``) against the CPU's cache-tuned loops: the same features, and the
+same gradients where weights=trained takes them; where CUDA is at hand, its features and
+gradients against the CPU's.
+
+Self-contained (no conftest.py): the GPU check runs it with ``--noconftest`` on a machine
+without MLflow (benchmarks/cuda_check.sh)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from elm_audio.components import build_frontend
+from elm_audio.config import compose, native_frontends
+from elm_audio.frontends import FrontEnd
+from elm_audio.frontends.base import forms
+
+# the front-ends with a loop for the CPU: vgg's first block, the frequency-max convolutions
+LOOPED = ("vgg", "cnn_7x86", "cnn_7x96", "timbral", "timbral_temporal", "timbral_time")
+# frames of the log-mel the front-ends other than vgg (whose pools need all 1,376) are fed here
+SHORT = 96
+CUDA = torch.cuda.is_available()
+
+
+def build(name: str, size: str) -> FrontEnd:
+    return build_frontend(compose([f"frontend={name}", f"feature_size={size}"]))
+
+
+def waves(front: FrontEnd, n: int) -> torch.Tensor:
+    """n waveforms of the front-end's input length: tones of different pitch in noise."""
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(front.input_samples) / front.sample_rate
+    tones = torch.stack([torch.sin(2 * math.pi * 110 * (i + 1) * t) for i in range(n)])
+    return 0.3 * tones + 0.05 * torch.randn(n, front.input_samples, generator=g)
+
+
+def spectrogram(front: FrontEnd, n: int, frames: int) -> torch.Tensor:
+    """The log-mel of ``waves``, jittered: the stationary tones make near-equal neighbours,
+    where the two forms' rounding may keep a different one in a max-pool (either is a valid
+    gradient); the jitter leaves every window one clear maximum."""
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        spec = front.prepare(waves(front, n))[:, :frames]
+    return spec + 0.01 * torch.randn(spec.shape, generator=g)
+
+
+def assert_near(actual: torch.Tensor, expected: torch.Tensor, rtol: float) -> None:
+    """Each clip's row within ``rtol`` of ``expected``'s in norm, and every value within ``rtol``
+    of the row's largest (features of different layers differ in scale by orders)."""
+    actual, expected = actual.detach().float().cpu(), expected.detach().float().cpu()
+    assert actual.shape == expected.shape
+    error = (actual - expected).flatten(1).norm(dim=1) / expected.flatten(1).norm(dim=1)
+    assert float(error.max()) <= rtol, f"relative error {float(error.max()):.2e} > {rtol:.0e}"
+    scale = expected.flatten(1).abs().amax(dim=1).view(-1, *[1] * (expected.dim() - 1))
+    assert bool(((actual - expected).abs() <= rtol * scale).all())
+
+
+def gradients(front: FrontEnd, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """weights=trained's pass: the features and every weight's gradient of a fixed projection."""
+    front.zero_grad(set_to_none=True)
+    feats = front.features(x)
+    g = torch.Generator().manual_seed(1)
+    projection = torch.randn(feats.shape[1:], generator=g).to(feats.device)
+    (feats * projection).sum().backward()
+    return feats, {name: p.grad for name, p in front.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize("name", [n for n in LOOPED if n != "vgg"])
+def test_frequency_max_forms_agree(name: str, size: str) -> None:
+    front = build(name, size)
+    x = spectrogram(front, 2, SHORT)
+    with torch.inference_mode():
+        with forms(plain=False):
+            loops = front.features(x)
+        with forms(plain=True):
+            plain = front.features(x)
+    assert_near(plain, loops, 1e-5)
+
+
+def test_vgg_forms_agree() -> None:
+    """Every block, in vgg small's features; the first block (the one with a loop) at the large width."""
+    small = build("vgg", "small")
+    x = spectrogram(small, 2, 1376)
+    with torch.inference_mode():
+        with forms(plain=False):
+            loops = small.features(x)
+        with forms(plain=True):
+            plain = small.features(x)
+        assert_near(plain, loops, 1e-5)
+        large = build("vgg", "large")
+        h = x[:, :64].unsqueeze(1)
+        with forms(plain=False):
+            loops = large.block(0, h)
+        with forms(plain=True):
+            plain = large.block(0, h)
+    assert_near(plain, loops, 1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, size",
+    # timbral_temporal small trains through banded_max_conv, large through FrequencyMaxConv
+    [*((n, s) for n in ("timbral_temporal", "cnn_7x86") for s in ("small", "large")), ("vgg", "small")],
+)
+def test_training_forms_agree(name: str, size: str) -> None:
+    front = build(name, size).trainable()
+    x = spectrogram(front, 2, 1376 if name == "vgg" else SHORT)
+    with forms(plain=False):
+        loop_feats, loop_grads = gradients(front, x)
+    with forms(plain=True):
+        plain_feats, plain_grads = gradients(front, x)
+    assert_near(plain_feats, loop_feats, 1e-5)
+    assert plain_grads.keys() == loop_grads.keys() and loop_grads
+    for key, grad in loop_grads.items():
+        assert_near(plain_grads[key][None], grad[None], 1e-4)
+
+
+@pytest.fixture
+def strict_fp32() -> Iterator[None]:
+    """TF32 off for cuBLAS and cuDNN while inside: float32 on CUDA as on the CPU."""
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    before = matmul.fp32_precision, conv.fp32_precision
+    matmul.fp32_precision = conv.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = before
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("name", native_frontends())
+def test_cuda_features_match_cpu(name: str, strict_fp32: None) -> None:
+    front = build(name, "small").eval()
+    x = waves(front, 2)
+    with torch.inference_mode():
+        cpu = front(x)
+        front.cuda()
+        fp32 = front(x.cuda())
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            bf16 = front(x.cuda())
+    assert_near(fp32, cpu, 2e-5)
+    assert_near(bf16, cpu, 2e-2)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("name", ["timbral_temporal", "cnn_7x86", "vgg"])
+def test_cuda_training_matches_cpu(name: str, strict_fp32: None) -> None:
+    front = build(name, "small").trainable()
+    x = spectrogram(front, 2, 1376)
+    cpu_feats, cpu_grads = gradients(front, x)
+    cuda_feats, cuda_grads = gradients(front.cuda(), x.cuda())
+    assert_near(cuda_feats, cpu_feats, 2e-5)
+    for key, grad in cpu_grads.items():
+        assert_near(cuda_grads[key][None], grad[None], 1e-3)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_cuda_vgg_runs_no_loop() -> None:
+    """One convolution and one max-pool's amax a block: no product per few pooling windows."""
+    front = build("vgg", "small").eval()
+    x = spectrogram(front, 2, 1376).cuda()
+    front.cuda()
+    with torch.inference_mode(), torch.profiler.profile() as prof:
+        front.features(x)
+    counts = {e.key: e.count for e in prof.key_averages()}
+    assert counts.get("aten::mm", 0) == 0
+    assert 0 < counts.get("aten::amax", 0) <= 2 * len(front.convs)  # the loop's: 129 at this width
