@@ -1,11 +1,14 @@
 """How close elm_audio gets to this machine: extraction against the matmul rate, decoding
 hidden behind compute, memory while streaming, and the classifiers against their plain versions.
 
-    python benchmarks/run.py --json out.json [--quick] [--folder DIR]
+    python benchmarks/run.py --json out.json [--quick] [--folder DIR] [--device cuda]
 
 Everything is measured in this one process (the decoding workers are its children) and written
 as JSON; a table is printed. --quick measures four front-ends and fewer clips (a few minutes).
 --folder DIR adds the bf16 accuracy check on a folder of your recordings (one sub-folder per class).
+--device cuda measures the GPU instead (under 5 minutes on an H200): the large front-ends' networks
+against the measured strict-fp32 and bf16 product rates, CUDA's features against the CPU's, the
+kernels vgg launches, and extraction against decoding alone.
 """
 
 from __future__ import annotations
@@ -33,13 +36,15 @@ from elm_audio.config import compose, native_frontends
 from elm_audio.datasets import Clip
 from elm_audio.datasets.synth import synth_clip
 from elm_audio.frontends.profile import profile
-from elm_audio.extract import ExtractSettings, extract
-from elm_audio.precision import cpu_has_bf16_units, cpu_matrix_features, effective_precision, network_features
+from elm_audio.extract import ClipAudio, ExtractSettings, _batches, extract
+from elm_audio.frontends.base import forms
+from elm_audio.precision import autocast, cpu_has_bf16_units, cpu_matrix_features, effective_precision, network_features
 from elm_audio.protocols import evaluate, make_splits
 from elm_audio.components import build_classifier, build_dataset, build_frontend
 from elm_audio.inputs import InputSettings
 
 REQUIRED = ("vgg", "cnn_7x86", "sample_level", "timbral_temporal")
+CPU = torch.device("cpu")
 NOTES = {
     "limits": "fp32_limit_gflops: the faster of torch.matmul's and oneDNN's (a 1x1 convolution) float32 "
     "products; bf16_limit_gflops: the faster of the bf16 product and vgg's large 3x3 convolution in bf16 with "
@@ -82,12 +87,20 @@ NOTES = {
 }
 
 
-def best_time(fn, reps: int = 3) -> float:
+def finish(device: torch.device) -> None:
+    """Wait for the work queued on ``device``: a CUDA timing ends when its kernels do."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_time(fn, reps: int = 3, device: torch.device = CPU) -> float:
     fn()
     times = []
     for _ in range(reps):
+        finish(device)
         start = time.perf_counter()
         fn()
+        finish(device)
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -101,11 +114,13 @@ def cpu_model() -> str:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
 
 
-def gemm_gflops(product=torch.matmul, dtype: torch.dtype = torch.float32) -> float:
+def gemm_gflops(
+    product=torch.matmul, dtype: torch.dtype = torch.float32, device: torch.device = CPU, sizes: tuple[int, ...] = (2048, 4096)
+) -> float:
     rates = []
-    for n in (2048, 4096):
-        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-        rates.append(2 * n**3 / best_time(lambda a=a, b=b: product(a, b), 4) / 1e9)
+    for n in sizes:
+        a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+        rates.append(2 * n**3 / best_time(lambda a=a, b=b: product(a, b), 4, device) / 1e9)
     return max(rates)
 
 
@@ -143,32 +158,51 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except OSError:  # not glibc
         pass
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def spread(values: list[float]) -> list[float]:
     return [round(min(values), 3), round(max(values), 3)]
 
 
-def network_rates(name: str, batch: int, rounds: int, limits: dict) -> dict:
+def computing(front: torch.nn.Module, device: torch.device, precision: str):
+    """The network in ``precision`` as extraction computes it: on the CPU, bf16 weights ahead of
+    time (precision.network_features); elsewhere under autocast."""
+    compute = network_features(front, device, precision)
+    if device.type == "cpu":
+        return compute
+
+    def autocast_compute(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device, precision):
+            return compute(x)
+
+    return autocast_compute
+
+
+def network_rates(name: str, batch: int, rounds: int, limits: dict, device: torch.device = CPU) -> dict:
     """A large front-end's forward rate in fp32 and bf16 (the path extraction takes: bf16 weights
-    ahead of time), in alternating rounds (this machine's speed drifts): medians and the spread;
-    the bf16 features' relative difference from fp32's (Frobenius norm) on the same input."""
+    ahead of time on the CPU, autocast on CUDA), in alternating rounds (this machine's speed
+    drifts): medians and the spread; the bf16 features' relative difference from fp32's
+    (Frobenius norm) on the same input."""
     release_memory()
     front = build_frontend(compose([f"frontend={name}", "feature_size=large"])).eval()
     info = profile(front)
-    cpu = torch.device("cpu")
-    computes = {p: network_features(front, cpu, p) for p in ("fp32", "bf16")}
-    x = torch.randn(batch, front.input_samples) * 0.1
+    front.to(device)
+    computes = {p: computing(front, device, p) for p in ("fp32", "bf16")}
+    x = (torch.randn(batch, front.input_samples) * 0.1).to(device)
     times: dict[str, list[float]] = {p: [] for p in computes}
     with torch.inference_mode():
         spec = front.prepare(x)
         feats = {p: compute(spec) for p, compute in computes.items()}  # also the warm-up
         for r in range(rounds):
             for p in list(computes)[:: 1 if r % 2 == 0 else -1]:
+                finish(device)
                 start = time.perf_counter()
                 computes[p](spec)
+                finish(device)
                 times[p].append(time.perf_counter() - start)
-        prepare_s = best_time(lambda: front.prepare(x), 2)
+        prepare_s = best_time(lambda: front.prepare(x), 2, device)
     g = info["gflops_per_clip"] * batch
     row = {"gflops_per_clip": round(info["gflops_per_clip"], 2)}
     for p, key in (("fp32", ""), ("bf16", "bf16_")):
@@ -178,8 +212,9 @@ def network_rates(name: str, batch: int, rounds: int, limits: dict) -> dict:
         row[f"{key}gflops"] = round(g / seconds, 1)
         row[f"{key}gflops_spread"] = spread([g / t for t in times[p]])
     row["ratio"] = round(row["gflops"] / limits["fp32_limit_gflops"], 2)
-    row["ratio_matmul"] = round(row["gflops"] / limits["gemm_gflops"], 2)
-    row["ratio_onednn"] = round(row["gflops"] / limits["onednn_gemm_gflops"], 2)
+    for key, limit in (("ratio_matmul", "gemm_gflops"), ("ratio_onednn", "onednn_gemm_gflops")):
+        if limit in limits:  # the CPU's two float32 products
+            row[key] = round(row["gflops"] / limits[limit], 2)
     row["bf16_ratio"] = round(row["bf16_gflops"] / limits["bf16_limit_gflops"], 2)
     row["bf16_ratio_to_fp32_limit"] = round(row["bf16_gflops"] / limits["fp32_limit_gflops"], 2)
     row["bf16_speedup"] = round(row["bf16_gflops"] / row["gflops"], 2)
@@ -257,12 +292,13 @@ class RssSampler(threading.Thread):
         return self.peak / 1024
 
 
-def write_folder(root: Path, n: int) -> list[Clip]:
-    """n clips of 29.2 s (the input length), half WAV 44.1 kHz stereo, half MP3."""
+def write_folder(root: Path, n: int, kinds: tuple[str, ...] = ("wav", "mp3")) -> list[Clip]:
+    """n clips of 29.2 s (the input length), 44.1 kHz stereo, in turn of each format of ``kinds``
+    (WAV, MP3)."""
     clips = []
     for i in range(n):
         mono = synth_clip(("straight", "waltz")[i % 2], ("tone", "noise")[i % 2], i, 29.5, sr=44_100)
-        ext = ("wav", "mp3")[i % 2]
+        ext = kinds[i % len(kinds)]
         path = root / f"clip{i:03d}.{ext}"
         kw = {"format": "MP3", "subtype": "MPEG_LAYER_III"} if ext == "mp3" else {}
         sf.write(path, np.stack([mono, mono], 1), 44_100, **kw)
@@ -426,12 +462,187 @@ def precision_accuracy(overrides: list[str], label: str) -> dict:
     return result
 
 
+CUDA_NOTES = {
+    "limits": "fp32_limit_gflops: torch.matmul's float32 rate with TF32 off (strict IEEE float32, cuBLAS), "
+    "the best of two sizes; bf16_limit_gflops: the same product in bf16. Every fp32 figure here has TF32 off "
+    "for products and cuDNN convolutions.",
+    "frontends": "each large front-end's network (from its input, the log-mel or waveform, computed once) "
+    "at batch 64, fp32 and bf16 autocast (extraction's path on CUDA), alternating rounds: medians and the "
+    "spread. gflops counts the network's multiply-adds x 2 as the CPU's table does (frontends.profile).",
+    "correctness": "max over two clips of |cuda - cpu| / |cpu| (per clip, Frobenius norm) of every front-end's "
+    "features from the same waveforms, the CPU's in fp32: CUDA fp32 (TF32 off) and bf16 autocast.",
+    "vgg_kernels": "the profiler's count of operator calls and CUDA kernels in one forward of vgg large "
+    "(batch 2) in the plain forms CUDA takes and in the CPU's loops forced on CUDA "
+    "(frontends.base.forms), each with its time.",
+    "extraction": "extract() on the same WAV clips (44.1 kHz stereo, 29.5 s) with num_workers decoding "
+    "threads and batch_size clips a batch, against decoding alone: the same decoding threads and batches "
+    "(extract._batches) with nothing computed. ratio: extraction over decoding alone; network_clips_per_s: "
+    "the network and its input at batch 64 (frontends); bound: the slower of the two, per precision.",
+}
+
+
+def strict_fp32() -> None:
+    """TF32 off for cuBLAS products and cuDNN convolutions: float32 figures are IEEE float32."""
+    if hasattr(torch.backends.cudnn, "conv"):  # torch >= 2.9 (its legacy flags may not be mixed in)
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def cuda_limits(device: torch.device) -> dict:
+    """The strict-float32 and bf16 limits: torch.matmul's rates on large squares."""
+    sizes = (8192, 16384)
+    return {
+        "fp32_limit_gflops": round(gemm_gflops(dtype=torch.float32, device=device, sizes=sizes), 1),
+        "bf16_limit_gflops": round(gemm_gflops(dtype=torch.bfloat16, device=device, sizes=sizes), 1),
+    }
+
+
+def relative_error(features: torch.Tensor, reference: torch.Tensor) -> float:
+    """The largest over clips of |features - reference| / |reference| (Frobenius norms)."""
+    features, reference = features.float().cpu(), reference.float().cpu()
+    return float(((features - reference).norm(dim=1) / reference.norm(dim=1)).max())
+
+
+def cuda_correctness(name: str, size: str, device: torch.device, clips: int = 2) -> dict:
+    """One front-end's CUDA features (fp32, bf16 autocast) against the CPU's fp32 features."""
+    release_memory()
+    front = build_frontend(compose([f"frontend={name}", f"feature_size={size}"])).eval()
+    x = torch.randn(clips, front.input_samples, generator=torch.Generator().manual_seed(0)) * 0.1
+    with torch.inference_mode():
+        cpu = front(x)
+        front.to(device)
+        row = {p: relative_error(computing(front, device, p)(front.prepare(x.to(device))), cpu) for p in ("fp32", "bf16")}
+    return {p: float(f"{e:.2e}") for p, e in row.items()}
+
+
+def vgg_kernels(device: torch.device, batch: int = 2) -> dict:
+    """What one forward of vgg large launches on ``device`` in the plain forms and in the CPU's
+    loops (forced): the profiler's operator counts, its CUDA kernels, and the forward's time."""
+    release_memory()
+    front = build_frontend(compose(["frontend=vgg", "feature_size=large"])).eval().to(device)
+    x = (torch.randn(batch, front.input_samples) * 0.1).to(device)
+    out = {}
+    with torch.inference_mode():
+        spec = front.prepare(x)
+        for label, plain in (("plain", True), ("cpu_loops", False)):
+            with forms(plain):
+                seconds = best_time(lambda: front.features(spec), 2, device)
+                with torch.profiler.profile() as prof:
+                    front.features(spec)
+                    finish(device)
+            events = prof.key_averages()
+            counts = {e.key: e.count for e in events}
+            out[label] = {
+                "seconds": round(seconds, 4),
+                "cuda_kernels": sum(e.count for e in events if e.device_type == torch.autograd.DeviceType.CUDA),
+                **{op: counts.get(op, 0) for op in ("aten::mm", "aten::amax", "aten::convolution")},
+            }
+    return {"batch": batch, **out}
+
+
+def cuda_extraction(
+    name: str, clips: list[Clip], device: torch.device, batch: int, workers: int, network: dict[str, float]
+) -> dict:
+    """Extraction's clips/s in fp32 and bf16 against decoding alone with the same threads and
+    batches, and which bounds it: decoding, or the network (its clips/s per precision: ``network``)."""
+    release_memory()
+    front = build_frontend(compose([f"frontend={name}", "feature_size=large"])).eval()
+    out = np.empty((len(clips), profile(front)["feature_dim"]), np.float32)
+    start = time.perf_counter()
+    for _ in _batches(ClipAudio(clips, front, InputSettings()), batch, workers):
+        pass
+    row = {"decode_clips_per_s": round(len(clips) / (time.perf_counter() - start), 1)}
+    for p in ("fp32", "bf16"):
+        settings = ExtractSettings(batch_size=batch, num_workers=workers, progress=False, precision=p)
+        extract(front, clips[:batch], out[:batch], device, settings)  # warm-up: this batch's shapes
+        finish(device)
+        start = time.perf_counter()
+        extract(front, clips, out, device, settings)
+        row[f"{p}_clips_per_s"] = round(len(clips) / (time.perf_counter() - start), 1)
+        row[f"{p}_ratio"] = round(row[f"{p}_clips_per_s"] / row["decode_clips_per_s"], 2)
+        row[f"{p}_network_clips_per_s"] = network[p]
+        row[f"{p}_bound"] = "decoding" if row["decode_clips_per_s"] <= network[p] else "network"
+    return row
+
+
+def cuda_main(json_path: str) -> None:
+    """--device cuda: the GPU's table (see CUDA_NOTES), written to ``json_path`` as each part is
+    measured (a run cut short keeps what it had)."""
+    device = torch.device("cuda")
+    strict_fp32()
+    props = torch.cuda.get_device_properties(device)
+    result: dict = {
+        "machine": {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 2**30, 1), "torch": torch.__version__,
+                    "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "cpu": cpu_model(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},  # fmt: skip
+        **cuda_limits(device),
+        "notes": CUDA_NOTES,
+    }
+    print(f"{props.name}: strict fp32 limit {result['fp32_limit_gflops'] / 1e3:.1f} TFLOP/s (matmul, TF32 off), "
+          f"bf16 limit {result['bf16_limit_gflops'] / 1e3:.1f} TFLOP/s")  # fmt: skip
+
+    def save() -> None:
+        Path(json_path).write_text(json.dumps(result, indent=1))
+
+    result["vgg_kernels"] = k = vgg_kernels(device)
+    print(f"vgg large forward, batch {k['batch']}: plain forms {k['plain']}; the CPU's loops {k['cpu_loops']}")
+    save()
+    result["frontends"] = {}
+    for name in REQUIRED:
+        r = result["frontends"][name] = network_rates(name, batch=64, rounds=3, limits=result, device=device)
+        print(f"  {name:18s} fp32 {r['gflops'] / 1e3:.1f} TFLOP/s {r['gflops_spread']} = {r['ratio']:.2f} of the limit; "
+              f"bf16 {r['bf16_gflops'] / 1e3:.1f} TFLOP/s = {r['bf16_ratio']:.2f}, {r['bf16_speedup']:.2f}x fp32")  # fmt: skip
+        save()
+
+    result["correctness"] = {}
+    for name in native_frontends():
+        result["correctness"][name] = {size: cuda_correctness(name, size, device) for size in ("small", "large")}
+        save()
+    print("\ncorrectness, max relative error of CUDA's features against the CPU's (fp32 TF32 off; bf16):")
+    for name, sizes in result["correctness"].items():
+        print(f"  {name:18s} " + "; ".join(f"{size} {e['fp32']:.1e}, {e['bf16']:.1e}" for size, e in sizes.items()))
+
+    # a decoding thread per CPU this process may use (at most 16), each decoding a batch of 16
+    # clips: 1,024 clips are 4 batches a thread, the first decoded before anything is computed
+    workers, batch = min(16, len(os.sched_getaffinity(0))), 16
+    result["extraction"] = {"num_workers": workers, "batch_size": batch}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_folder(Path(tmp), 32, kinds=("wav",))  # decoded over and over: as many clips
+        clips = [Clip(f"clip{i}", files[i % len(files)].path, "") for i in range(1024)]
+        result["extraction"]["clips"] = len(clips)
+        for name in REQUIRED:
+            r = result["frontends"][name]
+            network = {"fp32": r["clips_per_s"], "bf16": r["bf16_clips_per_s"]}
+            result["extraction"][name] = cuda_extraction(name, clips, device, batch, workers, network)
+            print(f"  extraction {name}: {result['extraction'][name]}")
+            save()
+
+    print(f"\n| large front-end, network only, batch 64 | fp32 (TF32 off) / fp32 limit | bf16 / bf16 limit | bf16 vs fp32 "
+          f"| extraction clips/s fp32 / bf16 | decoding alone ({workers} threads, batch {batch}) | bound fp32 / bf16 |")
+    print("|---|---|---|---|---|---|---|")
+    for name in REQUIRED:
+        r, e = result["frontends"][name], result["extraction"][name]
+        print(f"| {name} | {r['ratio']:.2f} ({r['gflops'] / 1e3:.1f} TFLOP/s) | {r['bf16_ratio']:.2f} "
+              f"({r['bf16_gflops'] / 1e3:.1f} TFLOP/s) | {r['bf16_speedup']:.2f}x | {e['fp32_clips_per_s']} / "
+              f"{e['bf16_clips_per_s']} ({e['fp32_ratio']:.2f} / {e['bf16_ratio']:.2f} of decoding) | "
+              f"{e['decode_clips_per_s']} | {e['fp32_bound']} / {e['bf16_bound']} |")  # fmt: skip
+
+    print(f"wrote {json_path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", required=True, help="write the figures here")
     parser.add_argument("--quick", action="store_true", help="four front-ends, fewer clips: a few minutes")
     parser.add_argument("--folder", help="a folder of recordings (one sub-folder per class) for the bf16 check")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: the GPU's table instead")
     args = parser.parse_args()
+    if args.device == "cuda":
+        cuda_main(args.json)
+        return
     names = REQUIRED if args.quick else tuple(n for n in native_frontends() if n != "mfcc")
     result = {
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
