@@ -94,4 +94,4 @@ class Dataset:
                 f"dataset.root={survey.root} lacks {len(survey.missing)} file(s) the {self.name} protocol needs.\n"
                 + report.render()
             )
-        return ClipIndex(self.name, survey.clips, survey.protocol, survey.notes)
+        return ClipIndex(self.name, survey.clips, survey.protocol, survey.notes, kind=survey.kind, vocabulary=survey.vocabulary)

@@ -42,6 +42,9 @@ class CheckReport:
     silent: list[str] = field(default_factory=list)  # files whose samples are all (near) zero
     broken_links: list[str] = field(default_factory=list)
     groups: dict[str, set[str]] = field(default_factory=dict)  # group -> the splits its clips are in
+    kind: str = "multiclass"  # multilabel: per_class counts tags; regression: per_class is empty, targets
+    targets: list[float] = field(default_factory=list)
+    n_clips: int | None = None  # the survey's clips (None: the sum of per_class, a multiclass survey's count)
 
     @classmethod
     def from_survey(
@@ -61,11 +64,14 @@ class CheckReport:
             protocol=survey.protocol,
             expected=dataset.expected,
             on_bad_clip=dataset.on_bad_clip,
-            per_class=Counter(c.label for c in survey.clips),
+            per_class=per_class(survey),
             per_group=Counter(c.split for c in survey.clips),
             missing=list(survey.missing),
             extra=list(survey.extra),
             broken_links=broken_links(survey.root),
+            kind=survey.kind,
+            n_clips=len(survey.clips),
+            targets=[c.target for c in survey.clips if c.target is not None] if survey.kind == "regression" else [],
         )
         for clip in survey.clips:
             if clip.group is not None:
@@ -96,6 +102,10 @@ class CheckReport:
             return
         self.sample_rates[info.sample_rate] += 1
         self.durations[clip_id] = info.duration
+
+    @property
+    def found(self) -> int:
+        return self.n_clips if self.n_clips is not None else sum(self.per_class.values())
 
     @property
     def straddling(self) -> list[str]:
@@ -149,7 +159,7 @@ class CheckReport:
         if self.bad_clips and self.on_bad_clip == "skip":
             out.append(f"{len(self.bad_clips)} unreadable clip(s) will be skipped (dataset.on_bad_clip=skip)")
         exp = self.expected
-        found = sum(self.per_class.values())
+        found = self.found
         if exp.total is not None and found > exp.total:
             out.append(f"{found} clips where the dataset has {exp.total}")
         return out
@@ -158,7 +168,7 @@ class CheckReport:
     def incomplete(self) -> str | None:
         """The loud warning for a copy that gives the protocol with fewer clips or classes than
         the published dataset (a run gives the same; see ``incomplete_warning``)."""
-        return incomplete_warning(self.dataset, self.expected, self.per_class, len(self.missing))
+        return incomplete_warning(self.dataset, self.expected, self.per_class, len(self.missing), self.found)
 
     @property
     def ok(self) -> bool:
@@ -166,11 +176,15 @@ class CheckReport:
 
     def render(self) -> str:
         exp = self.expected
-        found = sum(self.per_class.values())
+        found = self.found
         lines = [f"elm_audio data check: {self.dataset} at {self.root} ({self.protocol})"]
         total = f" of {exp.total} expected" if exp.total is not None else ""
         lines.append(f"  clips found    {found}{total}")
-        lines.append("  per class      " + _counts(self.per_class, exp.per_class))
+        if self.kind == "regression":
+            t = self.targets
+            lines.append(f"  targets        {min(t):g} to {max(t):g} (median {statistics.median(t):g})" if t else "  targets        none")
+        else:
+            lines.append(("  per tag        " if self.kind == "multilabel" else "  per class      ") + _counts(self.per_class, exp.per_class))
         group = "per partition " if self.protocol == "partitions" else "per fold      "
         lines.append(f"  {group} " + _counts(self.per_group, exp.per_group, key=_group_order))
         if self.groups:
@@ -209,11 +223,13 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def incomplete_warning(dataset: str, expected: Expected, per_class: Counter, n_missing: int = 0) -> str | None:
+def incomplete_warning(
+    dataset: str, expected: Expected, per_class: Counter, n_missing: int = 0, found: int | None = None
+) -> str | None:
     """For a published dataset (one with expected counts): what a copy lacks though it still gives
     the protocol, and that its results do not compare with published ones; None for a whole copy."""
     lacks = []
-    found = sum(per_class.values())
+    found = sum(per_class.values()) if found is None else found
     if expected.total is not None and found + n_missing < expected.total:
         lacks.append(f"{found} clips where the published dataset has {expected.total}")
     absent = sorted(set(expected.classes or ()) - set(per_class))
@@ -227,9 +243,21 @@ def incomplete_warning(dataset: str, expected: Expected, per_class: Counter, n_m
     )
 
 
+def per_class(survey: Survey) -> Counter:
+    """Clips per class; for a multilabel survey clips per tag (every tag of the vocabulary, none
+    left out); for a regression survey, nothing."""
+    if survey.kind == "multilabel":
+        counts = Counter({t: 0 for t in survey.vocabulary})
+        counts.update(t for c in survey.clips for t in c.tags)
+        return counts
+    if survey.kind == "regression":
+        return Counter()
+    return Counter(c.label for c in survey.clips)
+
+
 def survey_incomplete(dataset: Described, survey: Survey) -> str | None:
     """``incomplete_warning`` for what a run is about to use."""
-    return incomplete_warning(dataset.name, dataset.expected, Counter(c.label for c in survey.clips), len(survey.missing))
+    return incomplete_warning(dataset.name, dataset.expected, per_class(survey), len(survey.missing), len(survey.clips))
 
 
 def broken_links(root: Path) -> list[str]:
