@@ -1,4 +1,4 @@
-"""Extreme learning machine as a scikit-learn estimator (spec/method.md, "Classifiers")."""
+"""Extreme learning machine as a scikit-learn estimator (docs/method.md, "Classifiers")."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
+from .kinds import check_tags, check_targets, standardizer
 from .products import linear
 
 # scipy <= 1.6's pinv2, which the original called: singular values below 1e6 eps max(s) are cut.
@@ -75,7 +76,63 @@ def ridge_solve(gram: torch.Tensor, rhs: torch.Tensor, alpha: float, solver: str
     return torch.linalg.lstsq(full.cpu(), rhs.double().cpu()).solution.to(rhs.device, rhs.dtype)
 
 
-class ELMClassifier(ClassifierMixin, BaseEstimator):
+class _ELMBase(BaseEstimator):
+    """What every ELM shares: the hidden layer's draw, the ridge solve for any number of
+    outputs, the outputs. The kinds differ in their targets only."""
+
+    kind: str
+
+    def _hidden(self, X: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        x = torch.as_tensor(np.require(X, requirements="W"), dtype=dtype, device=self.device_)  # torch needs writable memory
+        return linear(x, self.w1_.to(dtype), self.b1_.to(dtype)).relu_()
+
+    def _draw(self, n_features: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """W1 (hidden_units, n_features), as torch.nn.Linear's weight, and b1."""
+        rng = check_random_state(self.random_state)
+        if self.hidden_draw == "original":
+            b = rng.normal(size=self.hidden_units)
+            w = rng.normal(size=(n_features, self.hidden_units))
+            return torch.from_numpy(w.T.copy()), torch.from_numpy(b)
+        gen = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
+        w = torch.randn(self.hidden_units, n_features, generator=gen).div_(np.sqrt(n_features))
+        return w, torch.randn(self.hidden_units, generator=gen)
+
+    def _fit_outputs(self, X: np.ndarray, make_targets) -> "_ELMBase":
+        """Draw the hidden layer and solve for the output layer; ``make_targets(dtype, device)``
+        gives the (n_samples, n_outputs) targets in the hidden outputs' precision."""
+        self.device_ = resolve_device(self.device)
+        w, b = self._draw(X.shape[1])
+        self.w1_, self.b1_ = w.to(self.device_), b.to(self.device_)  # as drawn; _hidden casts them
+        h = self._hidden(X, torch.float64 if self.alpha == 0 else torch.float32)
+        dual = h.shape[1] > h.shape[0]  # more units than samples: the (n_samples x n_samples) form
+        self.solver_ = "pinv" if self.alpha == 0 else solver_for(h, self.alpha)
+        if self.solver_ in ("float64", "lstsq"):
+            h = self._hidden(X, torch.float64)
+        targets = make_targets(h.dtype, self.device_)
+        if self.solver_ == "pinv":
+            self.w2_ = torch.linalg.pinv(h, rtol=PINV_RTOL) @ targets
+        elif not dual:  # primal: (H'H + aI) W2 = H'Y
+            self.w2_ = ridge_solve(lower_gram(h), h.T @ targets, self.alpha, self.solver_)
+        else:  # dual: W2 = H' (HH' + aI)^-1 Y
+            self.w2_ = h.T @ ridge_solve(linear(h, h), targets, self.alpha, self.solver_)
+        return self
+
+    def _outputs(self, X) -> np.ndarray:
+        check_is_fitted(self, "w2_")
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return (self._hidden(X, self.w2_.dtype) @ self.w2_).cpu().numpy()
+
+    def __sklearn_tags__(self):
+        """With ``alpha > 0`` the products and the solve run in float32, summed in an order that
+        depends on the number of rows and on the threads: refits and predictions on subsets
+        agree to float32 rounding (about 1e-6 relative), not bit for bit, so scikit-learn's
+        exact-equality checks of that kind do not apply. ``alpha=0`` (float64) is deterministic."""
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.alpha != 0
+        return tags
+
+
+class ELMClassifier(ClassifierMixin, _ELMBase):
     """A random ReLU hidden layer and a least-squares output layer.
 
     ``alpha=0`` is the paper's W2 = pinv(relu(X W1 + b1)) Y, computed in float64. ``alpha>0``
@@ -88,6 +145,8 @@ class ELMClassifier(ClassifierMixin, BaseEstimator):
     numpy's RandomState(random_state), as the original code's RandomLayer did.
     ``targets``: ``zero_one`` (one-hot) or ``plus_minus_one`` (the original's LabelBinarizer(-1, 1)).
     """
+
+    kind = "multiclass"
 
     _parameter_constraints: dict = {
         "hidden_units": [Interval(Integral, 1, None, closed="left")],
@@ -114,50 +173,19 @@ class ELMClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
 
-    def _hidden(self, X: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-        x = torch.as_tensor(np.require(X, requirements="W"), dtype=dtype, device=self.device_)  # torch needs writable memory
-        return linear(x, self.w1_.to(dtype), self.b1_.to(dtype)).relu_()
-
-    def _draw(self, n_features: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """W1 (hidden_units, n_features), as torch.nn.Linear's weight, and b1."""
-        rng = check_random_state(self.random_state)
-        if self.hidden_draw == "original":
-            b = rng.normal(size=self.hidden_units)
-            w = rng.normal(size=(n_features, self.hidden_units))
-            return torch.from_numpy(w.T.copy()), torch.from_numpy(b)
-        gen = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
-        w = torch.randn(self.hidden_units, n_features, generator=gen).div_(np.sqrt(n_features))
-        return w, torch.randn(self.hidden_units, generator=gen)
-
     def fit(self, X, y) -> "ELMClassifier":
         self._validate_params()
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
-        self.device_ = resolve_device(self.device)
-        w, b = self._draw(X.shape[1])
-        self.w1_, self.b1_ = w.to(self.device_), b.to(self.device_)  # as drawn; _hidden casts them
-        h = self._hidden(X, torch.float64 if self.alpha == 0 else torch.float32)
-        dual = h.shape[1] > h.shape[0]  # more units than samples: the (n_samples x n_samples) form
-        self.solver_ = "pinv" if self.alpha == 0 else solver_for(h, self.alpha)
-        if self.solver_ in ("float64", "lstsq"):
-            h = self._hidden(X, torch.float64)
-        dtype = h.dtype
-        off = -1.0 if self.targets == "plus_minus_one" else 0.0
-        targets = torch.full((len(codes), len(self.classes_)), off, dtype=dtype, device=self.device_)
-        targets[torch.arange(len(codes)), torch.as_tensor(codes, device=self.device_)] = 1.0
-        if self.solver_ == "pinv":
-            self.w2_ = torch.linalg.pinv(h, rtol=PINV_RTOL) @ targets
-        elif not dual:  # primal: (H'H + aI) W2 = H'Y
-            self.w2_ = ridge_solve(lower_gram(h), h.T @ targets, self.alpha, self.solver_)
-        else:  # dual: W2 = H' (HH' + aI)^-1 Y
-            self.w2_ = h.T @ ridge_solve(linear(h, h), targets, self.alpha, self.solver_)
-        return self
 
-    def _outputs(self, X) -> np.ndarray:
-        check_is_fitted(self, "w2_")
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return (self._hidden(X, self.w2_.dtype) @ self.w2_).cpu().numpy()
+        def one_hot(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+            off = -1.0 if self.targets == "plus_minus_one" else 0.0
+            targets = torch.full((len(codes), len(self.classes_)), off, dtype=dtype, device=device)
+            targets[torch.arange(len(codes)), torch.as_tensor(codes, device=device)] = 1.0
+            return targets
+
+        return self._fit_outputs(X, one_hot)
 
     def decision_function(self, X) -> np.ndarray:
         """One column per class; for two classes, as scikit-learn's classifiers, one value per
@@ -169,11 +197,81 @@ class ELMClassifier(ClassifierMixin, BaseEstimator):
         outputs = self._outputs(X)
         return self.classes_[outputs.argmax(axis=1)]
 
+
+class ELMTagger(ELMClassifier):
+    """The ELM for multilabel tagging: one output per tag, the same hidden layer (the same draw
+    from ``random_state``) and the same ridge solve as ``ELMClassifier``, whose one-hot targets
+    become each row's 0/1 tag vector (``targets=plus_minus_one``: -1/1). ``decision_function``
+    returns the (n_samples, n_tags) outputs; ``predict`` says 1 where an output is past the
+    middle of the two target values (0.5, or 0 for plus_minus_one)."""
+
+    kind = "multilabel"
+
+    def fit(self, X, y) -> "ELMTagger":
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True)
+        Y = check_tags(y)
+        self.classes_ = np.arange(Y.shape[1])
+        self.n_outputs_ = Y.shape[1]
+
+        def tags(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+            targets = torch.as_tensor(Y, device=device).to(dtype)
+            return targets.mul_(2).sub_(1) if self.targets == "plus_minus_one" else targets
+
+        return self._fit_outputs(X, tags)
+
+    def decision_function(self, X) -> np.ndarray:
+        return self._outputs(X)
+
+    def predict(self, X) -> np.ndarray:
+        middle = 0.0 if self.targets == "plus_minus_one" else 0.5
+        return (self._outputs(X) > middle).astype(np.uint8)
+
     def __sklearn_tags__(self):
-        """With ``alpha > 0`` the products and the solve run in float32, summed in an order that
-        depends on the number of rows and on the threads: refits and predictions on subsets
-        agree to float32 rounding (about 1e-6 relative), not bit for bit, so scikit-learn's
-        exact-equality checks of that kind do not apply. ``alpha=0`` (float64) is deterministic."""
         tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.alpha != 0
+        tags.classifier_tags.multi_label = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
         return tags
+
+
+class ELMRegressor(RegressorMixin, _ELMBase):
+    """The ELM for regression: the targets are standardized on the training rows (mean 0,
+    variance 1) and solved for as one output, with the same hidden layer and ridge solve as
+    ``ELMClassifier``; ``predict`` returns values in the targets' own units. (``targets`` of the
+    classifier has no meaning here.)"""
+
+    kind = "regression"
+
+    _parameter_constraints: dict = {
+        k: v for k, v in ELMClassifier._parameter_constraints.items() if k != "targets"
+    }
+
+    def __init__(
+        self,
+        hidden_units: int = 1200,
+        alpha: float = 1.0,
+        hidden_draw: str = "scaled",
+        random_state=None,
+        device: str = "cpu",
+    ):
+        self.hidden_units = hidden_units
+        self.alpha = alpha
+        self.hidden_draw = hidden_draw
+        self.random_state = random_state
+        self.device = device
+
+    def fit(self, X, y) -> "ELMRegressor":
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True)
+        y = check_targets(y)
+        self.target_mean_, self.target_scale_ = standardizer(y)
+        z = (y - self.target_mean_) / self.target_scale_
+
+        def standardized(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+            return torch.as_tensor(z[:, None], device=device).to(dtype)
+
+        return self._fit_outputs(X, standardized)
+
+    def predict(self, X) -> np.ndarray:
+        return self._outputs(X)[:, 0].astype(np.float64) * self.target_scale_ + self.target_mean_

@@ -1,0 +1,252 @@
+"""The linear probe (``classifier=linear``): logistic regression for one label a clip, one-vs-rest
+logistic regression for tags, ridge regression for targets, on the embeddings (standardized by
+the pipeline where ``standardize``), as X-ARES and MARBLE score an encoder with a linear model.
+
+One regularization knob for every kind, ``C``, scikit-learn's: the logistic losses minimize
+``sum_i loss_i + ||W||^2 / (2 C)`` (the intercepts unpenalized), as ``LogisticRegression(C=C)``;
+ridge minimizes ``sum_i (y_i - f(x_i))^2 + ||w||^2 / (2 C)``, i.e. scikit-learn's ``Ridge`` with
+``alpha = 1 / (2 C)`` (the same penalty weight against a sum of squared errors), on targets
+standardized on the training rows (which leaves ridge's predictions as they are: the solution
+is linear in the targets) and returned in their own units.
+
+The logistic fits run in torch on ``device``: L-BFGS (strong Wolfe line search, history 10, as
+scipy's) on the mean loss plus ``||W||^2 / (2 C n)`` (scikit-learn's scaling of the same
+objective), stopped where the largest gradient entry is below ``tol`` (scikit-learn's ``tol``
+criterion for lbfgs) or after ``max_iter`` iterations. For tags, all tags are one batched problem,
+(n, d) x (d, n_tags) products: the objective is the sum of the independent per-tag objectives,
+so its minimizer is each tag's own logistic regression and the gradient criterion holds for
+every tag. Products in float32. Ridge is one (d x d) or (n x n) Cholesky solve in float64.
+
+Differences from the two benchmarks: X-ARES and MARBLE train their linear layer with Adam on
+mini-batches for a fixed number of epochs and choose the epoch on the validation split; here the
+convex problem is solved to convergence and ``C`` is what the sweeper chooses on validation.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..devices import resolve_device
+from .kinds import check_tags, check_targets, constant_tags, standardizer
+
+
+def logistic_lbfgs(x: torch.Tensor, targets: torch.Tensor, loss: str, C: float, max_iter: int, tol: float):
+    """(W (d, k), b (k,), iterations) minimizing mean(loss) + ||W||^2 / (2 C n): ``loss``
+    ``softmax`` (targets: class codes) or ``sigmoid`` (targets: (n, k) of 0/1, a sum over the
+    k columns). W starts at zero, b at the training rows' log odds."""
+    n, d = x.shape
+    if loss == "softmax":
+        k = int(targets.max()) + 1
+        freq = torch.bincount(targets, minlength=k).to(x.dtype) / n
+        b0 = freq.clamp_min(1e-12).log()
+    else:
+        k = targets.shape[1]
+        p = targets.mean(0).clamp(1e-6, 1 - 1e-6)
+        b0 = (p / (1 - p)).log()
+    w = torch.zeros(d, k, dtype=x.dtype, device=x.device, requires_grad=True)
+    b = b0.clone().requires_grad_(True)
+    penalty = 1.0 / (2.0 * C * n)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, max_eval=max_iter * 5 // 4, tolerance_grad=tol,
+                            tolerance_change=1e-12, history_size=10, line_search_fn="strong_wolfe")  # fmt: skip
+
+    def closure():
+        opt.zero_grad()
+        logits = torch.addmm(b, x, w)
+        if loss == "softmax":
+            value = F.cross_entropy(logits, targets)
+        else:
+            value = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / n
+        value = value + penalty * (w * w).sum()
+        value.backward()
+        return value
+
+    opt.step(closure)
+    iterations = int(opt.state[w].get("n_iter", 0))
+    return w.detach(), b.detach(), iterations
+
+
+class _LinearBase(BaseEstimator):
+    kind: str
+
+    _parameter_constraints: dict = {
+        "C": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "device": [str],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-4, device: str = "cpu", random_state=None):
+        self.C = C
+        self.max_iter = max_iter
+        self.tol = tol
+        self.device = device
+        self.random_state = random_state  # the fits are deterministic: taken, as every estimator here takes it
+
+    def _tensor(self, X: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.require(X, dtype=np.float32, requirements="W"), device=self.device_)
+
+    def _logits(self, X) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        X = validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+        w = torch.as_tensor(self.coef_.T, dtype=torch.float32, device=self.device_)
+        b = torch.as_tensor(self.intercept_, dtype=torch.float32, device=self.device_)
+        return torch.addmm(b, self._tensor(X), w).double().cpu().numpy()
+
+    def __sklearn_tags__(self):
+        """Float32 products summed in an order that depends on the number of rows: values on a
+        subset of the rows agree with those on all of them to float32 rounding."""
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = True
+        return tags
+
+
+class LinearProbeClassifier(ClassifierMixin, _LinearBase):
+    """Logistic regression (multinomial; binary for two classes, as scikit-learn's
+    ``LogisticRegression``) in torch on ``device``. ``coef_`` (k, d), ``intercept_`` (k,), with
+    k = 1 for two classes; ``n_iter_`` the L-BFGS iterations."""
+
+    kind = "multiclass"
+
+    def fit(self, X, y) -> "LinearProbeClassifier":
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64])
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        self.device_ = resolve_device(self.device)
+        x = self._tensor(X)
+        if len(self.classes_) == 1:
+            raise ValueError("LinearProbeClassifier needs samples of at least 2 classes in the data; got 1 class")
+        if len(self.classes_) == 2:
+            targets = torch.as_tensor(codes[:, None], dtype=torch.float32, device=self.device_)
+            w, b, self.n_iter_ = logistic_lbfgs(x, targets, "sigmoid", self.C, self.max_iter, self.tol)
+        else:
+            targets = torch.as_tensor(codes, dtype=torch.long, device=self.device_)
+            w, b, self.n_iter_ = logistic_lbfgs(x, targets, "softmax", self.C, self.max_iter, self.tol)
+        self.coef_, self.intercept_ = w.T.double().cpu().numpy(), b.double().cpu().numpy()
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """One column per class; for two classes one value per sample (positive for ``classes_[1]``)."""
+        logits = self._logits(X)
+        return logits[:, 0] if len(self.classes_) == 2 else logits
+
+    def predict_proba(self, X) -> np.ndarray:
+        logits = self._logits(X)
+        if len(self.classes_) == 2:
+            p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            return np.stack([1 - p, p], axis=1)
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        scores = self.decision_function(X)
+        return self.classes_[(scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)]
+
+
+class LinearProbeTagger(ClassifierMixin, _LinearBase):
+    """One-vs-rest logistic regression for tags, every tag in one batched L-BFGS problem in torch
+    on ``device``. ``decision_function`` returns the logits (n_samples, n_tags); ``predict`` 1
+    where a logit is positive. A tag with one value only in the training rows scores a constant,
+    -1 (never present) or +1 (always)."""
+
+    kind = "multilabel"
+
+    def fit(self, X, y) -> "LinearProbeTagger":
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], multi_output=True)
+        Y = check_tags(y)
+        self.device_ = resolve_device(self.device)
+        self.classes_ = np.arange(Y.shape[1])
+        self.n_outputs_ = Y.shape[1]
+        constant = constant_tags(Y)
+        self.coef_ = np.zeros((Y.shape[1], X.shape[1]))
+        self.intercept_ = np.where(Y[0] == 1, 1.0, -1.0) * constant  # the constant tags' scores
+        self.n_iter_ = 0
+        learn = np.flatnonzero(~constant)
+        if len(learn):
+            targets = torch.as_tensor(Y[:, learn], dtype=torch.float32, device=self.device_)
+            w, b, self.n_iter_ = logistic_lbfgs(self._tensor(X), targets, "sigmoid", self.C, self.max_iter, self.tol)
+            self.coef_[learn], self.intercept_[learn] = w.T.double().cpu().numpy(), b.double().cpu().numpy()
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        return self._logits(X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Each tag's probability (n_samples, n_tags), as scikit-learn's multilabel estimators."""
+        return 1.0 / (1.0 + np.exp(-self._logits(X)))
+
+    def predict(self, X) -> np.ndarray:
+        return (self._logits(X) > 0).astype(np.uint8)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        return tags
+
+
+class LinearProbeRegressor(RegressorMixin, _LinearBase):
+    """Ridge regression with ``alpha = 1 / (2 C)`` (scikit-learn's ``Ridge(alpha)``, intercept
+    unpenalized), solved by Cholesky in float64 on ``device``, in the (d x d) form or the
+    (n x n) one, whichever is smaller (a direct solve: no ``max_iter`` or ``tol``)."""
+
+    kind = "regression"
+
+    _parameter_constraints: dict = {k: v for k, v in _LinearBase._parameter_constraints.items() if k not in ("max_iter", "tol")}
+
+    def __init__(self, C: float = 1.0, device: str = "cpu", random_state=None):
+        self.C = C
+        self.device = device
+        self.random_state = random_state
+
+    def fit(self, X, y) -> "LinearProbeRegressor":
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=True)
+        y = check_targets(y)
+        self.device_ = resolve_device(self.device)
+        self.target_mean_, self.target_scale_ = standardizer(y)
+        x = torch.as_tensor(np.require(X, requirements="W"), dtype=torch.float64, device=self.device_)
+        z = torch.as_tensor((y - self.target_mean_) / self.target_scale_, dtype=torch.float64, device=self.device_)
+        mean = x.mean(0)
+        xc = x - mean
+        alpha = 1.0 / (2.0 * self.C)
+        if xc.shape[1] <= xc.shape[0]:  # (X'X + aI) w = X'z
+            gram = xc.T @ xc
+            w = torch.cholesky_solve((xc.T @ z)[:, None], _cholesky(gram, alpha))[:, 0]
+        else:  # w = X' (XX' + aI)^-1 z
+            gram = xc @ xc.T
+            w = xc.T @ torch.cholesky_solve(z[:, None], _cholesky(gram, alpha))[:, 0]
+        self.coef_ = (w * self.target_scale_).cpu().numpy()
+        self.intercept_ = float(self.target_mean_ - (mean @ w).item() * self.target_scale_)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False  # float64 throughout
+        return tags
+
+
+def _cholesky(gram: torch.Tensor, alpha: float) -> torch.Tensor:
+    gram.diagonal().add_(alpha)
+    factor, info = torch.linalg.cholesky_ex(gram)
+    if int(info) != 0:  # only where alpha is far below the rounding of gram: lift the diagonal
+        gram.diagonal().add_(gram.diagonal().abs().max() * 1e-12)
+        factor = torch.linalg.cholesky(gram)
+    return factor
