@@ -1,5 +1,5 @@
 """Shared helpers and fixtures: generated audio in real formats, running the CLI in a clean
-folder, reading the MLflow store a run wrote, front-ends and clips, and spec/method.md's table."""
+folder, reading the MLflow store a run wrote, front-ends and clips, and docs/method.md's table."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import contextlib
+import logging
 import io
 import shutil
 import subprocess
@@ -156,7 +157,31 @@ def run_here(cwd: Path, *overrides: str) -> tuple[str, str]:
     return out.getvalue(), err.getvalue()
 
 
-# spec/method.md, "Front-ends": the feature-vector lengths, small and large.
+def sweep_here(cwd: Path, *overrides: str) -> str:
+    """``python -m elm_audio -m <overrides>`` as Hydra runs it, in this process (see
+    conftest.as_a_run_in: a new interpreter's imports would cost more than the sweep); the
+    logging Hydra configures is undone after. Returns what the sweep printed."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from elm_audio.__main__ import app
+
+    loggers = [logging.root, *(v for v in logging.root.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    before = [(lg, lg.level, lg.handlers[:], lg.propagate, lg.disabled) for lg in loggers]
+    try:
+        with as_a_run_in(cwd) as (out, err), mock.patch.object(sys, "argv", ["elm_audio", "-m", *overrides]):
+            app()
+    except SystemExit:
+        raise AssertionError(f"the sweep failed:\n{out.getvalue()}\n{err.getvalue()}") from None
+    finally:
+        GlobalHydra.instance().clear()
+        for lg, level, handlers, propagate, disabled in before:
+            lg.setLevel(level)
+            lg.handlers[:] = handlers
+            lg.propagate, lg.disabled = propagate, disabled
+    return out.getvalue()
+
+
+# docs/method.md, "Front-ends": the feature-vector lengths, small and large.
 LENGTHS = {
     "sample_level": (161, 3584),
     "frame_level": (160, 3584),

@@ -43,10 +43,10 @@ def test_an_experiment_without_this_versions_view_gets_it_and_one_with_it_is_lef
     client = MlflowClient(uri)
     older = client.create_experiment("elm_audio/older")  # as made by a version without the view
     assert tracking.experiment_id("elm_audio/older", uri) == older
-    assert client.get_experiment(older).tags[VIEW_TAG] == tracking.RUNS_VIEW
+    assert client.get_experiment(older).tags[VIEW_TAG] == tracking.runs_view()
     client.set_experiment_tag(older, VIEW_TAG, '{"selectedColumns":[]}')  # an older version's
     tracking.experiment_id("elm_audio/older", uri)
-    assert client.get_experiment(older).tags[VIEW_TAG] == tracking.RUNS_VIEW
+    assert client.get_experiment(older).tags[VIEW_TAG] == tracking.runs_view()
     written = []
     monkeypatch.setattr(MlflowClient, "set_experiment_tag", lambda self, *args: written.append(args))
     tracking.experiment_id("elm_audio/older", uri)

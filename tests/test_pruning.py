@@ -4,16 +4,13 @@ the run's aggregates), the sweep counts it apart and the report leaves it out.""
 
 from __future__ import annotations
 
-import logging
 import re
-import sys
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import optuna
 import pytest
-from conftest import as_a_run_in, local_uri, logged_runs
+from conftest import local_uri, logged_runs, sweep_here
 from omegaconf import OmegaConf
 
 from elm_audio.config import CONFIG_DIR, ConfigError
@@ -39,30 +36,6 @@ FOLD_METRIC = re.compile(r"fold(\d+)_(val|test)_accuracy")
 def cache(tmp_path_factory) -> str:
     """One feature cache for the module's sweeps: the features are extracted once."""
     return f"cache.dir={tmp_path_factory.mktemp('pruning_cache')}"
-
-
-def sweep_here(cwd: Path, *overrides: str) -> str:
-    """``python -m elm_audio -m <overrides>`` as Hydra runs it, in this process (see
-    conftest.as_a_run_in: a new interpreter's imports would cost more than the sweep); the
-    logging Hydra configures is undone after. Returns what the sweep printed."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    from elm_audio.__main__ import app
-
-    loggers = [logging.root, *(v for v in logging.root.manager.loggerDict.values() if isinstance(v, logging.Logger))]
-    before = [(lg, lg.level, lg.handlers[:], lg.propagate, lg.disabled) for lg in loggers]
-    try:
-        with as_a_run_in(cwd) as (out, err), mock.patch.object(sys, "argv", ["elm_audio", "-m", *overrides]):
-            app()
-    except SystemExit:
-        raise AssertionError(f"the sweep failed:\n{out.getvalue()}\n{err.getvalue()}") from None
-    finally:
-        GlobalHydra.instance().clear()
-        for lg, level, handlers, propagate, disabled in before:
-            lg.setLevel(level)
-            lg.handlers[:] = handlers
-            lg.propagate, lg.disabled = propagate, disabled
-    return out.getvalue()
 
 
 def trial_runs(cwd):
@@ -169,12 +142,12 @@ def test_evaluate_reports_each_fold_in_the_protocols_order_and_stops_when_told()
 
     stopped = evaluate(LogisticRegression, features, labels, splits, report=stop_at_second)
     assert stopped.stopped and stopped.planned == 4 and [s.name for s in stopped.splits] == ["fold1"]
-    assert seen == [(0, stopped.splits[0].val_accuracy, False)]
+    assert seen == [(0, stopped.splits[0].val_score, False)]
     assert set(stopped.metrics) == {"fit_seconds", "fold1_val_accuracy", "fold1_test_accuracy"}
     seen.clear()
     full = evaluate(LogisticRegression, features, labels, splits, report=lambda step, objective, last: seen.append(objective) or last)
     assert not full.stopped and len(full.splits) == 4  # a "stop" after the last fold stops nothing
-    assert seen[-1] == full.metrics["val_accuracy"] and seen[0] == full.splits[0].val_accuracy
+    assert seen[-1] == full.metrics["val_accuracy"] and seen[0] == full.splits[0].val_score
 
 
 def test_the_pruner_is_chosen_by_name_and_bad_values_are_refused_in_one_line():

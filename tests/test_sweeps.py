@@ -19,7 +19,7 @@ from conftest import QUICK, local_uri, logged_runs, run_cli, seed_empty_store
 from services import mlflow_server, postgres, postgres_bin
 
 from elm_audio import processes, tracking
-from elm_audio.sweeps import expand_grid, interrupted, nested_test_accuracy, open_storage
+from elm_audio.sweeps import expand_grid, interrupted, nested_test_score, open_storage
 
 pytestmark = pytest.mark.slow
 
@@ -110,8 +110,8 @@ def test_grid_expansion_and_nested_accuracy():
         {"fold1_val_accuracy": 0.2, "fold1_test_accuracy": 1.0, "fold2_val_accuracy": 0.8, "fold2_test_accuracy": 0.7},
     ]
     # fold 1 takes run 0 (val 0.9): 0.5; fold 2 takes run 1 (val 0.8): 0.7
-    assert nested_test_accuracy(runs) == pytest.approx(0.6)
-    assert nested_test_accuracy([{"test_accuracy": 1.0}]) is None
+    assert nested_test_score(runs) == pytest.approx(0.6)
+    assert nested_test_score([{"test_accuracy": 1.0}]) is None
 
 
 def test_storage_urls_are_shown_without_their_password():

@@ -6,6 +6,7 @@ from omegaconf import DictConfig
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .classifiers.kinds import ESTIMATOR_KEYS
 from .config import build
 from .datasets import Dataset
 from .frontends import FrontEnd
@@ -20,12 +21,13 @@ def build_frontend(cfg: DictConfig) -> FrontEnd:
     return build(cfg.frontend.net).init_weights(cfg.seed)
 
 
-def build_estimator(classifier: DictConfig, seed: int):
-    """The bare classifier of the ``classifier`` config group, seeded."""
-    return build(classifier.estimator, random_state=seed)
+def build_estimator(classifier: DictConfig, seed: int, kind: str = "multiclass"):
+    """The bare estimator of the ``classifier`` config group for a task ``kind``, seeded
+    (validate.py has refused a classifier without one for the kind)."""
+    return build(classifier[ESTIMATOR_KEYS[kind]], random_state=seed)
 
 
-def build_classifier(classifier: DictConfig, seed: int) -> Pipeline:
-    """A fresh, unfitted pipeline: standardization where ``classifier.standardize``, then the classifier."""
+def build_classifier(classifier: DictConfig, seed: int, kind: str = "multiclass") -> Pipeline:
+    """A fresh, unfitted pipeline: standardization where ``classifier.standardize``, then the estimator."""
     steps = [StandardScaler()] if classifier.standardize else []
-    return make_pipeline(*steps, build_estimator(classifier, seed))
+    return make_pipeline(*steps, build_estimator(classifier, seed, kind))

@@ -21,8 +21,9 @@ from omegaconf import DictConfig
 from tabulate import tabulate
 
 from .redaction import redact
+from .scoring import PRIMARY
 
-PRIMARY = "test_accuracy"  # the metric a job is ranked by
+SCORES = tuple(f"test_{name}" for name in PRIMARY.values())  # a job is ranked by its kind's
 LOG = "grid.jsonl"
 SIZE = "grid.json"
 
@@ -97,21 +98,23 @@ class GridProgress(Callback):
         from . import tracking  # MLflow's import, where a job has run (and so imported it) already
 
         failed = job_return is None or getattr(job_return.status, "name", "") != "COMPLETED"
-        score = None if failed else tracking.last_run_metrics().get(PRIMARY)
+        metrics = {} if failed else tracking.last_run_metrics()
+        metric = next((name for name in SCORES if name in metrics), SCORES[0])
         line = {"job": int(config.hydra.job.num) + 1, "frontend": config.frontend.name, "size": config.feature_size.name,
-                "classifier": config.classifier.name, PRIMARY: score, "seconds": time.monotonic() - self.started}  # fmt: skip
+                "classifier": config.classifier.name, "metric": metric, "score": metrics.get(metric),
+                "seconds": time.monotonic() - self.started}  # fmt: skip
         with (Path(config.hydra.sweep.dir) / LOG).open("a") as fh:  # one short append: whole lines
             fh.write(json.dumps(line) + "\n")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not is_grid(config):
             return
-        done = sorted(read_log(Path(config.hydra.sweep.dir)), key=lambda j: -1.0 if j[PRIMARY] is None else -j[PRIMARY])
+        done = sorted(read_log(Path(config.hydra.sweep.dir)), key=lambda j: math.inf if j["score"] is None else -j["score"])
         if not done:
             return
         rows = [[j["job"], j["frontend"], j["size"], j["classifier"],
-                 "failed" if j[PRIMARY] is None else f"{j[PRIMARY]:.4f}", minutes(j["seconds"])] for j in done]  # fmt: skip
+                 "failed" if j["score"] is None else f"{j['score']:.4f}", minutes(j["seconds"])] for j in done]  # fmt: skip
         print("\ngrid finished, best first:", flush=True)
-        print(tabulate(rows, headers=["job", "front-end", "size", "classifier", PRIMARY, "time"]), flush=True)
+        print(tabulate(rows, headers=["job", "front-end", "size", "classifier", done[0]["metric"], "time"]), flush=True)
         uri = config.tracking.uri
         print(f"compare them: python -m elm_audio.report{f' --tracking-uri {redact(uri)}' if uri else ''}", flush=True)

@@ -21,7 +21,7 @@ from .frontends.imported import Embeddings, Imported
 from .frontends.profile import profile
 from .precision import effective_precision
 from .protocols import Split, make_splits
-from .validate import validate
+from .validate import fits_kind, validate
 
 
 @dataclass
@@ -43,6 +43,7 @@ def make_plan(cfg: DictConfig) -> Plan:
     dataset = build_dataset(cfg)
     survey = dataset.survey(cfg.protocol.mode)
     index = dataset.to_index(survey)
+    fits_kind(cfg, index)
     splits = make_splits(index, cfg.protocol.mode)
     frontend = build_frontend(cfg)
     if isinstance(frontend, Embeddings):  # vectors computed elsewhere: one for every clip

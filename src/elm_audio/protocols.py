@@ -1,4 +1,4 @@
-"""Evaluation protocols (spec/method.md, "Datasets and protocols").
+"""Evaluation protocols (docs/method.md, "Datasets and protocols").
 
 Fixed partitions: fit on train, validate on validation, score on test.
 
@@ -6,7 +6,7 @@ Folds, ``honest`` (default): for test fold k the validation fold is the next one
 wrapping to the first) and the model is fitted on the remaining folds, so no test fold takes
 part in any choice. ``paper``: the original code's cross-validation, fitting on all other folds
 and scoring on fold k; the same scores choose the hyper-parameters and report the result
-(``val_accuracy`` equals ``test_accuracy``), which flatters every figure a little.
+(``val_<metric>`` equals ``test_<metric>``), which flatters every figure a little.
 """
 
 from __future__ import annotations
@@ -17,19 +17,22 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from sklearn.base import ClassifierMixin
-from sklearn.neighbors import KNeighborsClassifier
+from sklearn.base import BaseEstimator
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from .classifiers.kinds import fit_with_eval_set
+from .classifiers.knn import KNNProbeClassifier, KNNProbeRegressor, KNNProbeTagger
 from .config import ConfigError, shown
 from .datasets.index import ClipIndex
+from .scoring import SECONDARY, Score, output, primary, score
 
 Mode = Literal["honest", "paper"]
 MODES = ("honest", "paper")
 # How fold scores make a run's figure: their plain mean, or weighted by fold size (the
 # original code's SVM figure, GridSearchCV's iid=True: the accuracy over all pooled clips).
 FOLD_WEIGHTINGS = ("equal", "size")
+KNN_PROBES = {"multiclass": KNNProbeClassifier, "multilabel": KNNProbeTagger, "regression": KNNProbeRegressor}
 
 
 @dataclass(frozen=True)
@@ -50,12 +53,19 @@ class Split:
 
 @dataclass
 class SplitResult:
+    """One split's scores on the kind's primary metric (``scoring.py``), and the test clips'
+    outputs they were computed from."""
+
     name: str
-    val_accuracy: float
-    test_accuracy: float
+    val_score: float
+    test: Score
     test_rows: np.ndarray
-    test_predictions: np.ndarray
+    test_output: np.ndarray
     n_validation: int
+
+    @property
+    def test_score(self) -> float:
+        return self.test.value
 
 
 @dataclass
@@ -66,39 +76,57 @@ class Evaluation:
     fold_weighting: str = "equal"
     # the protocol's splits where fewer were fitted (a pruned sweep trial); None: all were
     planned: int | None = None
+    kind: str = "multiclass"
     metrics: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
-        """The run's figures over its splits; a stopped evaluation has only its splits' own
-        (no val_accuracy or test_accuracy: a mean over some folds is no result to compare)."""
+        """The run's figures over its splits (names: ``scoring.py``'s contract); a stopped
+        evaluation has only its splits' own (no val_<metric> or test_<metric>: a mean over some
+        folds is no result to compare)."""
         self.metrics = {"fit_seconds": self.fit_seconds}
+        name = primary(self.kind)
+        by_size = self.fold_weighting == "size"
+        test_weights = [len(s.test_rows) for s in self.splits] if by_size else None
         if not self.stopped:
-            test = np.array([s.test_accuracy for s in self.splits])
-            by_size = self.fold_weighting == "size"
-            test_weights = [len(s.test_rows) for s in self.splits] if by_size else None
-            self.metrics.update(
-                val_accuracy=running_val_accuracy(self.splits, self.fold_weighting),
-                test_accuracy=float(np.average(test, weights=test_weights)),
-                test_accuracy_std=float(test.std()),
-                n_test_clips=float(sum(len(s.test_rows) for s in self.splits)),
-            )
+            test = np.array([s.test_score for s in self.splits])
+            self.metrics.update({
+                f"val_{name}": running_objective(self.splits, self.fold_weighting),
+                f"test_{name}": float(np.average(test, weights=test_weights)),
+                f"test_{name}_std": float(test.std()),
+                "n_test_clips": float(sum(len(s.test_rows) for s in self.splits)),
+            })  # fmt: skip
+            for extra in SECONDARY[self.kind]:
+                values = np.array([s.test.secondary[extra] for s in self.splits])
+                self.metrics[f"test_{extra}"] = float(np.average(values, weights=test_weights))
+            if self.kind == "multilabel":
+                self.metrics["test_chance_map"] = float(np.average([s.test.chance for s in self.splits], weights=test_weights))
         if len(self.splits) > 1 or self.stopped:
             for s in self.splits:
-                self.metrics[f"{s.name}_test_accuracy"] = s.test_accuracy
+                self.metrics[f"{s.name}_test_{name}"] = s.test_score
                 if self.mode == "honest":
-                    self.metrics[f"{s.name}_val_accuracy"] = s.val_accuracy
+                    self.metrics[f"{s.name}_val_{name}"] = s.val_score
+                for extra in SECONDARY[self.kind]:
+                    self.metrics[f"{s.name}_test_{extra}"] = s.test.secondary[extra]
+        if self.kind == "multilabel":
+            for s in self.splits:
+                self.metrics[f"{s.name}_tags_left_out"] = float(s.test.tags_left_out)
 
     @property
     def stopped(self) -> bool:
         """Whether fitting stopped before the protocol's last split (a pruned trial)."""
         return self.planned is not None
 
+    def tag_ap(self) -> np.ndarray:
+        """Each tag's average precision, the mean over the splits where it was scored (NaN: none)."""
+        with np.errstate(all="ignore"):
+            return np.nanmean(np.vstack([s.test.tag_ap for s in self.splits]), axis=0)
 
-def running_val_accuracy(splits: list[SplitResult], fold_weighting: str = "equal") -> float:
+
+def running_objective(splits: list[SplitResult], fold_weighting: str = "equal") -> float:
     """The objective over the splits fitted so far, weighted as the run's own figure is: after
-    the last split, the run's ``val_accuracy``."""
+    the last split, the run's ``val_<metric>``."""
     weights = [s.n_validation for s in splits] if fold_weighting == "size" else None
-    return float(np.average([s.val_accuracy for s in splits], weights=weights))
+    return float(np.average([s.val_score for s in splits], weights=weights))
 
 
 def make_splits(index: ClipIndex, mode: Mode = "honest") -> list[Split]:
@@ -131,52 +159,59 @@ def make_splits(index: ClipIndex, mode: Mode = "honest") -> list[Split]:
 
 
 def evaluate(
-    make_classifier: Callable[[], ClassifierMixin],
+    make_classifier: Callable[[], BaseEstimator],
     features: np.ndarray,
     labels: np.ndarray,
     splits: list[Split],
     mode: Mode = "honest",
     fold_weighting: str = "equal",
     report: Callable[[int, float, bool], bool] | None = None,
+    kind: str = "multiclass",
 ) -> Evaluation:
-    """Fit one classifier per split and score it; validation and test use the same fit.
+    """Fit one model per split and score it on the ``kind``'s primary metric; validation and
+    test use the same fit. ``labels``: the model's y (``ClipIndex.y()``).
 
     ``report`` (a sweep's pruning) is called after each split, in the protocol's order (fixed:
     make_splits follows the sorted fold numbers), with the split's index, the running objective
-    (``running_val_accuracy``) and whether it was the last; where it returns True the remaining
+    (``running_objective``) and whether it was the last; where it returns True the remaining
     splits are not fitted and the evaluation is ``stopped``."""
     labels = np.asarray(labels)
     results = []
     start = time.perf_counter()
     for step, split in enumerate(splits):
-        model = make_classifier().fit(features[split.train], labels[split.train])
-        predictions = model.predict(features[split.test])
-        test_acc = float(np.mean(predictions == labels[split.test]))
+        held_out = None if split.validation is None else (features[split.validation], labels[split.validation])
+        model = fit_with_eval_set(make_classifier(), features[split.train], labels[split.train], held_out)
+        out = output(kind, model, features[split.test])
+        test = score(kind, labels[split.test], out, f"test split {split.name}")
         if split.validation is not None:
-            val_acc = float(np.mean(model.predict(features[split.validation]) == labels[split.validation]))
+            val = score(kind, labels[split.validation], output(kind, model, features[split.validation]),
+                        f"validation split of {split.name}").value  # fmt: skip
         else:
-            val_acc = test_acc
+            val = test.value
         n_val = len(split.test) if split.validation is None else len(split.validation)
-        results.append(SplitResult(split.name, val_acc, test_acc, split.test, predictions, n_val))
+        results.append(SplitResult(split.name, val, test, split.test, out, n_val))
         last = step == len(splits) - 1
-        if report is not None and report(step, running_val_accuracy(results, fold_weighting), last) and not last:
-            return Evaluation(results, time.perf_counter() - start, mode, fold_weighting, planned=len(splits))
-    return Evaluation(results, time.perf_counter() - start, mode, fold_weighting)
+        if report is not None and report(step, running_objective(results, fold_weighting), last) and not last:
+            return Evaluation(results, time.perf_counter() - start, mode, fold_weighting, planned=len(splits), kind=kind)
+    return Evaluation(results, time.perf_counter() - start, mode, fold_weighting, kind=kind)
 
 
-def knn_probe(features: np.ndarray, labels: np.ndarray, splits: list[Split], k: int, fold_weighting: str = "equal") -> dict[str, float]:
+def knn_probe(
+    features: np.ndarray, labels: np.ndarray, splits: list[Split], k: int, fold_weighting: str = "equal", kind: str = "multiclass"
+) -> dict[str, float]:
     """The classifier-free probe: k nearest neighbours by cosine on the features standardized on
-    each split's training clips, scored on its test clips (k, or the training clips where fewer).
-    ``knn_accuracy`` over the splits as ``test_accuracy`` is, and ``fold<k>_knn_accuracy``."""
+    each split's training clips (classifiers/knn.py), scored on its test clips on the kind's
+    primary metric: ``knn_<metric>`` over the splits as ``test_<metric>`` is, and
+    ``fold<k>_knn_<metric>``."""
     labels = np.asarray(labels)
     scores, sizes = {}, []
     for split in splits:
-        knn = KNeighborsClassifier(n_neighbors=min(k, len(split.train)), metric="cosine", algorithm="brute")
-        model = make_pipeline(StandardScaler(), knn).fit(features[split.train], labels[split.train])
-        scores[split.name] = float(np.mean(model.predict(features[split.test]) == labels[split.test]))
+        model = make_pipeline(StandardScaler(), KNN_PROBES[kind](n_neighbors=k)).fit(features[split.train], labels[split.train])
+        scores[split.name] = score(kind, labels[split.test], output(kind, model, features[split.test]), split.name).value
         sizes.append(len(split.test))
     weights = sizes if fold_weighting == "size" else None
-    metrics = {"knn_accuracy": float(np.average(list(scores.values()), weights=weights))}
+    name = f"knn_{primary(kind)}"
+    metrics = {name: float(np.average(list(scores.values()), weights=weights))}
     if len(splits) > 1:
-        metrics.update({f"{name}_knn_accuracy": v for name, v in scores.items()})
+        metrics.update({f"{split}_{name}": v for split, v in scores.items()})
     return metrics

@@ -1,5 +1,6 @@
 """What a run records in MLflow besides its metrics: the config as params and tags, the
-feature matrix (once per cache key), the per-clip predictions and the confusion matrix."""
+feature matrix (once per cache key), the per-clip predictions and the figure its kind calls
+for (confusion matrix, per-tag AP, predicted against true)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from . import tracking
+from .classifiers.kinds import ESTIMATOR_KEYS
 from .cache import Features
 from .datasets import ClipIndex
 from .plan import Plan
@@ -31,7 +33,7 @@ from .redaction import as_written_from_environment, flatten, redact_tree
 from .summary import applicable
 
 # Config nodes that describe a search rather than this run: kept out of the params.
-NOT_PARAMS = ("classifier.search_space", "classifier.paper_grid", "sweep.")
+NOT_PARAMS = ("classifier.search_space", "classifier.kind_search_space", "classifier.paper_grid", "classifier.ignores", "sweep.")
 
 
 def log_config(cfg: DictConfig, plan: Plan) -> None:
@@ -43,9 +45,11 @@ def log_config(cfg: DictConfig, plan: Plan) -> None:
     meaningful = applicable(cfg)
     inapplicable = {f"classifier.{k}" for k in cfg.classifier if k not in meaningful}
     inapplicable |= {f"classifier.estimator.{k[len('classifier.'):]}" for k in inapplicable}
+    other_kinds = tuple(f"classifier.{node}." for kind, node in ESTIMATOR_KEYS.items() if kind != plan.index.kind)
     params = {
-        k: v for k, v in flatten(container).items() if not k.startswith(NOT_PARAMS) and k not in inapplicable
-    }
+        k: v for k, v in flatten(container).items()
+        if not k.startswith(NOT_PARAMS + other_kinds) and k not in inapplicable
+    }  # fmt: skip
     params.update(
         feature_size=cfg.feature_size.name,
         feature_dim=plan.profile["feature_dim"],
@@ -61,6 +65,7 @@ def log_config(cfg: DictConfig, plan: Plan) -> None:
         tags.update({"elm_audio.role": "trial", "sweep_id": cfg.sweep.study, "trial": str(cfg.sweep.trial)})
     else:
         tags["elm_audio.role"] = "run"
+    tags["kind"] = plan.index.kind  # what the metrics are: accuracy, mAP or R² (scoring.py)
     mlflow.set_tags(tags)
     log_dataset(plan)
 
@@ -175,14 +180,73 @@ def log_bad_clips(bad_clips: dict[str, str], silent_clips: list[str]) -> None:
 
 
 def predictions_table(evaluation: Evaluation, index: ClipIndex) -> pd.DataFrame:
+    """Every test clip's truth and output, from which the run's metrics are recomputed: always
+    ``clip_id`` and ``split``; multiclass ``label`` and ``prediction``; multilabel ``true:<tag>``
+    (0/1) and ``score:<tag>`` for every tag; regression ``target`` and ``prediction``."""
     clips = index.clips
-    return pd.DataFrame.from_records(
-        [
-            {"clip_id": clips[i].clip_id, "label": clips[i].label, "prediction": p, "split": s.name}
-            for s in evaluation.splits
-            for i, p in zip(s.test_rows, s.test_predictions)
-        ]
-    )
+    if evaluation.kind == "multiclass":
+        return pd.DataFrame.from_records(
+            [
+                {"clip_id": clips[i].clip_id, "label": clips[i].label, "prediction": p, "split": s.name}
+                for s in evaluation.splits
+                for i, p in zip(s.test_rows, s.test_output)
+            ]
+        )
+    rows = np.concatenate([s.test_rows for s in evaluation.splits])
+    table = pd.DataFrame({"clip_id": [clips[i].clip_id for i in rows],
+                          "split": [s.name for s in evaluation.splits for _ in s.test_rows]})  # fmt: skip
+    output = np.concatenate([s.test_output for s in evaluation.splits])
+    if evaluation.kind == "regression":
+        return table.assign(target=index.y()[rows], prediction=output)
+    tags = index.vocabulary
+    truth = pd.DataFrame(index.y()[rows], columns=[f"true:{t}" for t in tags])
+    scores = pd.DataFrame(output, columns=[f"score:{t}" for t in tags])
+    return pd.concat([table, truth, scores], axis=1)
+
+
+def tag_ap(evaluation: Evaluation, index: ClipIndex) -> pd.DataFrame:
+    """Per tag: its average precision (the mean over the splits that scored it; empty where
+    none had a positive clip), its positive test clips, and the name of its ``tag_ap/`` metric."""
+    positives = sum(index.y()[s.test_rows].sum(axis=0) for s in evaluation.splits)
+    return pd.DataFrame({
+        "tag": index.vocabulary,
+        "metric": [f"tag_ap/{metric_label(t)}" for t in index.vocabulary],
+        "ap": evaluation.tag_ap(),
+        "n_positive": positives,
+    })  # fmt: skip
+
+
+def tag_ap_figure(table: pd.DataFrame, frontend: str, mean_ap: float) -> Figure:
+    """Each tag's average precision, best first, with its prevalence (a constant scorer's AP) as
+    a grey tick: how far above chance each tag is."""
+    scored = table.dropna(subset=["ap"]).sort_values("ap", ascending=False)
+    fig = Figure(figsize=(max(5.0, 1.2 + 0.22 * len(scored)), 4.0), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(scored))
+    ax.bar(x, scored["ap"], color="#4c72b0")
+    n_test = table.attrs.get("n_test")
+    if n_test:
+        ax.scatter(x, scored["n_positive"] / n_test, marker="_", s=120, color="0.4", label="chance (prevalence)", zorder=3)
+        ax.legend(loc="upper right", frameon=False)
+    ax.set_xticks(x, [t if len(t) <= 20 else t[:19] + "…" for t in scored["tag"]], rotation=90)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("average precision")
+    ax.set_title(f"{frontend}\ntest mAP {mean_ap:.3f} over {len(scored)} tags", fontsize=10)
+    return fig
+
+
+def scatter_figure(predictions: pd.DataFrame, frontend: str, r2: float) -> Figure:
+    """Predicted against true values of every test clip, the identity line dashed."""
+    fig = Figure(figsize=(4.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    ax.scatter(predictions["target"], predictions["prediction"], s=10, alpha=0.6, color="#4c72b0")
+    low = float(min(predictions["target"].min(), predictions["prediction"].min()))
+    high = float(max(predictions["target"].max(), predictions["prediction"].max()))
+    ax.plot([low, high], [low, high], "--", color="0.4", linewidth=1)
+    ax.set_xlabel("true value")
+    ax.set_ylabel("predicted value")
+    ax.set_title(f"{frontend}\ntest R² {r2:.3f} ({len(predictions)} test clips)", fontsize=10)
+    return fig
 
 
 def confusion_figure(predictions: pd.DataFrame, labels: list[str], frontend: str, accuracy: float) -> Figure:
@@ -226,17 +290,29 @@ def class_accuracy(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def log_outcome(evaluation: Evaluation, index: ClipIndex) -> None:
-    """predictions.csv, the per-class recall (metrics ``class_accuracy/<label>`` and
-    class_accuracy.csv with the labels as they are) and the confusion matrix."""
+    """predictions.csv and what fits the kind: multiclass, the per-class recall (metrics
+    ``class_accuracy/<label>``, class_accuracy.csv with the labels as they are) and the confusion
+    matrix; multilabel, each tag's AP (``tag_ap/<tag>``, tag_ap.csv) and its bars; regression,
+    predicted against true values."""
     predictions = predictions_table(evaluation, index)
-    classes = class_accuracy(predictions)
-    mlflow.log_metrics({r.metric: r.recall for r in classes.itertuples()})
+    tables = {"predictions.csv": predictions}
+    if evaluation.kind == "multiclass":
+        tables["class_accuracy.csv"] = classes = class_accuracy(predictions)
+        mlflow.log_metrics({r.metric: r.recall for r in classes.itertuples()})
+    elif evaluation.kind == "multilabel":
+        tables["tag_ap.csv"] = tags = tag_ap(evaluation, index)
+        mlflow.log_metrics({r.metric: r.ap for r in tags.itertuples() if np.isfinite(r.ap)})
     with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "predictions.csv"
-        predictions.to_csv(csv, index=False)
-        mlflow.log_artifact(str(csv))
-        classes.to_csv(Path(tmp) / "class_accuracy.csv", index=False)
-        mlflow.log_artifact(str(Path(tmp) / "class_accuracy.csv"))
-    tags = mlflow.get_run(mlflow.active_run().info.run_id).data.tags  # log_config's, set after the run started
-    title = f"{tags['frontend']} ({tags['feature_size']}, {tags['classifier']})"
-    mlflow.log_figure(confusion_figure(predictions, index.labels, title, evaluation.metrics["test_accuracy"]), "confusion_matrix.png")
+        for name, table in tables.items():
+            table.to_csv(Path(tmp) / name, index=False)
+            mlflow.log_artifact(str(Path(tmp) / name))
+    tags_ = mlflow.get_run(mlflow.active_run().info.run_id).data.tags  # log_config's, set after the run started
+    title = f"{tags_['frontend']} ({tags_['feature_size']}, {tags_['classifier']})"
+    m = evaluation.metrics
+    if evaluation.kind == "multiclass":
+        mlflow.log_figure(confusion_figure(predictions, index.labels, title, m["test_accuracy"]), "confusion_matrix.png")
+    elif evaluation.kind == "multilabel":
+        tables["tag_ap.csv"].attrs["n_test"] = len(predictions)
+        mlflow.log_figure(tag_ap_figure(tables["tag_ap.csv"], title, m["test_map"]), "tag_ap.png")
+    else:
+        mlflow.log_figure(scatter_figure(predictions, title, m["test_r2"]), "scatter.png")

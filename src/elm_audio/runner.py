@@ -24,6 +24,7 @@ from .features import extract_settings, load_or_extract, share_extraction
 from .frontends.proxies import proxies
 from .plan import make_plan, probe_settings
 from .protocols import evaluate, knn_probe
+from .scoring import objective
 from .summary import pruned_line, summary_lines, trial_line
 from .training import train_and_evaluate
 
@@ -45,7 +46,7 @@ def run(cfg: DictConfig) -> float:
     uri = tracking.connect(cfg.tracking.uri)
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends the run as Ctrl-C does
     try:
-        experiment = tracking.experiment_id(tracking.experiment_name(cfg.dataset.name), uri)
+        experiment = tracking.experiment_id(tracking.experiment_name(cfg.dataset.name), uri, plan.index.kind)
         for stale in tracking.end_orphaned_runs(uri, experiment):
             print(f"elm_audio: run {stale} was left RUNNING by a process that is gone; marked KILLED", flush=True)
         return _logged_run(cfg, plan, uri, experiment, FeatureCache(cfg.cache.dir))
@@ -67,21 +68,23 @@ def _random_weights(cfg: DictConfig, plan, cache: FeatureCache, uri: str, experi
         print(f"features: from the cache, {features.path}", flush=True)
     usable = features.usable()
     splits = [split.keep(usable) for split in plan.splits]
+    kind, y = plan.index.kind, plan.index.y()  # the rows of features.matrix are the index's clips
     evaluation = evaluate(
-        lambda: build_classifier(cfg.classifier, cfg.seed),
+        lambda: build_classifier(cfg.classifier, cfg.seed, kind),
         features.matrix,
-        features.labels,
+        y,
         splits,
         cfg.protocol.mode,
         cfg.protocol.fold_weighting,
         report=sweeps.fold_reporter(cfg.sweep) if cfg.sweep.pruner is not None else None,
+        kind=kind,
     )
     if evaluation.stopped:  # pruned: its folds so far are its record, and the sweeper is told so
         line = pruned_line(cfg, evaluation, mlflow.active_run().info.run_id)
         record.log_pruned(evaluation, line)
         raise optuna.TrialPruned(line)
     probe = probe_settings(cfg)
-    evaluation.metrics.update(knn_probe(features.matrix, features.labels, splits, probe.knn_k, cfg.protocol.fold_weighting))
+    evaluation.metrics.update(knn_probe(features.matrix, y, splits, probe.knn_k, cfg.protocol.fold_weighting, kind))
     # the proxies, like the features, are computed once per cache key: other runs copy them
     known = record.proxies_of(uri, owner)
     if known is None:
@@ -133,4 +136,4 @@ def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: Feature
     record.to_job_log(lines)
     in_sweep = cfg.sweep.trial is not None
     print(trial_line(cfg, evaluation, active.info.run_id) if in_sweep else "\n".join(lines), flush=True)
-    return evaluation.metrics["val_accuracy"]
+    return evaluation.metrics[objective(evaluation.kind)]

@@ -7,28 +7,38 @@ from omegaconf import DictConfig, OmegaConf
 from . import tracking
 from .cache import Features
 from .plan import Plan
-from .protocols import Evaluation, running_val_accuracy
+from .protocols import Evaluation, running_objective
 from .redaction import redact
+from .scoring import SECONDARY, primary
 
-HYPER_PARAMETERS = ("kernel", "C", "gamma", "hidden_units", "alpha")
+HYPER_PARAMETERS = ("kernel", "C", "gamma", "epsilon", "hidden_units", "alpha", "hidden_layers", "hidden_size", "learning_rate", "dropout")
 
 
 def trial_line(cfg: DictConfig, evaluation: Evaluation, run_id: str) -> str:
     """A sweep prints one line a trial; the sweep's end says the rest."""
-    m = evaluation.metrics
+    m, name = evaluation.metrics, primary(evaluation.kind)
     hyper = ", ".join(f"{k}={cfg.classifier[k]}" for k in applicable(cfg) if k in HYPER_PARAMETERS)
-    return f"trial {cfg.sweep.trial}: val_accuracy {m['val_accuracy']:.4f}, test_accuracy {m['test_accuracy']:.4f} ({hyper}; run {run_id})"
+    return f"trial {cfg.sweep.trial}: val_{name} {m[f'val_{name}']:.4f}, test_{name} {m[f'test_{name}']:.4f} ({hyper}; run {run_id})"
 
 
 def pruned_line(cfg: DictConfig, evaluation: Evaluation, run_id: str) -> str:
     """A pruned trial's line: how far it got and its running objective there."""
     last = evaluation.splits[-1].name
-    so_far = running_val_accuracy(evaluation.splits, evaluation.fold_weighting)
+    so_far = running_objective(evaluation.splits, evaluation.fold_weighting)
     hyper = ", ".join(f"{k}={cfg.classifier[k]}" for k in applicable(cfg) if k in HYPER_PARAMETERS)
     return (
         f"trial {cfg.sweep.trial}: pruned after {last} ({len(evaluation.splits)} of {evaluation.planned} folds), "
-        f"val_accuracy so far {so_far:.4f} ({hyper}; run {run_id})"
+        f"val_{primary(evaluation.kind)} so far {so_far:.4f} ({hyper}; run {run_id})"
     )
+
+
+def task(index) -> str:
+    """What the dataset asks: its classes, its tags, or a number."""
+    if index.kind == "multilabel":
+        return f"{len(index.vocabulary)} tags"
+    if index.kind == "regression":
+        return "regression"
+    return f"{len(index.labels)} classes"
 
 
 def applicable(cfg: DictConfig) -> list[str]:
@@ -46,7 +56,8 @@ def applicable(cfg: DictConfig) -> list[str]:
 def summary_lines(
     cfg: DictConfig, plan: Plan, features: Features, evaluation: Evaluation, uri: str, experiment: str, run_id: str
 ) -> list[str]:
-    m = evaluation.metrics
+    m, name = evaluation.metrics, primary(evaluation.kind)
+    shown_as = "" if evaluation.kind == "multiclass" else f"{name} "  # accuracy, as it always was, unnamed
     index = plan.index
     unit = f"{len(index.folds)} folds" if index.protocol == "folds" else "train/validation/test"
     hyper = {k: cfg.classifier[k] for k in HYPER_PARAMETERS if k in applicable(cfg)}
@@ -57,7 +68,7 @@ def summary_lines(
     return [
         "",
         "elm_audio run finished",
-        f"  dataset      {cfg.dataset.name}: {len(index.clips)} clips{skipped}, {len(index.labels)} classes, "
+        f"  dataset      {cfg.dataset.name}: {len(index.clips)} clips{skipped}, {task(index)}, "
         f"{unit}, {cfg.protocol.mode} protocol",
         (
             f"  front-end    {cfg.frontend.name}, imported ({plan.profile['feature_dim']} values)"
@@ -70,8 +81,9 @@ def summary_lines(
             if cfg.weights.name == "trained"
             else f"  classifier   {cfg.classifier.name} " + ", ".join(f"{k}={v}" for k, v in hyper.items())
         ),
-        f"  validation   {m['val_accuracy']:.4f}",
-        f"  test         {m['test_accuracy']:.4f} +/- {m['test_accuracy_std']:.4f}",
+        f"  validation   {shown_as}{m[f'val_{name}']:.4f}",
+        f"  test         {shown_as}{m[f'test_{name}']:.4f} +/- {m[f'test_{name}_std']:.4f}"
+        + "".join(f", {extra} {m[f'test_{extra}']:.4f}" for extra in SECONDARY[evaluation.kind]),
         f"  logged       run {run_id} in experiment {tracking.experiment_name(cfg.dataset.name)} ({redact(uri)})",
         f"  browse       {tracking.ui_link(uri, experiment)}",
         f"  this run     {tracking.ui_url(uri, experiment, run_id)}",

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import mlflow
 import numpy as np
 import optuna
+from omegaconf import DictConfig, OmegaConf
 import sqlalchemy
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
@@ -45,6 +46,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import processes, tracking
 from .config import ConfigError, shown
 from .redaction import redact, redact_value
+from .scoring import objective, primary
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -589,8 +591,8 @@ class SweepRun:
             if run is not None and run.data.tags.get("pruned") == "true":
                 self.study.tell(trial.number, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
                 lines.append(f"trial {trial.number} was interrupted after its run {run.info.run_id} was pruned: marked pruned")
-            elif run is not None and "val_accuracy" in run.data.metrics:
-                self.study.tell(trial.number, run.data.metrics["val_accuracy"], skip_if_finished=True)
+            elif run is not None and objective(run_kind(run)) in run.data.metrics:
+                self.study.tell(trial.number, run.data.metrics[objective(run_kind(run))], skip_if_finished=True)
                 lines.append(f"trial {trial.number} was interrupted after its run {run.info.run_id} finished: its result is kept")
             else:
                 self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
@@ -614,26 +616,27 @@ class SweepRun:
                 # a pruned trial's folds are no result: the nested figure chooses among complete trials
                 children = {r.data.tags.get("trial"): r for r in self.child_runs() if r.data.tags.get("pruned") != "true"}
                 best_run = children.get(str(best.number))
-                summary = {"trial": best.number, "val_accuracy": best.value, "params": best.params}
+                name = primary(next((run_kind(r) for r in children.values()), "multiclass"))
+                summary = {"trial": best.number, "metric": name, f"val_{name}": best.value, "params": best.params}
                 summary["counts"] = trial_counts(self.study)
                 if self.pruner is not None:
                     summary["pruner"] = self.pruner
-                self.client.log_metric(self.run_id, "best_val_accuracy", best.value)
+                self.client.log_metric(self.run_id, f"best_val_{name}", best.value)
                 self.client.log_metric(self.run_id, "n_trials_complete", len(trials))
                 self.client.log_batch(self.run_id, params=[Param(f"best.{k}", str(v)) for k, v in best.params.items()])
                 self.client.set_tag(self.run_id, "best_trial", str(best.number))
                 if best_run is not None:
                     summary["run_id"] = best_run.info.run_id
-                    summary["test_accuracy"] = best_run.data.metrics.get("test_accuracy")
+                    summary[f"test_{name}"] = best_run.data.metrics.get(f"test_{name}")
                     self.client.set_tag(self.run_id, "best_run_id", best_run.info.run_id)
-                    for name in ("test_accuracy", "test_accuracy_std"):
-                        if name in best_run.data.metrics:
-                            self.client.log_metric(self.run_id, f"best_{name}", best_run.data.metrics[name])
-                nested = nested_test_accuracy([r.data.metrics for r in children.values()])
+                    for metric in (f"test_{name}", f"test_{name}_std"):
+                        if metric in best_run.data.metrics:
+                            self.client.log_metric(self.run_id, f"best_{metric}", best_run.data.metrics[metric])
+                nested = nested_test_score([r.data.metrics for r in children.values()], name)
                 if nested is not None:
-                    summary["nested_test_accuracy"] = nested
-                    self.client.log_metric(self.run_id, "nested_test_accuracy", nested)
-                self.client.log_figure(self.run_id, objective_figure(trials), "objective.png")
+                    summary[f"nested_test_{name}"] = nested
+                    self.client.log_metric(self.run_id, f"nested_test_{name}", nested)
+                self.client.log_figure(self.run_id, objective_figure(trials, name), "objective.png")
                 description = summary_lines(summary, self.study.study_name, self)
                 self.client.set_tag(self.run_id, "mlflow.note.content", "\n".join(description))
         finally:
@@ -654,12 +657,14 @@ def counts_line(counts: Mapping[str, int]) -> str:
 
 
 def summary_lines(summary: Mapping[str, Any], study_name: str, sweep_run: "SweepRun") -> list[str]:
-    lines = [f"best trial #{summary['trial']} of study {study_name}: val_accuracy {summary['val_accuracy']:.4f}"]
+    name = summary["metric"]
+    lines = [f"best trial #{summary['trial']} of study {study_name}: val_{name} {summary[f'val_{name}']:.4f}"]
     lines.append(f"  {counts_line(summary['counts'])}" + (f"; pruner {pruner_label(summary['pruner'])}" if "pruner" in summary else ""))
-    if summary.get("test_accuracy") is not None:
-        lines.append(f"  its test_accuracy {summary['test_accuracy']:.4f} (run {summary.get('run_id')})")
-    if "nested_test_accuracy" in summary:
-        lines.append(f"  nested test accuracy (each fold's best validation trial) {summary['nested_test_accuracy']:.4f}")
+    if summary.get(f"test_{name}") is not None:
+        lines.append(f"  its test_{name} {summary[f'test_{name}']:.4f} (run {summary.get('run_id')})")
+    if f"nested_test_{name}" in summary:
+        spoken = "accuracy" if name == "accuracy" else name
+        lines.append(f"  nested test {spoken} (each fold's best validation trial) {summary[f'nested_test_{name}']:.4f}")
     lines.append("  params " + ", ".join(f"{k}={v}" for k, v in summary["params"].items()))
     lines.append(f"  sweep run {sweep_run.run_id} in {redact(sweep_run.uri)}")
     return lines
@@ -678,31 +683,57 @@ def look_lines(sweep_run: "SweepRun", storage_url: str | None, study_name: str) 
     return lines
 
 
-def nested_test_accuracy(runs_metrics: list[Mapping[str, float]]) -> float | None:
-    """For each test fold k, the trial with the best validation accuracy on k's validation fold,
-    scored on fold k: a test figure no hyper-parameter choice has seen (honest folds only)."""
-    folds = sorted({m[:-len("_val_accuracy")] for r in runs_metrics for m in r if re.fullmatch(r"fold\d+_val_accuracy", m)})
+def nested_test_score(runs_metrics: list[Mapping[str, float]], name: str = "accuracy") -> float | None:
+    """For each test fold k, the trial with the best validation score (metric ``name``) on k's
+    validation fold, scored on fold k: a test figure no hyper-parameter choice has seen (honest
+    folds only)."""
+    val, test = f"_val_{name}", f"_test_{name}"
+    folds = sorted({m[: -len(val)] for r in runs_metrics for m in r if re.fullmatch(rf"fold\d+{val}", m)})
     if not folds:
         return None
     scores = []
     for fold in folds:
-        candidates = [r for r in runs_metrics if f"{fold}_val_accuracy" in r and f"{fold}_test_accuracy" in r]
-        best = max(candidates, key=lambda r: r[f"{fold}_val_accuracy"])
-        scores.append(best[f"{fold}_test_accuracy"])
+        candidates = [r for r in runs_metrics if f"{fold}{val}" in r and f"{fold}{test}" in r]
+        best = max(candidates, key=lambda r: r[f"{fold}{val}"])
+        scores.append(best[f"{fold}{test}"])
     return float(np.mean(scores))
 
 
-def objective_figure(trials: list[optuna.trial.FrozenTrial]) -> Figure:
+def dataset_kind(cfg: DictConfig) -> str:
+    """The task kind of the sweep's dataset, for the classifier's ``kind_search_space``: the
+    dataset's ``kind`` key where it has one (synth), else from its index (a HEAR task or a table
+    says its kind in its files; reading them reads no audio)."""
+    if cfg.dataset.get("kind"):
+        return str(cfg.dataset.kind)
+    if not any((cfg.classifier.get("kind_search_space") or {}).values()):
+        return "multiclass"  # nothing depends on it
+    from .components import build_dataset
+
+    return build_dataset(cfg).index(str(cfg.protocol.mode)).kind
+
+
+def kind_entries(cfg: DictConfig) -> dict[str, str]:
+    """What the classifier's search adds for the dataset's kind (svm: epsilon for regression)."""
+    extra = (cfg.classifier.get("kind_search_space") or {}).get(dataset_kind(cfg)) or {}
+    return OmegaConf.to_container(extra, resolve=True) if extra else {}
+
+
+def run_kind(run) -> str:
+    """The task kind a trial's run was scored on (runs from before kinds: multiclass)."""
+    return run.data.tags.get("kind", "multiclass")
+
+
+def objective_figure(trials: list[optuna.trial.FrozenTrial], name: str = "accuracy") -> Figure:
+    """val_<metric> per trial and the best so far; the legend above the axes, where it hides no
+    trial, and whole trial numbers on the x axis."""
     numbers = [t.number for t in trials]
     values = [t.value for t in trials]
-    """val_accuracy per trial and the best so far; the legend above the axes, where it hides no
-    trial, and whole trial numbers on the x axis."""
     fig = Figure(figsize=(max(6.0, min(12.0, 3.0 + 0.08 * len(numbers))), 3.8), layout="constrained")
     ax = fig.subplots()
     ax.scatter(numbers, values, s=18, label="trial", zorder=3)
     ax.step(numbers, np.maximum.accumulate(values), where="post", color="C1", label="best so far")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial (Optuna's number)")
-    ax.set_ylabel("val_accuracy (the objective)")
+    ax.set_ylabel(f"val_{name} (the objective)")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2, fontsize=8, frameon=False)
     return fig

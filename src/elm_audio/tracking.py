@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .config import ConfigError
 from . import processes
 from .redaction import CREDENTIALS, redact, redact_value
+from .scoring import PRIMARY
 
 DEFAULT_DIR = "mlruns"
 EXPERIMENT_PREFIX = "elm_audio/"
@@ -233,25 +234,22 @@ def column(kind: str, key: str) -> str:
 # win over it): the printed links open this one, the scores first, best test accuracy on top.
 VIEW_KEY = "elm_audio"
 VIEW_TAG = "mlflow.sharedViewState." + VIEW_KEY
-PRIMARY_METRIC = "test_accuracy"
-VIEW_COLUMNS = [
-    column("metrics", PRIMARY_METRIC),
-    column("metrics", "val_accuracy"),
-    *(column("tags", tag) for tag in ("frontend", "feature_size", "classifier")),
-    column("attributes", "Dataset"),  # wide: last, where it hides no score
-]
-RUNS_VIEW = json.dumps(
-    {
-        "orderByKey": column("metrics", PRIMARY_METRIC),
-        "orderByAsc": False,
-        "selectedColumns": VIEW_COLUMNS,
-        "columnOrder": VIEW_COLUMNS,
-    },
-    separators=(",", ":"),
-)
 
 
-def experiment_id(name: str, uri: str) -> str:
+def runs_view(kind: str = "multiclass") -> str:
+    """The runs table's view for an experiment of one task kind: its test and validation scores first."""
+    name = PRIMARY[kind]
+    columns = [
+        column("metrics", f"test_{name}"),
+        column("metrics", f"val_{name}"),
+        *(column("tags", tag) for tag in ("frontend", "feature_size", "classifier")),
+        column("attributes", "Dataset"),  # wide: last, where it hides no score
+    ]
+    view = {"orderByKey": columns[0], "orderByAsc": False, "selectedColumns": columns, "columnOrder": columns}
+    return json.dumps(view, separators=(",", ":"))
+
+
+def experiment_id(name: str, uri: str, kind: str | None = None) -> str:
     """Get or create the experiment, tolerating another process creating it meanwhile, tagged as
     a model-training experiment (unless it says otherwise) with this version's runs view."""
     client = MlflowClient(uri)
@@ -261,13 +259,15 @@ def experiment_id(name: str, uri: str) -> str:
             # a race sets the same values twice, which is harmless
             if exp.tags.get(KIND_TAG) is None:
                 client.set_experiment_tag(exp.experiment_id, KIND_TAG, MODEL_TRAINING)
-            if exp.tags.get(VIEW_TAG) != RUNS_VIEW:
-                client.set_experiment_tag(exp.experiment_id, VIEW_TAG, RUNS_VIEW)
+            current = exp.tags.get(VIEW_TAG)  # without a kind (a sweep's parent), any kind's view of this version stays
+            wanted = runs_view(kind) if kind else (current if current in map(runs_view, PRIMARY) else runs_view())
+            if current != wanted:
+                client.set_experiment_tag(exp.experiment_id, VIEW_TAG, wanted)
             return exp.experiment_id
         db = local_sqlite_path(uri)
         location = (db.parent / "artifacts").as_uri() if db is not None else None
         try:
-            return client.create_experiment(name, artifact_location=location, tags={KIND_TAG: MODEL_TRAINING, VIEW_TAG: RUNS_VIEW})
+            return client.create_experiment(name, artifact_location=location, tags={KIND_TAG: MODEL_TRAINING, VIEW_TAG: runs_view(kind or "multiclass")})
         except MlflowException as err:
             if disk_full(err):  # no race: another try cannot help
                 raise
@@ -376,7 +376,7 @@ LOCAL_UI = "http://127.0.0.1:5000"
 
 
 def ui_url(uri: str, experiment: str, run_id: str | None = None) -> str:
-    """The address of an experiment's runs table, opened on RUNS_VIEW (scores as columns, best
+    """The address of an experiment's runs table, opened on runs_view (scores as columns, best
     first), or of one of its runs' page; in MLflow's model-training view. The table's route is
     given in full: MLflow's redirect from the bare experiment page drops viewStateShareKey."""
     if run_id:

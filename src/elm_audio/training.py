@@ -41,6 +41,7 @@ from .features import load_or_extract
 from .frontends import FrontEnd
 from .plan import Plan
 from .protocols import Evaluation, Split, SplitResult
+from .scoring import Score
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def saved_result(path: Path, split: Split, codes: np.ndarray, classes: list) -> 
     except (OSError, ValueError, KeyError, TypeError) as err:
         warn(set_aside(path, str(err)) + "; training the fold again")
         return None
-    return SplitResult(split.name, saved["val"], saved["test"], split.test, named["test"], len(split.validation))
+    return SplitResult(split.name, saved["val"], Score(saved["test"]), split.test, named["test"], len(split.validation))
 
 
 def save(path: Path, value) -> None:
@@ -248,4 +249,4 @@ def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Spli
     write_checked(folder / "result.json", json.dumps(result).encode())
     last.unlink(missing_ok=True)
     (folder / "last.pt.sha256").unlink(missing_ok=True)
-    return SplitResult(split.name, val, test, split.test, np.array(named["test"]), len(split.validation))
+    return SplitResult(split.name, val, Score(test), split.test, np.array(named["test"]), len(split.validation))

@@ -17,8 +17,9 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from .audio import FIT_MODES
 from .components import build_estimator
-from .config import ConfigError, build, shown
-from .datasets.index import BAD_CLIP_POLICIES
+from .classifiers.kinds import ESTIMATOR_KEYS
+from .config import CONFIG_DIR, ConfigError, build, shown
+from .datasets.index import BAD_CLIP_POLICIES, TASK_KINDS, ClipIndex
 from .devices import resolve_device
 from .dsp import STFT_PADDINGS
 from .frontends.base import N_MELS, SPECTROGRAM_FRAMES, WAVEFORM_SAMPLES
@@ -102,6 +103,7 @@ def synth(cfg: DictConfig) -> None:
     """The built-in dataset's generator: a bounded number of clips of a bounded length."""
     integer(cfg, "dataset.clips_per_class", 1, 10_000)
     integer(cfg, "dataset.seed", *SEED_RANGE)
+    one_of(cfg, "dataset.kind", TASK_KINDS)
     v = value(cfg, "dataset.duration")
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 600:
         raise ConfigError(f"dataset.duration={shown(v)} must be a number of seconds above 0, at most 600")
@@ -239,3 +241,29 @@ def writable_folder(cfg: DictConfig, key: str) -> None:
         if folder.is_dir() and os.access(folder, os.R_OK | os.X_OK):
             return
         raise ConfigError(f"{key}={folder}: cannot create or write there ({err.strerror}); choose a writable folder") from None
+
+
+# datasets whose own folds or splits are the protocol: the original code's never ran on them
+OWN_SPLITS = ("hear", "mtat")
+
+
+def fits_kind(cfg: DictConfig, index: ClipIndex) -> None:
+    """What the dataset's task kind (known once its index is read, before any audio) asks of
+    the rest of the config: a classifier with an estimator for the kind, none of its keys that
+    mean nothing for the kind set away from their default, the honest protocol where the
+    original code's has no meaning, random weights (training has a single-label head)."""
+    kind, name = index.kind, str(cfg.dataset.name)
+    where = f"dataset {name} is a {kind} task"
+    if cfg.protocol.mode == "paper" and (kind != "multiclass" or name in OWN_SPLITS):
+        why = f"its own {'splits' if index.protocol == 'partitions' else 'folds'} are the protocol" if name in OWN_SPLITS else where
+        raise ConfigError(f"protocol.mode=paper: {why}, which the original code never ran; use protocol.mode=honest")
+    if ESTIMATOR_KEYS[kind] not in cfg.classifier:
+        able = [p.stem for p in sorted((CONFIG_DIR / "classifier").glob("*.yaml"))
+                if ESTIMATOR_KEYS[kind] in OmegaConf.load(p)]  # fmt: skip
+        raise ConfigError(f"classifier={cfg.classifier.name}: {where}, which it cannot fit; use classifier={'|'.join(able)}")
+    defaults = OmegaConf.load(CONFIG_DIR / "classifier" / f"{cfg.classifier.name}.yaml")
+    for key in cfg.classifier.get("ignores", {}).get(kind, []):
+        if cfg.classifier[key] != defaults.get(key):
+            raise ConfigError(f"classifier.{key}={shown(cfg.classifier[key])} has no meaning here ({where}); leave it out")
+    if cfg.weights.name == "trained" and kind != "multiclass":
+        raise ConfigError(f"weights=trained: {where}; training has a single-label head: use weights=random")

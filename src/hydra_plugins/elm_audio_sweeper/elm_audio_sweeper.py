@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 # hydra/sweeper/pruner's options. Their defaults kept every seed's best trial in
-# benchmarks/pruning.py (README, "Sweeps"), where cuts after one or two folds sometimes lost it.
+# benchmarks/pruning.py (docs/sweeps.md, "Pruning"), where cuts after one or two folds sometimes lost it.
 
 
 @dataclass
@@ -166,12 +166,13 @@ class ElmAudioSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         from elm_audio import sweeps
         from elm_audio.config import ConfigError
+        from elm_audio.datasets import DatasetError
         from elm_audio.redaction import redact
 
         try:
             with sweeps.sigterm_interrupts():
                 self._sweep(arguments)
-        except ConfigError as err:  # a storage or store that cannot be used: one line, no traceback
+        except (ConfigError, DatasetError) as err:  # a storage, store or dataset that cannot be used: one line
             raise SystemExit(f"elm_audio: {redact(err)}") from None
         except KeyboardInterrupt:  # before the parent run existed, or a second one during the clean-up
             raise SystemExit("elm_audio: interrupted") from None
@@ -188,7 +189,7 @@ class ElmAudioSweeper(Sweeper):
             space = sweeps.SearchSpace.from_grid(grid_points, given, conditions)
             entries = {k: "choice(" + ", ".join(map(str, d.choices)) + ")" for k, d in space.distributions.items()}
         else:
-            entries = {**(OmegaConf.to_container(self.params, resolve=True) or {}), **given}
+            entries = {**(OmegaConf.to_container(self.params, resolve=True) or {}), **sweeps.kind_entries(cfg), **given}
             space = sweeps.SearchSpace.parse(entries, conditions)
         if not self.study_name:
             # a stored study needs a name to be shared or resumed: the same command finds it again;
