@@ -1,4 +1,4 @@
-"""Peak memory and time of elm_audio.hear on one long sound (README, "Other benchmarks"):
+"""Peak memory and time of elm_audio.hear on one long sound (docs/interop.md):
 ``python benchmarks/hear_memory.py [--frontend temporal] [--minutes 20]``, large feature size."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Regenerates the README's pictures in docs/ from the code as it stands: a small grid on the
+"""Regenerates the pictures of docs/reports.md from the code as it stands: a small grid on the
 built-in synth dataset (180 generated clips, six classes, five folds), then the report's figures
 built from its runs as ``python -m elm_audio.report`` builds them, with the chance line.
 
@@ -10,7 +10,7 @@ runs in ``DIR`` (default: a temporary folder, removed afterwards), with its own 
 feature cache, and takes about seven minutes on two cores; ``--reuse`` draws the figures again
 from the runs a previous call left in ``DIR``, in seconds. It writes docs/bars_synth.png,
 significance.png, cost.png, cka_synth.png, classes_synth.png and confusion_synth.png (the best
-run's own confusion_matrix.png), and prints the notes the README's paragraph on them quotes.
+run's own confusion_matrix.png), and prints the notes docs/reports.md quotes.
 docs/mlflow_runs.png, a screenshot of MLflow's UI, is not made here.
 """
 

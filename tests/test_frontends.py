@@ -1,4 +1,4 @@
-"""Front-ends against spec/method.md's table: structure, weights, and per-clip features."""
+"""Front-ends against docs/method.md's table: structure, weights, and per-clip features."""
 
 import json
 import math
@@ -15,7 +15,7 @@ from conftest import LENGTHS, clips, frontend
 from elm_audio.config import native_frontends
 from elm_audio.frontends.profile import profile
 
-# spec/method.md, "Front-ends": n small / large, and the feature counts per tapped layer as a
+# docs/method.md, "Front-ends": n small / large, and the feature counts per tapped layer as a
 # function of n (r = n / 4).
 SPEC = {
     "sample_level": ((23, 512), lambda n: [n] * 7),
@@ -184,7 +184,7 @@ def test_large_sample_level_runs_one_clip_at_batch_size_one():
 
 
 def plain_reference(front, spec: torch.Tensor) -> torch.Tensor:
-    """The front-ends written directly from spec/method.md with plain convolutions and
+    """The front-ends written directly from docs/method.md with plain convolutions and
     max-pools, against which the faster formulations are checked."""
     import torch.nn.functional as F
 

@@ -144,7 +144,7 @@ def test_a_run_with_skip_leaves_the_bad_files_out_and_caches_nothing_damaged(fuz
 # The values tried on every key (as typed on the command line), and what they are.
 FUZZ = {"abc": "text", "[1, 2]": "list", "{a: 1}": "mapping", "true": "flag", "-1": "negative", "-0.5": "negative",
         "0": "zero", "0.5": "fraction", "99999999999999999999": "huge", "1e300": "huge", "''": "empty", "null": "null"}  # fmt: skip
-# What each kind of key allows, decided here from the README's table of keys.
+# What each kind of key allows, decided here from docs/configuration.md's table of keys.
 ALLOWS = {
     "whole>=1": set(),  # every fuzz value is wrong: not whole, below 1, or too large to run
     "whole>=0": {"0"},

@@ -1,4 +1,4 @@
-"""Decoding, mono mix-down, resampling and length fitting (spec/method.md, "Inputs")."""
+"""Decoding, mono mix-down, resampling and length fitting (docs/method.md, "Inputs")."""
 
 from __future__ import annotations
 

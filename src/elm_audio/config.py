@@ -55,7 +55,7 @@ def choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-# conf/frontend/ options that import a model or vectors from elsewhere (README, "Other benchmarks")
+# conf/frontend/ options that import a model or vectors from elsewhere (docs/interop.md)
 IMPORTED_FRONTENDS = ("embeddings", "hear")
 
 

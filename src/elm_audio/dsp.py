@@ -1,7 +1,7 @@
 """Log-mel spectrograms and MFCCs in torch, batched, on any device.
 
 Both reproduce librosa (``melspectrogram`` + ``power_to_db``, and ``feature.mfcc``) with the
-settings of spec/method.md; librosa also supplies the Slaney mel filterbank. The STFT and the
+settings of docs/method.md; librosa also supplies the Slaney mel filterbank. The STFT and the
 mel projection run in float64, as librosa's float64 window makes them: in float32, leakage
 from loud bins into bins near the 80 dB floor is off by more than 1e-3 dB. It costs little
 next to the CNNs; the outputs are cast back to the input's dtype.

@@ -1,8 +1,8 @@
 """From decoded audio to a front-end's input, in one of two fitting stages.
 
-``waveform`` (the clean method, spec/method.md "Inputs"): the decoded waveform is fitted to the
+``waveform`` (the clean method, docs/method.md "Inputs"): the decoded waveform is fitted to the
 input length (cropped, or repeat- or zero-padded), then the log-mel or the MFCCs are computed
-on it. ``frames`` (the original code, spec/method.md "The original code, exactly"): the log-mel
+on it. ``frames`` (the original code, docs/method.md "The original code, exactly"): the log-mel
 is computed on the whole clip (its dB floor set by the whole clip's maximum), then its frames are
 cropped to the first 1,376 or tiled (repeat-pad) or followed by 0 dB rows (zero-pad); the MFCC
 statistics are taken over the whole clip (only a clip shorter than one MFCC frame is padded).

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, ListConfig
 
 from .config import CONFIG_DIR, ConfigError, compose
 
-# Options Hydra accepts that are not meant to be chosen (README, "Sweeps"): never suggested or listed.
+# Options Hydra accepts that are not meant to be chosen (docs/sweeps.md): never suggested or listed.
 INTERNAL_OPTIONS = {"hydra/sweeper": ("optuna", "elm_audio_optuna")}
 
 

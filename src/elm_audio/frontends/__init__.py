@@ -1,4 +1,4 @@
-"""Random-weight CNN front-ends (spec/method.md, "Front-ends") and the MFCC baseline.
+"""Random-weight CNN front-ends (docs/method.md, "Front-ends") and the MFCC baseline.
 
 A front-end is one module here and one YAML file in conf/frontend/ naming its class.
 """

@@ -1,5 +1,5 @@
 """What every front-end shares: its input, seeded random weights, and the feature vector
-made of the means of selected feature maps (spec/method.md, "Feature vector", "Weights")."""
+made of the means of selected feature maps (docs/method.md, "Feature vector", "Weights")."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class FrontEnd(nn.Module):
     def tap(self, name: str, fmap: torch.Tensor, per_layer: bool = False) -> torch.Tensor:
         """Mean of every feature map of ``fmap`` (batch, channels, *positions) -> (batch, channels).
 
-        ``per_layer``: the original code's frame-level quirk (spec/method.md, "The original code,
+        ``per_layer``: the original code's frame-level quirk (docs/method.md, "The original code,
         exactly"): one value, the mean over the positions and all channels, followed by
         channels - 1 zeros, so the vector keeps its length."""
         if self._trace is not None:
