@@ -121,3 +121,21 @@ def test_a_setting_that_does_not_fit_the_kind_is_refused_before_any_audio_is_rea
         make_plan(cfg)
     assert str(err.value) == message
     assert not (tmp_path / "digests").exists()  # no clip was read (hashed), no feature extracted
+
+
+def test_the_report_compares_front_ends_on_map_with_chance_and_per_tag_figures(multilabel, tmp_path):
+    """Two front-ends on the tagging variant, reported as a user does: the table on mAP (with
+    ROC-AUC beside), the constant scorer's mAP as chance, per-tag AP instead of a confusion matrix."""
+    from elm_audio.report.build import build
+
+    cwd, _, client, first = multilabel
+    run_here(cwd, "dataset.kind=multilabel", "classifier=linear", *QUICK, "frontend=timbral")
+    _, runs = logged_runs(cwd)
+    report = build(client.tracking_uri, "synth", first.info.experiment_id, tmp_path / "reports")
+    assert set(report.summary["frontend"]) == {"mfcc", "timbral"} and set(report.summary["metric"]) == {"map"}
+    md = (tmp_path / "reports" / "synth" / "table.md").read_text()
+    assert "mAP" in md and "ROC-AUC" in md and "accuracy" not in md.split("## ")[1]
+    chance = np.mean([r.data.metrics["test_chance_map"] for r in runs])
+    assert f"{100 * chance:.1f}" in md  # chance: the mAP of scoring every tag by its prevalence
+    written = {p.name for p in (tmp_path / "reports" / "synth").glob("*.png")}
+    assert "tags_small.png" in written and not any(n.startswith("classes_") for n in written)

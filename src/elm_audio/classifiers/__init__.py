@@ -2,7 +2,7 @@
 (``kinds.py``: multiclass labels, multilabel 0/1 tag matrices, regression targets)."""
 
 from .elm import ELMClassifier, ELMRegressor, ELMTagger
-from .kinds import ESTIMATOR_KEYS, KINDS, fit_with_eval_set, takes_eval_set
+from .kinds import ESTIMATOR_KEYS, fit_with_eval_set, takes_eval_set
 from .knn import KNNProbeClassifier, KNNProbeRegressor, KNNProbeTagger
 from .linear import LinearProbeClassifier, LinearProbeRegressor, LinearProbeTagger
 from .mlp import MLPProbeClassifier, MLPProbeRegressor, MLPProbeTagger
@@ -10,7 +10,6 @@ from .svm import KernelSVC, KernelSVCTagger, KernelSVR
 
 __all__ = [
     "ESTIMATOR_KEYS",
-    "KINDS",
     "ELMClassifier",
     "ELMRegressor",
     "ELMTagger",

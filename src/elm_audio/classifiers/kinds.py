@@ -19,7 +19,6 @@ import inspect
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-KINDS = ("multiclass", "multilabel", "regression")
 # the node of a classifier YAML that builds the estimator of each kind
 ESTIMATOR_KEYS = {"multiclass": "estimator", "multilabel": "multilabel_estimator", "regression": "regression_estimator"}
 

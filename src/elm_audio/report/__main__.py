@@ -4,7 +4,9 @@ For each dataset with runs (or those named), writes into ``<out>/<dataset>/`` an
 run of its own (tag elm_audio.role=report): table.md (the answer first: per column, the best
 front-end, its lead over the runner-up and whether that is significant; printed first too) and
 table.csv, bars_<size>.png, significance_<size>_<classifier>.png with
-pairs_<size>_<classifier>.csv, and cost.png.
+pairs_<size>_<classifier>.csv, and cost.png. Runs are compared on their task kind's primary
+metric (accuracy, mAP, R²); an experiment holding several kinds gets a report per kind, the
+kinds other than multiclass in ``<out>/<dataset>/<kind>/``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from ..config import ConfigError
 from ..tracking import open_store, resolve_uri, ui_link
-from .build import build
+from .build import build_all
 from .collect import experiments, refused_experiments
 from .markdown import one_line
 
@@ -46,15 +48,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"elm_audio.report: no elm_audio runs{wanted} in {uri}", file=sys.stderr)
         return 1
     for dataset, experiment_id in sorted(found.items()):
-        report = build(uri, dataset, experiment_id, Path(args.out), args.cache_dir)
-        print(f"{dataset}: {len(report.summary)} cell(s) compared")
-        for note in report.answer + report.notes:
-            print(f"  {one_line(note)}")  # what a run's tags say cannot start lines of its own
-        for path in report.files:
-            print(f"  wrote {path}")
-        if report.run_id:
-            print(f"  logged as MLflow run {report.run_id}")
-            print(f"  browse       {ui_link(uri, experiment_id, report.run_id)}")
+        for report in build_all(uri, dataset, experiment_id, Path(args.out), args.cache_dir):
+            kind = "" if report.kind == "multiclass" else f" ({report.kind})"
+            print(f"{dataset}{kind}: {len(report.summary)} cell(s) compared")
+            for note in report.answer + report.notes:
+                print(f"  {one_line(note)}")  # what a run's tags say cannot start lines of its own
+            for path in report.files:
+                print(f"  wrote {path}")
+            if report.run_id:
+                print(f"  logged as MLflow run {report.run_id}")
+                print(f"  browse       {ui_link(uri, experiment_id, report.run_id)}")
     return 0
 
 

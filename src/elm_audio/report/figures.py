@@ -1,9 +1,11 @@
-"""The report's figures: accuracy bars like the paper's, the significance matrix, and
-accuracy against cost. Built with matplotlib's object API (no pyplot state), each sized for the
+"""The report's figures: bars of the primary metric like the paper's accuracy bars, the
+significance matrix, the metric against cost, and what fits the task kind: per-tag average
+precision (multilabel) and predicted against true (regression). Built with matplotlib's object API (no pyplot state), each sized for the
 number of front-ends it shows, with constrained layout so that titles, legends and labels stay
 inside it (tests/test_figures.py renders each for one, two and eleven front-ends). A classifier
-has one colour in every figure (``classifier_colour``), and accuracy axes carry the chance line
-where the number of classes is known."""
+has one colour in every figure (``classifier_colour``), and the metric's axes carry the chance line
+where chance is known (kinds.chance: 1/classes, a constant scorer's mAP, R² 0). Axes are labelled
+with the kind's metric (kinds.Metric): accuracy and mAP in %, R² as it is."""
 
 from __future__ import annotations
 
@@ -21,13 +23,16 @@ from matplotlib.text import Annotation
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from matplotlib.transforms import Bbox
 
-from .stats import ALPHA
+from . import kinds
+from .kinds import Chance, as_chance
+from .stats import ALPHA, metric_of
 
 GROUPS = ("waveform", "spectrogram", "baseline", "imported", "unknown")
 # one colour per classifier in every figure (bars, cost, per class); red and grey are left to
 # significance, black to the chance line
-CLASSIFIER_COLOURS = {"svm": "#1f77b4", "elm": "#ff7f0e", "trained": "#2ca02c", "knn": "#9467bd"}
-OTHER_COLOURS = ("#8c564b", "#e377c2", "#bcbd22", "#17becf")
+CLASSIFIER_COLOURS = {"svm": "#1f77b4", "elm": "#ff7f0e", "trained": "#2ca02c", "knn": "#9467bd", "linear": "#17becf",
+                      "mlp": "#8c564b"}  # fmt: skip
+OTHER_COLOURS = ("#e377c2", "#bcbd22", "#393b79", "#637939")
 SIZES = ("small", "large")
 
 
@@ -54,11 +59,14 @@ def class_count(best: pd.DataFrame) -> int | None:
     return len(labels) or None
 
 
-def chance_line(ax: Axes, n_classes: int | None) -> None:
-    """A dashed line at 100/n_classes %: what guessing a class uniformly at random scores (a
-    majority-class guess scores more where the classes are unbalanced)."""
-    if n_classes:
-        ax.axhline(100 / n_classes, color="black", ls="--", lw=1, zorder=1, label=f"chance: 1/{n_classes} classes")
+def chance_line(ax: Axes, chance: Chance | int | None, scale: float = 100.0) -> None:
+    """A dashed line at chance (``chance``: a kinds.Chance, or a number of classes): for
+    multiclass 100/n_classes %, what guessing a class uniformly at random scores (a
+    majority-class guess scores more where the classes are unbalanced); multilabel, the mAP of a
+    constant scorer; regression, R² 0."""
+    chance = as_chance(chance)
+    if chance is not None:
+        ax.axhline(scale * chance.value, color="black", ls="--", lw=1, zorder=1, label=chance.label)
 
 
 def legend(ax: Axes) -> None:
@@ -150,10 +158,26 @@ def decades(value: float, _position: float) -> str:
     return f"{value:g}"
 
 
-def bars(summary: pd.DataFrame, feature_size: str, title: str, n_classes: int | None = None) -> Figure:
-    """Mean test accuracy per front-end, a bar per classifier in its colour; front-ends grouped
-    by input, best first within each group; error bars: the cell's 95% interval as the table
-    gives it, within 0 to 100%; the chance line where ``n_classes`` is given."""
+def value_limits(metric: kinds.Metric, values) -> tuple[float, float]:
+    """An axis's limits for ``metric``, as drawn (scaled): its range where it has one (0 to
+    100%); R²: up to 1, down to 0 or below the lowest value shown."""
+    low = metric.low
+    if low is None:
+        shown = np.asarray(values, dtype=float)
+        shown = shown[np.isfinite(shown)]
+        low = min(0.0, float(shown.min()) - 0.05) if len(shown) else 0.0
+    return metric.scale * low, metric.scale * (metric.high if metric.high is not None else 1.0)
+
+
+def bars(summary: pd.DataFrame, feature_size: str, title: str, n_classes: Chance | int | None = None,
+         metric: kinds.Metric | None = None) -> Figure:  # fmt: skip
+    """Mean test score per front-end (the primary metric: ``metric``, else the summary's),
+    a bar per classifier in its colour; front-ends grouped by input, best first within each
+    group; error bars: the cell's 95% interval as the table gives it, within the metric's range
+    (0 to 100%; R² at most 1); the chance line where ``n_classes`` (a number of classes, or a
+    kinds.Chance) is given."""
+    metric = metric or metric_of(summary)
+    k = metric.scale
     part = summary[summary["feature_size"] == feature_size]
     order = ranked_order(part)
     kinds = part.drop_duplicates("frontend").set_index("frontend")["input"]
@@ -170,13 +194,13 @@ def bars(summary: pd.DataFrame, feature_size: str, title: str, n_classes: int | 
     ax = fig.subplots()
     for i, clf in enumerate(classifiers):
         rows = part[part["classifier"] == clf].set_index("frontend").reindex(order)
-        mean = 100 * rows["mean"].to_numpy(dtype=float)
-        low = 100 * np.clip(rows["ci_low"].to_numpy(dtype=float), 0, 1) if "ci_low" in rows else np.full_like(mean, np.nan)
-        high = 100 * np.clip(rows["ci_high"].to_numpy(dtype=float), 0, 1) if "ci_high" in rows else np.full_like(mean, np.nan)
+        mean = k * rows["mean"].to_numpy(dtype=float)
+        low = k * metric.clip(rows["ci_low"].to_numpy(dtype=float)) if "ci_low" in rows else np.full_like(mean, np.nan)
+        high = k * metric.clip(rows["ci_high"].to_numpy(dtype=float)) if "ci_high" in rows else np.full_like(mean, np.nan)
         yerr = np.nan_to_num(np.vstack([mean - low, high - mean]).clip(min=0))
         ax.bar(np.array(x) + (i - (len(classifiers) - 1) / 2) * width, mean, width, yerr=yerr, capsize=3,
                color=classifier_colour(clf), label=clf.upper(), error_kw={"elinewidth": 1})  # fmt: skip
-    chance_line(ax, n_classes)
+    chance_line(ax, n_classes, k)
     ax.set_xticks(x, order, rotation=35, ha="right")
     ax.set_xlim(min(x[0] - 0.7, (x[0] + x[-1]) / 2 - 2), max(x[-1] + 0.7, (x[0] + x[-1]) / 2 + 2))  # no bar wider than a slot
     groups = list(dict.fromkeys(kinds[order]))
@@ -186,8 +210,8 @@ def bars(summary: pd.DataFrame, feature_size: str, title: str, n_classes: int | 
     top.tick_params(length=0, pad=3)
     for kind in groups[1:]:
         ax.axvline(min(where[kind]) - 0.8, color="0.8", lw=0.8, zorder=0)
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(*value_limits(metric, [*part["mean"], *(part["ci_low"] if "ci_low" in part else [])]))
+    ax.set_ylabel(metric.axis())
     ax.set_xlabel(wrapped("front-ends grouped by input, best first within each group\nerror bars: 95% interval of the mean "
                           "over folds and seeds (as in table.md)", fig.get_figwidth() - 0.5, 8), fontsize=8, color="0.3")  # fmt: skip
     ax.set_title(wrapped(title, fig.get_figwidth() - 1.5, 11))
@@ -195,10 +219,10 @@ def bars(summary: pd.DataFrame, feature_size: str, title: str, n_classes: int | 
     return fig
 
 
-def points(value: float) -> str:
-    """A difference in points, one decimal, signed; never "-0.0"."""
-    text = f"{value:+.1f}"
-    return "0.0" if text in ("+0.0", "-0.0") else text
+def points(value: float, digits: int = 1) -> str:
+    """A difference in points, one decimal (``digits``), signed; never "-0.0"."""
+    text = f"{value:+.{digits}f}"
+    return text[1:] if float(text) == 0 else text
 
 
 def p_text(p: float) -> str:
@@ -225,9 +249,10 @@ SIGNIFICANCE_COLOURS = ListedColormap(
 )
 
 
-def significance(pairs: pd.DataFrame, order: list[str], title: str) -> Figure:
-    """Holm-corrected p-values of the pairs' tests (corrected resampled t or McNemar), and the
-    difference row - column in points: the sign says which row is better. The colour scale
+def significance(pairs: pd.DataFrame, order: list[str], title: str, metric: kinds.Metric = kinds.ACCURACY) -> Figure:
+    """Holm-corrected p-values of the pairs' tests (corrected resampled t, McNemar or the paired
+    bootstrap), and the difference row - column in points (of ``metric``; R² as it is): the
+    sign says which row is better. The colour scale
     (log p) turns at 0.05: red, darker as p falls, where the test separates the pair; pale
     grey where it cannot, so that what stands out is a difference, not its absence."""
     n = len(order)
@@ -247,12 +272,13 @@ def significance(pairs: pd.DataFrame, order: list[str], title: str) -> Figure:
         for j in range(n):
             if not np.isnan(matrix[i, j]):
                 p = matrix[i, j]
-                ax.text(j, i, f"{p_text(p)}{stars(p)}\n{points(100 * diffs[i, j])}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{p_text(p)}{stars(p)}\n{points(metric.scale * diffs[i, j], metric.digits)}", ha="center", va="center", fontsize=7,
                         fontweight="bold" if p < ALPHA else "normal", color=text_colour(cmap(norm(np.log10(max(p, FLOOR_P))))))  # fmt: skip
     ax.set_xticks(range(n), order, rotation=40, ha="right")
     ax.set_yticks(range(n), order)
     ax.set_xlabel(wrapped(f"cell: Holm-corrected p, * below {ALPHA}, ** 0.01, *** 0.001 (red: the test tells the pair apart; "
-                          "grey: it cannot), then row - column in points", fig.get_figwidth() - 1.0, 8),
+                          f"grey: it cannot), then row - column {'in points' if metric.percent else '(' + metric.label + ')'}",
+                          fig.get_figwidth() - 1.0, 8),
                   fontsize=8, color="0.3")  # fmt: skip
     ax.set_title(wrapped(title, fig.get_figwidth() - 1.2, 9), fontsize=9)
     ticks = (FLOOR_P, 0.001, 0.01, ALPHA, 0.2, 1.0)
@@ -261,11 +287,13 @@ def significance(pairs: pd.DataFrame, order: list[str], title: str) -> Figure:
     return fig
 
 
-def cost(summary: pd.DataFrame, title: str, n_classes: int | None = None) -> Figure:
-    """Mean test accuracy (from 0%) against GFLOP per clip (log scale, whole decades around
+def cost(summary: pd.DataFrame, title: str, n_classes: Chance | int | None = None, metric: kinds.Metric | None = None) -> Figure:
+    """Mean test score (the primary metric, from 0%; R² from 0 or below) against GFLOP per clip (log scale, whole decades around
     the data): a panel per feature size on the same axes, a colour per classifier, every point
     named by its front-end; the chance line where ``n_classes`` is given; the legend outside
     the axes."""
+    metric = metric or metric_of(summary)
+    k = metric.scale
     sizes = sorted(summary["feature_size"].unique(), key=lambda s: (SIZES.index(s) if s in SIZES else len(SIZES), s))
     many = summary["frontend"].nunique() > 4
     fig = Figure(figsize=(1.8 + (5.2 if many else 4.4) * len(sizes), 6.0 if many else 4.6), layout="constrained")
@@ -280,11 +308,11 @@ def cost(summary: pd.DataFrame, title: str, n_classes: int | None = None) -> Fig
         shown = part[np.isfinite(part["gflops_per_clip"]) & (part["gflops_per_clip"] > 0)]
         for clf in classifier_order(part["classifier"]):
             mine = shown[shown["classifier"] == clf]
-            ax.scatter(mine["gflops_per_clip"], 100 * mine["mean"], color=classifier_colour(clf), s=28, label=clf.upper(), zorder=3)
+            ax.scatter(mine["gflops_per_clip"], k * mine["mean"], color=classifier_colour(clf), s=28, label=clf.upper(), zorder=3)
         names = [r["frontend"] + ("" if r.get("experiment", "default") == "default" else f" ({r['experiment']})") for _, r in shown.iterrows()]
         if len(shown):
-            label_points(ax, shown["gflops_per_clip"], 100 * shown["mean"], names, log_x=True)
-        chance_line(ax, n_classes)
+            label_points(ax, shown["gflops_per_clip"], k * shown["mean"], names, log_x=True)
+        chance_line(ax, n_classes, k)
         unknown = sorted(set(part["frontend"]) - set(shown["frontend"]))
         if unknown:
             ax.text(0.02, 0.02, wrapped("no cost known, not shown: " + ", ".join(unknown), 3.0, 7), transform=ax.transAxes,
@@ -295,9 +323,71 @@ def cost(summary: pd.DataFrame, title: str, n_classes: int | None = None) -> Fig
     axes[0].set_xlim(10**low, 10**high)
     axes[0].xaxis.set_major_formatter(FuncFormatter(decades))
     axes[0].xaxis.set_minor_formatter(NullFormatter())
-    axes[0].set_ylim(0, 100)
-    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_ylim(*value_limits(metric, summary["mean"]))
+    axes[0].set_ylabel(metric.axis())
     fig.suptitle(wrapped(title, fig.get_figwidth() - 2.0, 11), fontsize=11)
     legend(axes[-1])
     spread_labels(fig)
+    return fig
+
+
+def tag_ap(table: pd.DataFrame, title: str, prevalence: pd.Series | None = None) -> Figure:
+    """Multilabel, in place of the confusion matrix and the per-class panels: each tag's
+    average precision (%) for the cell of ``table``'s first column (its best; tags x cells,
+    as sections.tag_table), a bar per tag sorted best first; the other columns' AP as diamonds
+    in their classifier's colour (the runner-up front-ends); with ``prevalence`` (tag
+    -> share of positive test clips), a black tick at each tag's chance AP."""
+    first = table.columns[0]
+    order = table[first].sort_values(ascending=False).index
+    n = len(order)
+    fig = Figure(figsize=(7.2, 1.6 + 0.24 * n), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(n)
+    clf = str(first).rsplit(" · ", 1)[-1]
+    ax.barh(y, 100 * table.loc[order, first].to_numpy(dtype=float), color=classifier_colour(clf), alpha=0.45, label=str(first))
+    for column in table.columns[1:]:  # a dark-edged diamond: it reads on a bar of its own colour too
+        colour = classifier_colour(str(column).rsplit(" · ", 1)[-1])
+        ax.plot(100 * table.loc[order, column].to_numpy(dtype=float), y, "D", mfc=colour, mec="0.15", ms=5, ls="", label=str(column))
+    if prevalence is not None:
+        known = prevalence.reindex(order).to_numpy(dtype=float)
+        ax.plot(100 * known, y, "|", color="black", ms=9, mew=1.5, label="chance: the tag's prevalence")
+    ax.set_yticks(y, [t if len(str(t)) <= 30 else str(t)[:29] + "…" for t in order], fontsize=7)
+    ax.invert_yaxis()  # best at the top
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("test average precision (%)")
+    ax.grid(axis="x", color="0.9", lw=0.6)
+    ax.set_title(wrapped(title, fig.get_figwidth() - 1.0, 10), fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+    return fig
+
+
+def predicted_against_true(panels: list[tuple[str, np.ndarray, np.ndarray, float]], title: str) -> Figure:
+    """Regression, in place of the confusion matrix: per front-end (``panels``: name, targets,
+    predictions, its R²) the predictions of its test clips against their targets, on the same
+    axes for every panel, with the diagonal where they would be equal."""
+    n = len(panels)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(1.0 + 3.2 * cols, 0.9 + 3.0 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
+    everything = np.concatenate([np.r_[t, p] for _, t, p, _ in panels]) if panels else np.zeros(1)
+    everything = everything[np.isfinite(everything)]
+    low, high = (float(everything.min()), float(everything.max())) if len(everything) else (0.0, 1.0)
+    pad = 0.05 * (high - low or 1.0)
+    low, high = low - pad, high + pad
+    for ax, (name, truth, predicted, r2) in zip(axes, panels):
+        ax.plot([low, high], [low, high], "--", color="0.6", lw=1, zorder=1)
+        ax.scatter(truth, predicted, s=8, alpha=0.6, color="#1f77b4", zorder=2, edgecolors="none")
+        ax.set_title(wrapped(f"{name}\nR² {r2:.3f} ({len(truth)} test clips)", 3.0, 8), fontsize=8)
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+        ax.set_aspect("equal", adjustable="box")
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    for ax in axes[max(0, n - cols) : n]:  # the lowest panel of each column: its ticks and label
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.set_xlabel("true target", fontsize=8)
+    for ax in axes[::cols][:rows]:
+        ax.set_ylabel("predicted", fontsize=8)
+    fig.suptitle(wrapped(title, fig.get_figwidth() - 0.5, 10), fontsize=10)
     return fig

@@ -14,8 +14,9 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from ..tracking import TRAINED_SCORER
+from . import kinds
 from .figures import label_points
-from .stats import ALPHA, scores
+from .stats import ALPHA, metric_of, scores
 
 MIN_FRONTENDS = 3
 BOOTSTRAP = 2000
@@ -37,6 +38,7 @@ class Premise:
     random_ci: pd.DataFrame  # front-end -> low, high: 95% bootstrap interval over folds
     trained_ci: pd.DataFrame
     n_folds: int
+    metric: str = "accuracy"  # the primary metric ranked (kinds.py): accuracy, map, r2
 
     @property
     def unsettled(self) -> dict[str, int]:
@@ -133,7 +135,7 @@ def premises(best: pd.DataFrame) -> list[Premise]:
     long = scores(best)
     out = []
     for (size, experiment), part in long.groupby(["feature_size", "experiment"]):
-        per_fold = part.groupby(["frontend", "classifier", "fold"])["accuracy"].mean()  # seeds averaged
+        per_fold = part.groupby(["frontend", "classifier", "fold"])["score"].mean()  # seeds averaged
         means = per_fold.groupby(["frontend", "classifier"]).mean()
         trained = means.xs(TRAINED_SCORER, level="classifier") if TRAINED_SCORER in means.index.get_level_values(1) else pd.Series(dtype=float)
         random = means.drop(TRAINED_SCORER, level="classifier", errors="ignore")
@@ -150,28 +152,32 @@ def premises(best: pd.DataFrame) -> list[Premise]:
         tau, rho, tau_ci, rho_ci = rank_agreement(table_r, table_t)
         out.append(Premise(size, experiment, common, table_r.mean(), table_t.mean(), {fe: chosen[fe][1] for fe in common},
                            float(tau), float(rho), tau_ci, rho_ci, tau_p_value(table_r.mean(), table_t.mean()),
-                           intervals(table_r), intervals(table_t), len(folds)))  # fmt: skip
+                           intervals(table_r), intervals(table_t), len(folds), metric_of(best).name))  # fmt: skip
     return out
 
 
 def figure(p: Premise, title: str) -> Figure:
-    """Trained against random accuracy per front-end; the dashed diagonal is where the two
-    agree, and points in the same order along both axes mean the rankings agree."""
+    """Trained against random score per front-end (the primary metric: accuracy, mAP, R²); the
+    dashed diagonal is where the two agree, and points in the same order along both axes mean
+    the rankings agree."""
     fig = Figure(figsize=(7.5, 5.6), layout="constrained")
     ax = fig.subplots()
-    x, y = 100 * p.random[p.frontends], 100 * p.trained[p.frontends]
-    xerr = [x - 100 * p.random_ci.loc[p.frontends, "low"], 100 * p.random_ci.loc[p.frontends, "high"] - x]
-    yerr = [y - 100 * p.trained_ci.loc[p.frontends, "low"], 100 * p.trained_ci.loc[p.frontends, "high"] - y]
+    m = kinds.BY_NAME.get(p.metric, kinds.ACCURACY)
+    k = m.scale
+    x, y = k * p.random[p.frontends], k * p.trained[p.frontends]
+    xerr = [x - k * p.random_ci.loc[p.frontends, "low"], k * p.random_ci.loc[p.frontends, "high"] - x]
+    yerr = [y - k * p.trained_ci.loc[p.frontends, "low"], k * p.trained_ci.loc[p.frontends, "high"] - y]
     ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=5, elinewidth=0.8, capsize=2, label="mean, 95% interval over folds")
     rank_r, rank_t = x.rank(ascending=False).astype(int), y.rank(ascending=False).astype(int)
     label_points(ax, x, y, [f"{fe} ({rank_r[fe]}→{rank_t[fe]})" for fe in p.frontends])
-    low = min(100 * p.random_ci["low"].min(), 100 * p.trained_ci["low"].min()) - 3
-    high = max(100 * p.random_ci["high"].max(), 100 * p.trained_ci["high"].max()) + 3
+    pad = 3 * k / 100  # 3 points of a percentage; 0.03 of R²
+    low = min(k * p.random_ci["low"].min(), k * p.trained_ci["low"].min()) - pad
+    high = max(k * p.random_ci["high"].max(), k * p.trained_ci["high"].max()) + pad
     ax.plot([low, high], [low, high], "--", color="0.6", lw=1, label="trained = random")
     ax.set_xlim(low, high)
     ax.set_ylim(low, high)
-    ax.set_xlabel("test accuracy with random weights (%)")
-    ax.set_ylabel("test accuracy trained (%)")
+    ax.set_xlabel(f"test {m.label} with random weights{m.unit}")
+    ax.set_ylabel(f"test {m.label} trained{m.unit}")
     ax.set_title(
         f"{title}\ntau {p.tau:+.2f} [{p.tau_ci[0]:+.2f}, {p.tau_ci[1]:+.2f}] (p={p.tau_p:.3g}), rho {p.rho:+.2f}", fontsize=9
     )

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from ..tracking import TRAINED_SCORER
+from . import kinds
 from .premise import Premise, rank_agreement, tau_p_value
 from .stats import scores, summarize
 
@@ -21,7 +22,8 @@ STATIC = {"parameters": "n_params", "GFLOP per clip": "gflops_per_clip", "NASWOT
 def knn_runs(best: pd.DataFrame) -> pd.DataFrame:
     """One random-weight run per front-end, size, preset and seed, as a cell of classifier ``knn``
     whose folds are the kNN probe's (the probe does not depend on the classifier's settings)."""
-    random = best[(best["classifier"] != TRAINED_SCORER) & best["knn_accuracy"].notna()]
+    probed = best["knn_score"] if "knn_score" in best else best["knn_accuracy"]  # the probe's primary metric
+    random = best[(best["classifier"] != TRAINED_SCORER) & probed.notna()]
     one = random.drop_duplicates(["frontend", "feature_size", "experiment", "seed"])
     return one.assign(classifier=KNN, folds=one["knn_folds"])
 
@@ -53,11 +55,12 @@ def predictors(best: pd.DataFrame, p: Premise) -> pd.DataFrame:
     better). Predictors: the random-weight accuracy (the premise), the kNN probe, and the
     static ones (one value per front-end: the mean over its random runs' seeds)."""
     part = best[(best["feature_size"] == p.feature_size) & (best["experiment"] == p.experiment)]
-    per_fold = scores(part).groupby(["frontend", "classifier", "fold"])["accuracy"].mean()
+    label = kinds.BY_NAME.get(p.metric, kinds.ACCURACY).label
+    per_fold = scores(part).groupby(["frontend", "classifier", "fold"])["score"].mean()
     trained = pd.DataFrame({fe: per_fold.loc[fe, TRAINED_SCORER] for fe in p.frontends}).dropna()
-    candidates = {"random-weight accuracy": pd.DataFrame({fe: per_fold.loc[fe, p.classifiers[fe]] for fe in p.frontends})}
-    knn = scores(knn_runs(part)).groupby(["frontend", "fold"])["accuracy"].mean()
-    candidates["kNN accuracy"] = pd.DataFrame({fe: knn.loc[fe] for fe in p.frontends if fe in knn.index.get_level_values(0)})
+    candidates = {f"random-weight {label}": pd.DataFrame({fe: per_fold.loc[fe, p.classifiers[fe]] for fe in p.frontends})}
+    knn = scores(knn_runs(part)).groupby(["frontend", "fold"])["score"].mean()
+    candidates[f"kNN {label}"] = pd.DataFrame({fe: knn.loc[fe] for fe in p.frontends if fe in knn.index.get_level_values(0)})
     random = part[part["classifier"] != TRAINED_SCORER].drop_duplicates(["frontend", "seed"])
     for name, column in STATIC.items():
         values = random.groupby("frontend")[column].mean().reindex(p.frontends)
@@ -74,8 +77,8 @@ def predictors(best: pd.DataFrame, p: Premise) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def predictor_notes(table: pd.DataFrame, size: str) -> list[str]:
-    out = [f"{size}: what predicts trained accuracy? Kendall's tau against it (95% bootstrap over folds; exact one-sided p)"]
+def predictor_notes(table: pd.DataFrame, size: str, metric: kinds.Metric = kinds.ACCURACY) -> list[str]:
+    out = [f"{size}: what predicts trained {metric.label}? Kendall's tau against it (95% bootstrap over folds; exact one-sided p)"]
     for _, r in table.iterrows():
         if r["n_frontends"] < 3:
             out.append(f"  {r['predictor']}: fewer than 3 front-ends have it ({r['n_frontends']})")

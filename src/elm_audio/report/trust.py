@@ -4,9 +4,10 @@ Whoever can write the store (a colleague on a shared server) chooses every tag, 
 of a run. A value that becomes a path must have the form elm_audio writes: a features key
 (cache.cache_key: 20 lowercase hex digits) and a run id (MLflow's: 32) are one folder name each,
 and the dataset, feature size, classifier and preset, which name the report's folder and files,
-are plain names. Numbers must lie in their range: accuracies in [0, 1], costs finite and not
-negative, a seed as elm_audio accepts one. A run that says otherwise is left out of what needs
-the value, and the report names it with the reason.
+and the task kind are plain names. Numbers must lie in their range: accuracies, mAP, ROC-AUC
+and AP in [0, 1], R² finite and at most 1, MAE and costs finite and not negative, a seed as
+elm_audio accepts one. A run that says otherwise is left out of what needs the value, and the
+report names it with the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import sys
 
 import pandas as pd
 
+from . import kinds
+
 FEATURES_KEY = re.compile(r"[0-9a-f]{20}")
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 RUN_ID_FORM = "an MLflow run id (32 lowercase hex digits)"
@@ -24,8 +27,6 @@ RUN_ID_FORM = "an MLflow run id (32 lowercase hex digits)"
 POINTERS = {"features_key": (FEATURES_KEY, "a feature cache key (20 lowercase hex digits)"), "features_run_id": (RUN_ID, RUN_ID_FORM)}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # one file name's part, never '..' or a '/'
 IN_FILE_NAMES = ("feature_size", "classifier", "experiment")
-ACCURACIES = ("val_accuracy", "test_accuracy", "knn_accuracy")
-PER_SPLIT = {"folds": "{}_test_accuracy", "knn_folds": "{}_knn_accuracy", "class_accuracy": "class_accuracy/{}"}
 # never infinite in a run elm_audio logged (the proxies naswot and synflow may be: log 0, an overflow)
 NOT_NEGATIVE = {"gflops_per_clip": "metric", "extract_seconds": "metric", "n_test_clips": "metric", "n_clips": "param", "n_params": "param"}
 MAX_SEED = 2**32 - 1  # validate.py's bound
@@ -76,14 +77,39 @@ def name_problem(run: pd.Series) -> str | None:
     return None
 
 
+def kind_problem(run: pd.Series) -> str | None:
+    kind = run.get("kind", kinds.MULTICLASS)
+    if absent(kind) or kind in kinds.KINDS:
+        return None
+    return f"tag kind={quoted(kind)} is not a task kind ({', '.join(kinds.KINDS)})"
+
+
+def scored_metrics(run: pd.Series) -> list[tuple[str, float, kinds.Metric]]:
+    """Every score a run holds, as (the name it was logged under, value, the metric it is):
+    its kind's primary metric (val, test, kNN, per split), per class or per tag, the secondary
+    metric and a multilabel run's chance mAP."""
+    kind = run.get("kind", kinds.MULTICLASS)
+    p = kinds.primary(kind if kind in kinds.KINDS else kinds.MULTICLASS)
+    found = [(f"{prefix}_{p.name}", run.get(f"{prefix}_score", run.get(f"{prefix}_{p.name}")), p) for prefix in ("val", "test", "knn")]
+    found += [(f"{split}_test_{p.name}", v, p) for split, v in (run.get("folds") or {}).items()]
+    found += [(f"{split}_knn_{p.name}", v, p) for split, v in (run.get("knn_folds") or {}).items()]
+    found += [(f"class_accuracy/{label}", v, kinds.ACCURACY) for label, v in (run.get("class_accuracy") or {}).items()]
+    found += [(f"tag_ap/{tag}", v, kinds.TAG_AP) for tag, v in (run.get("tag_ap") or {}).items()]
+    s = kinds.secondary(kind)
+    if s is not None:
+        found.append((f"test_{s.name}", run.get("secondary_score"), s))
+        found += [(f"{split}_test_{s.name}", v, s) for split, v in (run.get("secondary_folds") or {}).items()]
+    if kind == kinds.MULTILABEL:
+        found.append(("test_chance_map", run.get("chance_score"), kinds.MAP))
+    return found
+
+
 def number_problem(run: pd.Series) -> str | None:
-    """The first metric (or numeric param) outside its range; NaN is a value never logged."""
-    accuracies = {m: run[m] for m in ACCURACIES}
-    for column, metric in PER_SPLIT.items():
-        accuracies.update({metric.format(split): v for split, v in run[column].items()})
-    for metric, v in accuracies.items():
-        if not absent(v) and not 0 <= v <= 1:
-            return f"metric {metric} lies outside [0, 1], the range of an accuracy"
+    """The first metric (or numeric param) outside its range (accuracies, mAP, ROC-AUC and AP in
+    [0, 1]; R² at most 1, however negative; MAE not negative); NaN is a value never logged."""
+    for metric, v, kind in scored_metrics(run):
+        if v is not None and not absent(v) and (problem := kind.problem(metric, float(v))):
+            return problem
     for name, kind in NOT_NEGATIVE.items():
         v = run[name]
         if not absent(v) and not (finite(v) and v >= 0):
@@ -97,7 +123,7 @@ def why_distrusted(run: pd.Series) -> str | None:
     """Why what the store says of a run cannot enter the report at all (None: it can)."""
     if not (isinstance(run["run_id"], str) and RUN_ID.fullmatch(run["run_id"])):
         return f"its id is not {RUN_ID_FORM}; {ADVICE}"
-    problem = name_problem(run) or number_problem(run)
+    problem = name_problem(run) or kind_problem(run) or number_problem(run)
     return f"{problem}; {ADVICE}" if problem else None
 
 
