@@ -61,10 +61,10 @@ def child(go: Path, args: list[str]) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from elm_audio.cache import FeatureCache
     from elm_audio.config import compose
-    from elm_audio.features import load_or_extract, share_extraction
-    from elm_audio.plan import make_plan
+    from elm_audio.run.features import load_or_extract, share_extraction
+    from elm_audio.run.plan import make_plan
+    from elm_audio.stores.cache import FeatureCache
 
     cfg = compose(args)
     plan, cache = make_plan(cfg), FeatureCache(cfg.cache.dir)
@@ -160,7 +160,7 @@ def main() -> None:
     if args.child:
         return child(Path(args.child[0]), args.child[1:])
 
-    from elm_audio.chunks import layout
+    from elm_audio.extraction.chunks import layout
 
     clips, work = args.folder / "clips", args.folder / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
     make_clips(clips, args.clips)

@@ -35,13 +35,23 @@ from elm_audio.classifiers.products import mkl_runs_avx2_only, onednn_linear
 from elm_audio.config import compose, native_frontends
 from elm_audio.datasets import Clip
 from elm_audio.datasets.synth import synth_clip
-from elm_audio.frontends.profile import profile
-from elm_audio.extract import ClipAudio, ExtractSettings, _batches, extract
+from elm_audio.evaluation.protocols import evaluate, make_splits
+from elm_audio.extraction.extract import ClipAudio, ExtractSettings, _batches, extract
+from elm_audio.extraction.inputs import InputSettings
+from elm_audio.extraction.precision import (
+    autocast,
+    cpu_has_bf16_units,
+    cpu_matrix_features,
+    effective_precision,
+    network_features,
+)
 from elm_audio.frontends.base import forms
-from elm_audio.precision import autocast, cpu_has_bf16_units, cpu_matrix_features, effective_precision, network_features
-from elm_audio.protocols import evaluate, make_splits
-from elm_audio.components import build_classifier, build_dataset, build_frontend
-from elm_audio.inputs import InputSettings
+from elm_audio.frontends.profile import profile
+from elm_audio.settings.components import (
+    build_classifier,
+    build_dataset,
+    build_frontend,
+)
 
 REQUIRED = ("vgg", "cnn_7x86", "sample_level", "timbral_temporal")
 CPU = torch.device("cpu")
@@ -226,7 +236,7 @@ def training_rates(name: str, batch: int, steps: int, limits: dict) -> dict:
     """weights=trained's step (features, a linear softmax head, cross-entropy, backward, Adam) on
     a large front-end, fp32 and bf16 autocast with float32 master weights (bf16 where the CPU has
     the units), in alternating rounds. A step costs about 3x the forward FLOPs."""
-    from elm_audio.training import Probe
+    from elm_audio.run.training import Probe
 
     release_memory()
     info = profile(build_frontend(compose([f"frontend={name}", "feature_size=large"])))
@@ -330,7 +340,7 @@ def end_to_end(name: str, clips: list[Clip], batch: int, rounds: int) -> dict:
     arrival times split an extraction into its start (decoding the first batch: paid once per
     extraction) and its steady rate.
     """
-    from elm_audio.audio import fit_length, load
+    from elm_audio.sound.decode import fit_length, load
 
     release_memory()
     front = build_frontend(compose([f"frontend={name}", "feature_size=large"])).eval()

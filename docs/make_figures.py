@@ -33,7 +33,7 @@ from elm_audio.report.build import cell_pairs
 from elm_audio.report.collect import experiments, load_runs
 from elm_audio.report.probes import knn_agreement, knn_summary
 from elm_audio.report.stats import select_best, summarize
-from elm_audio.tracking import DEFAULT_EXPERIMENT
+from elm_audio.stores.tracking import DEFAULT_EXPERIMENT
 
 DOCS = Path(__file__).resolve().parent
 GRID = (

@@ -13,8 +13,9 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import contextlib
-import logging
 import io
+import logging
+import math
 import shutil
 import subprocess
 import sys
@@ -22,16 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
-import math
-
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 from mlflow.tracking import MlflowClient
 
-from elm_audio.components import build_frontend
 from elm_audio.config import compose
+from elm_audio.settings.components import build_frontend
 
 WRITE_KW = {
     "wav": {},
@@ -150,7 +149,7 @@ def as_a_run_in(cwd: Path, seed_store: bool = True) -> Iterator[tuple[io.StringI
 def run_here(cwd: Path, *overrides: str) -> tuple[str, str]:
     """``python -m elm_audio <overrides>`` (one run) as runner.run does it, in this process:
     see as_a_run_in. The features' cache is ``cwd/cache``, as run_cli's; returns (stdout, stderr)."""
-    from elm_audio.runner import run
+    from elm_audio.run.runner import run
 
     with as_a_run_in(cwd) as (out, err):
         run(compose([f"cache.dir={cwd / 'cache'}", *overrides]))

@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 from conftest import tone, write_audio
 
-from elm_audio.audio import SAMPLE_RATE, AudioError, fit_length, load, read_info
+from elm_audio.sound.decode import SAMPLE_RATE, AudioError, fit_length, load, read_info
 
 
 def dominant_frequency(signal: np.ndarray, sr: int) -> float:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import logged_runs, run_here
 
-from elm_audio import contents
-from elm_audio.cache import FeatureCache
 from elm_audio.config import compose
-from elm_audio.plan import make_plan
+from elm_audio.run.plan import make_plan
+from elm_audio.stores import contents
+from elm_audio.stores.cache import FeatureCache
 
 KEY = "0123456789abcdef0000"  # a features key as cache_key makes them
 

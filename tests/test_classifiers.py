@@ -7,8 +7,8 @@ from sklearn.svm import SVC
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from elm_audio.classifiers import ELMClassifier, KernelSVC
-from elm_audio.components import build_classifier
 from elm_audio.config import compose
+from elm_audio.settings.components import build_classifier
 
 
 def blobs(n=300, d=20, seed=0):

@@ -11,7 +11,7 @@ from conftest import run_cli
 
 from elm_audio.config import ConfigError
 from elm_audio.describe import table
-from elm_audio.unknown_keys import check
+from elm_audio.settings.unknown_keys import check
 
 
 @pytest.mark.parametrize(

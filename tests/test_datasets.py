@@ -6,7 +6,7 @@ from elm_audio.config import compose
 from elm_audio.datasets import DatasetError
 from elm_audio.datasets.folder import Folder
 from elm_audio.datasets.synth import RHYTHMS, TIMBRES, Synth
-from elm_audio.components import build_dataset
+from elm_audio.settings.components import build_dataset
 
 
 def test_folder_reads_one_class_per_sub_folder_with_stratified_folds(class_folder):
@@ -151,8 +151,8 @@ def test_a_grouped_folder_never_puts_excerpts_of_one_track_on_both_sides_of_a_sp
     every track's excerpts share a fold, and the folds stay stratified."""
     from conftest import tone, write_audio
 
-    from elm_audio.components import build_dataset
-    from elm_audio.protocols import make_splits
+    from elm_audio.evaluation.protocols import make_splits
+    from elm_audio.settings.components import build_dataset
 
     root = tmp_path / "tracks"
     for label, base in (("rock", 200.0), ("jazz", 900.0)):

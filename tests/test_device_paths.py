@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from elm_audio.components import build_frontend
 from elm_audio.config import compose, native_frontends
 from elm_audio.frontends import FrontEnd
 from elm_audio.frontends.base import forms
+from elm_audio.settings.components import build_frontend
 
 # the front-ends with a loop for the CPU: vgg's first block, the frequency-max convolutions
 LOOPED = ("vgg", "cnn_7x86", "cnn_7x96", "timbral", "timbral_temporal", "timbral_time")

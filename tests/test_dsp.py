@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from elm_audio.dsp import LogMel, MFCCStatistics
 from elm_audio.frontends.base import SPECTROGRAM_FRAMES, FrontEnd
+from elm_audio.sound.dsp import LogMel, MFCCStatistics
 
 SR = 12_000
 

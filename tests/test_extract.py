@@ -4,14 +4,14 @@ decoding in the main process, whichever batch a bad clip falls in."""
 import numpy as np
 import pytest
 import torch
-
 from conftest import tone, write_audio
-from elm_audio.audio import AudioError
+
 from elm_audio.config import compose
 from elm_audio.datasets import Clip
+from elm_audio.extraction.extract import ExtractSettings, extract
 from elm_audio.frontends.profile import profile
-from elm_audio.extract import ExtractSettings, extract
-from elm_audio.components import build_frontend
+from elm_audio.settings.components import build_frontend
+from elm_audio.sound.decode import AudioError
 
 BROKEN = (0, 5)  # in the first batch (decoded before the workers start) and in a later one
 
@@ -58,7 +58,7 @@ def test_the_first_bad_clip_stops_an_extraction_by_its_path(clips, workers, firs
 def test_the_progress_bar_names_the_front_end_as_the_config_does(clips, capsys):
     from types import SimpleNamespace
 
-    from elm_audio.features import extract_settings
+    from elm_audio.run.features import extract_settings
 
     cfg = compose(["frontend=timbral_temporal", "feature_size=small"])
     settings = extract_settings(cfg, SimpleNamespace(dataset=SimpleNamespace(on_bad_clip="skip")))

@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from conftest import LENGTHS, clips, frontend
+from torch import nn
 
 from elm_audio.config import native_frontends
 from elm_audio.frontends.profile import profile

@@ -16,14 +16,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import QUICK, WRITE_KW, logged_runs, run_cli, run_here, tone
-
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from elm_audio.config import ConfigError, compose
 from elm_audio.data import main as data_main
 from elm_audio.datasets import DatasetError
-from elm_audio.plan import make_plan
+from elm_audio.run.plan import make_plan
 
 SR = 16_000
 FORMATS = ("wav", "flac", "au", "ogg", "mp3")
@@ -111,9 +110,9 @@ def test_data_check_names_every_bad_file_and_no_other(fuzzed, capsys):
     counts = {k: int(out.split(f"  {k} (")[1].split(")")[0]) for k in ("unreadable", "zero-length")}
     assert sum(counts.values()) == len(bad)  # the printed report counts them all (and names 15 a kind)
     # every one of them, by name: the report behind the printed text
-    from elm_audio.components import build_dataset
     from elm_audio.config import compose
     from elm_audio.datasets.check import CheckReport
+    from elm_audio.settings.components import build_dataset
 
     dataset = build_dataset(compose(["dataset=folder", f"dataset.root={root}", "dataset.n_folds=3"]))
     report = CheckReport.from_survey(dataset, dataset.survey(), decode_min_samples=350)

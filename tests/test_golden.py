@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import GOLDEN, frontend
+from helpers.tf1 import load_tf1_weights
 
-from elm_audio.audio import load
-from elm_audio.frontends.tf1 import load_tf1_weights
-from elm_audio.inputs import InputSettings, fit_decoded, network_inputs
+from elm_audio.extraction.inputs import InputSettings, fit_decoded, network_inputs
+from elm_audio.sound.decode import load
 
 pytestmark = pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"golden data not found at {GOLDEN}")
 

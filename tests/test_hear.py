@@ -16,8 +16,8 @@ import torch
 from conftest import LENGTHS, frontend
 
 import elm_audio.hear as hear
-from elm_audio.audio import fit_length
-from elm_audio.resample import Resampler
+from elm_audio.sound.decode import fit_length
+from elm_audio.sound.resample import Resampler
 
 ACCEPTABLE_SAMPLE_RATE = [16000, 22050, 32000, 44100, 48000]  # hearvalidator's list
 

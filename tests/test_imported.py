@@ -13,12 +13,12 @@ import pytest
 import torch
 from conftest import local_uri, logged_runs, tone, write_audio
 
-from elm_audio.audio import load
-from elm_audio.cache import FeatureCache
 from elm_audio.config import ConfigError, compose
-from elm_audio.plan import make_plan
 from elm_audio.report.build import build
-from elm_audio.runner import run
+from elm_audio.run.plan import make_plan
+from elm_audio.run.runner import run
+from elm_audio.sound.decode import load
+from elm_audio.stores.cache import FeatureCache
 
 # A third-party HEAR module as one would write it: 16 kHz, a random 1-D convolution, means.
 TINY_HEAR = '''

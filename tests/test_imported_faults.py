@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from conftest import run_cli, run_here, tone, write_audio
 
-from elm_audio.cache import FeatureCache
 from elm_audio.config import ConfigError, compose
 from elm_audio.frontends.imported import Embeddings
-from elm_audio.plan import make_plan
+from elm_audio.run.plan import make_plan
+from elm_audio.stores.cache import FeatureCache
 
 # A HEAR module that declares 4 values per clip and returns, as its load_model option says, the
 # kind of wrong answer a module can give.

@@ -8,11 +8,11 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
+from conftest import QUICK, local_uri, logged_runs, run_here, seed_empty_store
 from mlflow.tracking import MlflowClient
 
-from elm_audio import sweeps, tracking
-
-from conftest import QUICK, local_uri, logged_runs, run_here, seed_empty_store
+from elm_audio.stores import tracking
+from elm_audio.sweeps import study as sweeps
 
 VIEW_TAG = "mlflow.sharedViewState.elm_audio"
 

@@ -11,7 +11,7 @@ from conftest import local_uri, logged_runs, seed_empty_store
 
 from elm_audio.config import compose
 from elm_audio.report.build import build
-from elm_audio.runner import run
+from elm_audio.run.runner import run
 
 TINY = ["dataset.clips_per_class=4", "dataset.duration=1.0", "dataset.n_folds=3", "extract.progress=false",
         "extract.num_workers=0", "device=cpu"]  # fmt: skip
@@ -88,7 +88,7 @@ def test_a_trained_run_logs_its_learning_curve_and_fold_metrics(workdir):
 
 def test_weights_trained_refuses_the_paper_protocol_by_key():
     from elm_audio.config import ConfigError
-    from elm_audio.validate import validate
+    from elm_audio.settings.validate import validate
 
     with pytest.raises(ConfigError, match="protocol.mode=paper: weights=trained needs a validation fold"):
         validate(compose(["weights=trained", "protocol.mode=paper", "device=cpu"]))

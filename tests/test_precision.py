@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import clips, compose, frontend, tone, write_audio
-from elm_audio import precision
+
 from elm_audio.config import native_frontends
 from elm_audio.datasets import Clip
-from elm_audio.extract import ExtractSettings, extract
+from elm_audio.extraction import precision
+from elm_audio.extraction.extract import ExtractSettings, extract
 from elm_audio.frontends.base import BANDED_COLUMNS, frequency_max_conv
 from elm_audio.frontends.profile import profile
-from elm_audio.plan import make_plan
+from elm_audio.run.plan import make_plan
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -3,7 +3,7 @@ import pytest
 from sklearn.tree import DecisionTreeClassifier
 
 from elm_audio.datasets import Clip, ClipIndex
-from elm_audio.protocols import evaluate, make_splits
+from elm_audio.evaluation.protocols import evaluate, make_splits
 
 
 def fold_index(n_folds=4, per_fold=6):
@@ -92,7 +92,7 @@ def test_size_weighted_fold_scores_are_the_accuracy_over_all_pooled_test_clips()
                                                ("probe.proxy_batch=1", "probe.proxy_batch=1 must be at least 2")])
 def test_probe_settings_are_checked_before_anything_runs(override, message):
     from elm_audio.config import ConfigError, compose
-    from elm_audio.validate import validate
+    from elm_audio.settings.validate import validate
 
     with pytest.raises(ConfigError, match=message):
         validate(compose([override]))

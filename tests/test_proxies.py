@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from conftest import frontend
 from torch import nn
 
+from elm_audio.extraction.proxies import has_proxies, naswot, synflow
 from elm_audio.frontends.base import FrontEnd
-from elm_audio.frontends.proxies import has_proxies, naswot, synflow
 
 
 class Tiny(FrontEnd):

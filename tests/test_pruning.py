@@ -15,11 +15,11 @@ from omegaconf import OmegaConf
 
 from elm_audio.config import CONFIG_DIR, ConfigError
 from elm_audio.datasets.index import Clip, ClipIndex
-from elm_audio.protocols import evaluate, make_splits
+from elm_audio.evaluation.protocols import evaluate, make_splits
 from elm_audio.report.build import missing_notes
 from elm_audio.report.collect import load_runs
 from elm_audio.report.stats import select_best, summarize
-from elm_audio.sweeps import open_storage
+from elm_audio.sweeps.study import open_storage
 
 # Five folds of the built-in dataset; a linear SVM's running val_accuracy is 0.71 after one fold
 # and 0.57 after two with C=1, 0.29 after both with C=1e-6 or 1e-5 (hopeless).
@@ -154,8 +154,8 @@ def test_the_pruner_is_chosen_by_name_and_bad_values_are_refused_in_one_line():
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from elm_audio.sweeps import make_pruner
-    from elm_audio.unknown_keys import check
+    from elm_audio.settings.unknown_keys import check
+    from elm_audio.sweeps.study import make_pruner
 
     def pruner_node(*overrides: str):
         with initialize_config_dir(str(CONFIG_DIR)):
@@ -177,8 +177,12 @@ def test_the_pruner_is_chosen_by_name_and_bad_values_are_refused_in_one_line():
 
 def test_a_grid_is_never_pruned_and_jobs_that_cannot_reach_the_study_say_so(capsys):
     from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-    from hydra_plugins.elm_audio_sweeper.elm_audio_sweeper import ElmAudioSweeper, MedianPrunerConf
     from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+
+    from hydra_plugins.elm_audio_sweeper.elm_audio_sweeper import (
+        ElmAudioSweeper,
+        MedianPrunerConf,
+    )
 
     def sweeper(storage: str | None, launcher) -> ElmAudioSweeper:
         made = ElmAudioSweeper(None, "maximize", storage, None, 4, 2, 0.0, pruner=OmegaConf.structured(MedianPrunerConf))

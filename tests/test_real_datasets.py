@@ -9,14 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import logged_runs, run_cli, run_here
-from layouts import make_ballroom, make_extended_ballroom, make_gtzan, make_us8k, us8k_rows
+from layouts import (
+    make_ballroom,
+    make_extended_ballroom,
+    make_gtzan,
+    make_us8k,
+    us8k_rows,
+)
 
 from elm_audio.config import compose
 from elm_audio.data import main as data_main
 from elm_audio.datasets import DatasetError
 from elm_audio.datasets.check import CheckReport
 from elm_audio.datasets.gtzan import GENRES, split_lists
-from elm_audio.components import build_dataset
+from elm_audio.settings.components import build_dataset
 
 LISTS = Path(__file__).parents[1] / "src" / "elm_audio" / "resources" / "gtzan_fault_filtered"
 
@@ -215,10 +221,10 @@ def test_us8k_labels_never_come_from_file_names(tmp_path):
 
 def test_us8k_clips_are_repeat_padded(tmp_path):
     """A 4 s clip reaches the front-end repeated until it fills the input, as the paper does."""
-    from elm_audio.audio import load
-    from elm_audio.components import build_frontend
-    from elm_audio.extract import ClipAudio
-    from elm_audio.inputs import InputSettings
+    from elm_audio.extraction.extract import ClipAudio
+    from elm_audio.extraction.inputs import InputSettings
+    from elm_audio.settings.components import build_frontend
+    from elm_audio.sound.decode import load
 
     root = make_us8k(tmp_path / "UrbanSound8K", us8k_rows()[:20])
     cfg = compose(["dataset=us8k", f"dataset.root={root}", "frontend=sample_level"])

@@ -17,15 +17,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import QUICK, logged_runs, run_cli, run_here, seed_empty_store, tone, write_audio
+from conftest import (
+    QUICK,
+    logged_runs,
+    run_cli,
+    run_here,
+    seed_empty_store,
+    tone,
+    write_audio,
+)
 
-from elm_audio.cache import CacheError, FeatureCache
 from elm_audio.config import ConfigError, compose
-from elm_audio.processes import identity
 from elm_audio.data import main as data_main
 from elm_audio.datasets import DatasetError
-from elm_audio.tracking import connect
-from elm_audio.validate import validate
+from elm_audio.settings.validate import validate
+from elm_audio.stores.cache import CacheError, FeatureCache
+from elm_audio.stores.processes import identity
+from elm_audio.stores.tracking import connect
 
 SMALL = [*QUICK, "frontend=mfcc"]
 FOLDER = ["extract.progress=false", "extract.num_workers=0", "frontend=mfcc"]  # with dataset=folder
@@ -147,7 +155,7 @@ def test_a_read_only_cache_serves_the_features_it_holds_and_says_when_it_does_no
 def test_temporary_folders_of_dead_processes_are_cleaned(tmp_path):
     """Only a folder whose owner is proven gone: one left by a process of another pid namespace
     (a container sharing the cache), or without its owner's identity, may still be written."""
-    dead = subprocess.run([sys.executable, "-c", "import json; from elm_audio.processes import identity; print(json.dumps(identity()))"],
+    dead = subprocess.run([sys.executable, "-c", "import json; from elm_audio.stores.processes import identity; print(json.dumps(identity()))"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     owner = json.loads(dead.stdout)
 

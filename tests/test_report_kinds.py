@@ -24,9 +24,9 @@ from sklearn.metrics import (
 )
 from test_report_trust import cells, logged_run, report, section, store
 
-from elm_audio.record import metric_label
 from elm_audio.report import kinds, stats
 from elm_audio.report.collect import ClipScores
+from elm_audio.run.record import metric_label
 
 pytestmark = pytest.mark.xdist_group("report_kinds")  # one worker builds the stores once
 

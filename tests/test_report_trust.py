@@ -14,7 +14,7 @@ from conftest import as_a_run_in, local_uri, seed_empty_store
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from elm_audio import tracking
+from elm_audio.stores import tracking
 
 FOLDS = {"fold1_test_accuracy": 0.8, "fold2_test_accuracy": 0.9, "fold3_test_accuracy": 0.7}
 KEY = "0123456789abcdef0123"  # a features key's form; the cache holds no entry for it

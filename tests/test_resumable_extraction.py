@@ -23,15 +23,15 @@ import torch
 from conftest import tone, write_audio
 from test_shared_cache import ALICE, BOB, GROUP, as_user
 
-from elm_audio import chunks as chunks_module
-from elm_audio import features as features_module
-from elm_audio.cache import CacheError, FeatureCache
-from elm_audio.chunks import ChunkedEntry, layout
 from elm_audio.config import compose
-from elm_audio.extract import extract
-from elm_audio.features import extract_settings, load_or_extract
-from elm_audio.plan import make_plan
-from elm_audio.processes import identity
+from elm_audio.extraction import chunks as chunks_module
+from elm_audio.extraction.chunks import ChunkedEntry, layout
+from elm_audio.extraction.extract import extract
+from elm_audio.run import features as features_module
+from elm_audio.run.features import extract_settings, load_or_extract
+from elm_audio.run.plan import make_plan
+from elm_audio.stores.cache import CacheError, FeatureCache
+from elm_audio.stores.processes import identity
 
 KEY, OTHER = "0123456789abcdef0000", "0123456789abcdef0001"
 N, WIDTH, BATCH = 24, 5, 2  # six chunks of four clips
@@ -61,7 +61,7 @@ def partial(root: Path, key: str = KEY) -> Path:
 
 def gone_identity() -> dict:
     """The identity a real process had, read inside it; the process has ended since."""
-    code = "import json; from elm_audio.processes import identity; print(json.dumps(identity()))"
+    code = "import json; from elm_audio.stores.processes import identity; print(json.dumps(identity()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
@@ -70,10 +70,10 @@ def gone_identity() -> dict:
 
 DIE_IN_CHUNK = r"""
 import os, signal, sys
-from elm_audio import features
-from elm_audio.cache import FeatureCache
-from elm_audio.config import compose
-from elm_audio.plan import make_plan
+from elm_audio.extraction import features
+from elm_audio.stores.cache import FeatureCache
+from elm_audio.settings.config import compose
+from elm_audio.settings.plan import make_plan
 
 real = features.extract
 
@@ -140,8 +140,8 @@ SHARE = r"""
 import os, sys, time
 from pathlib import Path
 import numpy as np
-from elm_audio.cache import FeatureCache
-from elm_audio.chunks import ChunkedEntry
+from elm_audio.stores.cache import FeatureCache
+from elm_audio.extraction.chunks import ChunkedEntry
 
 root, marker = Path(sys.argv[1]), Path(sys.argv[2])
 n, width, batch = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])

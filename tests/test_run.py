@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 from conftest import QUICK, logged_runs, run_cli, run_here, tone, write_audio
+from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +136,7 @@ def test_a_key_the_config_does_not_define_is_refused_with_the_nearest_real_key(t
 
 def test_keys_are_checked_against_the_groups_chosen_and_hydras_own_are_left_to_hydra():
     from elm_audio.config import ConfigError
-    from elm_audio.unknown_keys import check
+    from elm_audio.settings.unknown_keys import check
 
     check(["classifier=elm", "classifier.hidden_units=10", "++sweep.trial=3", "hydra.sweeper.n_trials=2", "~seed"])
     check(["classifier=svm,elm", "classifier.alpha=1"])  # swept: the keys of every option

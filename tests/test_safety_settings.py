@@ -24,13 +24,13 @@ import scipy.stats
 from conftest import local_uri
 from mlflow.tracking import MlflowClient
 
-from elm_audio import processes, tracking
 from elm_audio.config import ConfigError, compose
 from elm_audio.datasets import DatasetError
-from elm_audio.plan import make_plan
-from elm_audio.sweeps import SweepRun, interrupted, open_storage
+from elm_audio.run.plan import make_plan
+from elm_audio.stores import processes, tracking
+from elm_audio.sweeps.study import SweepRun, interrupted, open_storage
 
-IDENTITY = "import json; from elm_audio import processes; print(json.dumps(processes.identity()), flush=True)"
+IDENTITY = "import json; from elm_audio.stores import processes; print(json.dumps(processes.identity()), flush=True)"
 
 
 # 7. process identity ------------------------------------------------------------------------

@@ -27,10 +27,15 @@ from optuna.storages.journal import JournalFileBackend
 from services import free_port, postgres, postgres_bin
 
 from elm_audio.config import ConfigError, compose
-from elm_audio.redaction import as_written_from_environment, redact, redact_file, redact_value
 from elm_audio.report.__main__ import main as report_main
-from elm_audio.sweeps import StorageError, open_storage, open_study
-from elm_audio.tracking import connect
+from elm_audio.stores.redaction import (
+    as_written_from_environment,
+    redact,
+    redact_file,
+    redact_value,
+)
+from elm_audio.stores.tracking import connect
+from elm_audio.sweeps.study import StorageError, open_storage, open_study
 
 # 3. secrets -------------------------------------------------------------------------------------
 
@@ -121,7 +126,7 @@ def test_no_secret_reaches_output_saved_configs_or_mlflow_in_a_stored_sweep(tmp_
 
 
 def start_creating(uri: str) -> subprocess.Popen:
-    code = f"from elm_audio.tracking import connect; connect({uri!r})"
+    code = f"from elm_audio.stores.tracking import connect; connect({uri!r})"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # set by this process's connect()
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import QUICK, run_cli
 
-from elm_audio.redaction import RedactingFilter
+from elm_audio.stores.redaction import RedactingFilter
 
 SMALL = [*QUICK, "frontend=mfcc"]
 

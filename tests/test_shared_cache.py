@@ -20,9 +20,9 @@ import pytest
 import soundfile as sf
 from conftest import logged_runs, run_here, tone, write_audio
 
-from elm_audio import extract as extract_module
-from elm_audio.cache import FeatureCache, read_checked, write_checked
 from elm_audio.datasets import DatasetError
+from elm_audio.extraction import extract as extract_module
+from elm_audio.stores.cache import FeatureCache, read_checked, write_checked
 
 KEY, OTHER = "0123456789abcdef0000", "0123456789abcdef0001"
 

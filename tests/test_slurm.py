@@ -18,7 +18,7 @@ from services import mlflow_server
 from slurm_cluster import ClusterUnavailable, start, stop
 
 from elm_audio.config import compose
-from elm_audio.plan import make_plan
+from elm_audio.run.plan import make_plan
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -62,6 +62,44 @@ def test_no_module_imports_one_that_imports_it_back():
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
+# The package's parts from the bottom up (ARCHITECTURE.md draws them): a module imports from its
+# own part or from parts below it, never above.
+LAYERS = [
+    {"config", "devices", "resources"},  # what every part shares: the config's composition and errors, devices, data files
+    {"stores", "sound"},  # files, caches, MLflow; decoding, resampling, spectrograms
+    {"datasets"},
+    {"frontends"},
+    {"classifiers"},
+    {"extraction"},
+    {"evaluation"},
+    {"settings"},
+    {"sweeps"},
+    {"run"},
+    {"report", "hear"},
+    {"xares"},
+    {"__main__", "data", "describe", "extract_only"},  # the commands
+]
+
+
+def part(module: str) -> str:
+    """The top-level module or package below elm_audio that ``module`` belongs to."""
+    return module.split(".")[1] if "." in module else module
+
+
+def test_every_part_imports_only_from_parts_below_it():
+    level = {name: i for i, names in enumerate(LAYERS) for name in names}
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    assert {part(m) for m in modules if m != "elm_audio"} == set(level), "a part ARCHITECTURE.md does not place"
+    upward = [
+        f"{m} imports {i}"
+        for m, p in sorted(modules.items())
+        if m != "elm_audio"
+        for i in sorted(imports(p))
+        if i != "elm_audio" and part(i) in level and level[part(i)] > level[part(m)]
+    ]
+    assert not upward, "imports from a part above:\n" + "\n".join(upward)
+
+
 def test_every_frontend_yaml_names_a_class_that_takes_its_keys():
     """One YAML per front-end; every key its ``net`` node sets is an argument of the class."""
     import inspect

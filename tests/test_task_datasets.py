@@ -15,13 +15,13 @@ import pytest
 import torch
 from layouts import make_hear_task, make_mtat, mtat_paths, mtat_tags
 
-from elm_audio.components import build_dataset, build_frontend
 from elm_audio.config import compose
 from elm_audio.datasets import Clip, ClipIndex, DatasetError
 from elm_audio.datasets.check import CheckReport
 from elm_audio.datasets.synth import SOURCES, Synth
-from elm_audio.extract import ExtractSettings, extract
+from elm_audio.extraction.extract import ExtractSettings, extract
 from elm_audio.frontends.profile import profile
+from elm_audio.settings.components import build_dataset, build_frontend
 
 
 def dataset(name: str, root: Path, *overrides: str):

@@ -11,10 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import QUICK, logged_runs, run_here, sweep_here
-from sklearn.metrics import average_precision_score, mean_absolute_error, r2_score, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+)
 
 from elm_audio.config import ConfigError, compose
-from elm_audio.plan import make_plan
+from elm_audio.run.plan import make_plan
 
 FAST = [*QUICK, "frontend=mfcc"]  # the MFCC baseline: features in a second, the kinds' paths are the same
 
@@ -139,3 +144,15 @@ def test_the_report_compares_front_ends_on_map_with_chance_and_per_tag_figures(m
     assert f"{100 * chance:.1f}" in md  # chance: the mAP of scoring every tag by its prevalence
     written = {p.name for p in (tmp_path / "reports" / "synth").glob("*.png")}
     assert "tags_small.png" in written and not any(n.startswith("classes_") for n in written)
+
+
+def test_the_paper_protocol_is_refused_on_a_hear_task_whatever_it_is_named(tmp_path):
+    """A HEAR task's folds are its authors': only the honest protocol applies, also when the
+    task is given its own name (as it should be, for an experiment of its own)."""
+    from layouts import make_hear_task
+
+    make_hear_task(tmp_path / "task")
+    cfg = compose([f"cache.dir={tmp_path}", "dataset=hear", f"dataset.root={tmp_path / 'task'}", "dataset.name=esc50",
+                   "protocol.mode=paper"])  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^protocol.mode=paper: dataset esc50's own folds are the protocol, which the original"):
+        make_plan(cfg)

@@ -7,11 +7,11 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from .audio import AudioError
-from .cache import CacheError
 from .config import CONFIG_DIR, CONFIG_NAME, EXECUTION_WHITELIST, ConfigError
 from .datasets import DatasetError
-from .redaction import guard_streams, redact, remember
+from .sound.decode import AudioError
+from .stores.cache import CacheError
+from .stores.redaction import guard_streams, redact, remember
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     is written to them: Hydra prints a failed job's overrides ("Error executing job with
     overrides: [...]") and its traceback straight to stderr, past the logging filter, and so does
     Python an uncaught exception (HYDRA_FULL_ERROR=1) or a SystemExit's message."""
-    from .unknown_keys import check_command_line
+    from .settings.unknown_keys import check_command_line
 
     for override in sys.argv[1:]:
         remember(override)
@@ -36,11 +36,11 @@ def main() -> None:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name=CONFIG_NAME, execution_whitelist=EXECUTION_WHITELIST)
 def app(cfg: DictConfig) -> float:
-    from .validate import validate
+    from .settings.validate import validate
 
     try:
         validate(cfg)  # before the run's own imports (MLflow, matplotlib): a bad value is refused sooner
-        from .runner import run
+        from .run.runner import run
 
         return run(cfg)
     except (DatasetError, AudioError, ConfigError, CacheError) as err:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sys
 
-from .components import build_dataset, build_frontend
 from .config import compose
 from .datasets import DatasetError
 from .datasets.check import CheckReport
-from .inputs import min_samples
+from .extraction.inputs import min_samples
+from .settings.components import build_dataset, build_frontend
 
 USAGE = "usage: python -m elm_audio.data check dataset=<name> dataset.root=<path> [other overrides]"
 

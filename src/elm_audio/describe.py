@@ -17,10 +17,10 @@ from typing import Any
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig
 
-from .components import build_frontend
 from .config import ConfigError, choices, compose, native_frontends
 from .frontends.profile import profile
-from .unknown_keys import check
+from .settings.components import build_frontend
+from .settings.unknown_keys import check
 
 USAGE = "python -m elm_audio.describe [--json] [frontend=<name|all>] [feature_size=<small|large>] [key=value ...]"
 DESCRIPTION = """\

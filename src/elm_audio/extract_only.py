@@ -20,13 +20,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from .audio import AudioError
-from .cache import CacheError, FeatureCache
 from .config import ConfigError, compose
 from .datasets import DatasetError
-from .features import load_or_extract, share_extraction
-from .plan import make_plan
-from .unknown_keys import check
+from .run.features import load_or_extract, share_extraction
+from .run.plan import make_plan
+from .settings.unknown_keys import check
+from .sound.decode import AudioError
+from .stores.cache import CacheError, FeatureCache
 
 USAGE = """usage: python -m elm_audio.extract_only [key=value ...]   (key=a,b,...: each value in turn)
   e.g. python -m elm_audio.extract_only frontend=vgg,mfcc feature_size=small,large \\

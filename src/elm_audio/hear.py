@@ -5,7 +5,7 @@
 ``get_timestamp_embeddings`` compute from the same definition as a run does:
 
 - Audio at ``sample_rate`` is resampled to the method's 12 kHz inside the module, in torch, on
-  the audio's device (``elm_audio.resample``).
+  the audio's device (``elm_audio.sound.resample``).
 - Scene embedding: the run's feature vector of the whole sound (the means of the feature maps
   over all their positions). A sound no longer than the front-end's input is fitted as a run
   fits it (repeated until long enough, then cropped), so its vector is a run's vector. A longer
@@ -33,11 +33,11 @@ import yaml
 from omegaconf import OmegaConf
 from torch import nn
 
-from .audio import SAMPLE_RATE
 from .config import CONFIG_DIR, build, native_frontends, shown
 from .frontends import FrontEnd
 from .frontends.profile import profile
-from .resample import Resampler
+from .sound.decode import SAMPLE_RATE
+from .sound.resample import Resampler
 
 HEAR_SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
 DEFAULTS: dict[str, Any] = {

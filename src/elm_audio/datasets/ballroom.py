@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import Dataset, audio_files, require_root, subfolders
-from .index import Clip, DatasetError, Expected, Survey
 from .folder import stratified_folds
+from .index import Clip, DatasetError, Expected, Survey
 
 EXTENDED_CLASSES = (
     "Chacha", "Foxtrot", "Jive", "Pasodoble", "Quickstep", "Rumba", "Salsa",

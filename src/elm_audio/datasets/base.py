@@ -6,9 +6,17 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from .check import CheckReport
-from .index import AUDIO_EXTENSIONS, BAD_CLIP_POLICIES, Clip, ClipIndex, DatasetError, Expected, Survey
 from ..config import shown
+from .check import CheckReport
+from .index import (
+    AUDIO_EXTENSIONS,
+    BAD_CLIP_POLICIES,
+    Clip,
+    ClipIndex,
+    DatasetError,
+    Expected,
+    Survey,
+)
 
 
 def require_root(root: str | None, dataset: str, hint: str) -> Path:
@@ -48,6 +56,7 @@ class Dataset:
     on_bad_clip: str = "error"
     expected: Expected = Expected()
     hint: str = ""  # how to lay the dataset out, for error messages
+    own_protocol: bool = False  # its folds or splits were fixed by its authors for its task: only the honest protocol applies
 
     def __init__(self, name: str, root: str | None, on_bad_clip: str = "error", group: str | None = None):
         if on_bad_clip not in BAD_CLIP_POLICIES:

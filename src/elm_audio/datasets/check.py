@@ -12,11 +12,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
-import numpy as np
-
-from ..audio import SAMPLE_RATE, SILENCE, AudioError, load, read_info
+from ..sound.decode import SAMPLE_RATE, SILENCE, AudioError, load, read_info
 from .index import Described, Expected, Survey
 
 SHOWN = 15  # names listed per category before "... and N more"

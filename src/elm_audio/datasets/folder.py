@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from ..config import shown
 from .base import Dataset, audio_files, require_root, subfolders
 from .index import PARTITIONS, Clip, DatasetError, Survey
-from ..config import shown
 
 
 def stratified_folds(labels: list[str], n_folds: int, seed: int | None, groups: list[str] | None = None) -> list[int]:

@@ -12,10 +12,10 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from .base import Dataset, audio_files, require_root, subfolders
-from .index import Clip, DatasetError, Expected, Survey
-from .folder import assign_partitions, stratified_folds
 from ..config import shown
+from .base import Dataset, audio_files, require_root, subfolders
+from .folder import assign_partitions, stratified_folds
+from .index import Clip, DatasetError, Expected, Survey
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 SPLIT_FILES = {"train": "train_filtered.txt", "validation": "valid_filtered.txt", "test": "test_filtered.txt"}

@@ -31,10 +31,10 @@ import csv
 import json
 from pathlib import Path
 
+from ..config import shown
+from ..sound.decode import SAMPLE_RATE
 from .base import Dataset, hidden, require_root
 from .index import Clip, DatasetError, Survey, label_for_tags
-from ..audio import SAMPLE_RATE
-from ..config import shown
 
 METADATA = "task_metadata.json"
 VOCABULARY = "labelvocabulary.csv"
@@ -80,6 +80,7 @@ def read_vocabulary(path: Path) -> tuple[str, ...]:
 
 class HEARTask(Dataset):
     hint = LAYOUT
+    own_protocol = True
 
     def __init__(
         self,

@@ -22,9 +22,16 @@ import csv
 from collections import Counter
 from pathlib import Path
 
-from .base import Dataset, hidden, require_root
-from .index import AUDIO_EXTENSIONS, Clip, DatasetError, Expected, Survey, label_for_tags
 from ..config import shown
+from .base import Dataset, hidden, require_root
+from .index import (
+    AUDIO_EXTENSIONS,
+    Clip,
+    DatasetError,
+    Expected,
+    Survey,
+    label_for_tags,
+)
 
 CSV_NAME = "annotations_final.csv"
 ID_COLUMNS = ("clip_id", "mp3_path")
@@ -42,6 +49,7 @@ def top_tags(counts: Counter, columns: list[str], n: int) -> tuple[str, ...]:
 class MagnaTagATune(Dataset):
     expected = Expected(total=TOTAL)
     hint = LAYOUT
+    own_protocol = True
 
     def __init__(
         self,

@@ -32,9 +32,9 @@ import soundfile as sf
 from filelock import FileLock
 from scipy.signal import butter, sosfilt
 
-from ..shared_files import file_mode, make_folder, share
-from .index import DatasetError, Survey, TASK_KINDS
+from ..stores.shared_files import file_mode, make_folder, share
 from .folder import Folder
+from .index import TASK_KINDS, DatasetError, Survey
 from .table import Table
 
 SYNTH_RATE = 22_050

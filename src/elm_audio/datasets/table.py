@@ -37,10 +37,18 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from ..config import shown
 from .base import Dataset, require_root
 from .folder import stratified_folds
-from .index import PARTITIONS, TAG_SEPARATOR, Clip, DatasetError, Survey, label_for_tags, label_for_target
-from ..config import shown
+from .index import (
+    PARTITIONS,
+    TAG_SEPARATOR,
+    Clip,
+    DatasetError,
+    Survey,
+    label_for_tags,
+    label_for_target,
+)
 
 KIND_COLUMNS = {"label": "multiclass", "labels": "multilabel", "target": "regression"}
 SPLIT_NAMES = {"train": "train", "validation": "validation", "valid": "validation", "test": "test"}

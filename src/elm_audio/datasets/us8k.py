@@ -9,9 +9,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ..config import shown
 from .base import Dataset, hidden, require_root
 from .index import AUDIO_EXTENSIONS, Clip, DatasetError, Expected, Survey
-from ..config import shown
 
 CLASSES = (
     "air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",

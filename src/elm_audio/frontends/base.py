@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import math
-from contextvars import ContextVar
-from dataclasses import dataclass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import SAMPLE_RATE
-from ..dsp import LogMel
+from ..sound.decode import SAMPLE_RATE
+from ..sound.dsp import LogMel
 
 WAVEFORM_SAMPLES = 350_000
 SPECTROGRAM_FRAMES = 1_376

@@ -34,9 +34,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import ConfigError
-from .. import shared_files
 from ..datasets.index import Clip
-from ..shared_files import NotARegularFile
+from ..stores import shared_files
+from ..stores.shared_files import NotARegularFile
 from .base import WAVEFORM_SAMPLES, FrontEnd
 
 # The duration a HEAR module's cost is measured on (the method's waveform input, 29.2 s).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..dsp import MFCCStatistics
+from ..sound.dsp import MFCCStatistics
 from .base import FrontEnd, LayerInfo
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FrontEnd, pad_same, under_autograd
 from ..config import shown
+from .base import FrontEnd, pad_same, under_autograd
 
 
 class SampleLevel(FrontEnd):

@@ -19,7 +19,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from ..config import ConfigError
-from ..tracking import open_store, resolve_uri, ui_link
+from ..stores.tracking import open_store, resolve_uri, ui_link
 from .build import build_all
 from .collect import experiments, refused_experiments
 from .markdown import one_line

@@ -18,9 +18,9 @@ import pandas as pd
 from matplotlib import rc_context
 from mlflow.tracking import MlflowClient
 
-from .. import tracking
 from ..config import native_frontends
-from ..tracking import DEFAULT_EXPERIMENT
+from ..stores import tracking
+from ..stores.tracking import DEFAULT_EXPERIMENT
 from . import figures, kinds, markdown, sections
 from .collect import clip_correctness, load_runs, run_clip_scores
 from .kinds import ACCURACY, Metric

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import re
 import tempfile
-import functools
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from .. import frontends, tracking
-from ..tracking import DEFAULT_EXPERIMENT, EXPERIMENT_PREFIX, dataset_of
+from .. import frontends
+from ..stores import tracking
+from ..stores.tracking import DEFAULT_EXPERIMENT, EXPERIMENT_PREFIX, dataset_of
 from . import kinds, trust
 
 FOLD_METRIC = re.compile(r"^metrics\.(fold\d+)_test_accuracy$")  # a multiclass run's (kinds: FOLD_SCORE)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import scoring
 from ..datasets.index import TASK_KINDS as KINDS
+from ..evaluation import scoring
 
 MULTICLASS, MULTILABEL, REGRESSION = KINDS
 

@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from ..tracking import TRAINED_SCORER
+from ..stores.tracking import TRAINED_SCORER
 from . import kinds
 from .figures import label_points
 from .stats import ALPHA, metric_of, scores

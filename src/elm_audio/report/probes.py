@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..tracking import TRAINED_SCORER
+from ..stores.tracking import TRAINED_SCORER
 from . import kinds
 from .premise import Premise, rank_agreement, tau_p_value
 from .stats import scores, summarize

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..tracking import DEFAULT_EXPERIMENT, TRAINED_SCORER
+from ..stores.tracking import DEFAULT_EXPERIMENT, TRAINED_SCORER
 from . import classes, figures, kinds, markdown, similarity
 from .collect import run_clip_scores
 from .premise import premises
@@ -169,7 +169,7 @@ def tag_table(best: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
 def prevalence(uri: str, runs: pd.DataFrame) -> pd.Series | None:
     """Each tag's share of positive test clips, by its metric name (tag_ap/<name>), from the
     first of ``runs`` with a predictions.csv."""
-    from ..record import metric_label  # the name tag_ap/<tag> gives a tag
+    from ..run.record import metric_label  # the name tag_ap/<tag> gives a tag
 
     for scores in run_clip_scores(uri, runs.head(1), kinds.MULTILABEL):
         return pd.Series(scores.truth.mean(axis=0), index=[metric_label(t) for t in scores.tags])

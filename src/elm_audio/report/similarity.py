@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
-from ..cache import FeatureCache
+from ..stores.cache import FeatureCache
 from .figures import text_colour
 from .stats import LEVEL
 

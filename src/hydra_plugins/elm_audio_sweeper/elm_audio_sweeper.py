@@ -156,7 +156,7 @@ class ElmAudioSweeper(Sweeper):
         )
 
     def _sampler(self):
-        from elm_audio.sweeps import process_seed
+        from elm_audio.sweeps.study import process_seed
 
         sampler = self.sampler_config
         if self.storage_url and sampler.get("seed") is not None:
@@ -164,10 +164,10 @@ class ElmAudioSweeper(Sweeper):
         return instantiate(sampler, _execution_whitelist_=("optuna.samplers.*",))
 
     def sweep(self, arguments: list[str]) -> None:
-        from elm_audio import sweeps
+        from elm_audio.sweeps import study as sweeps
         from elm_audio.config import ConfigError
         from elm_audio.datasets import DatasetError
-        from elm_audio.redaction import redact
+        from elm_audio.stores.redaction import redact
 
         try:
             with sweeps.sigterm_interrupts():
@@ -178,7 +178,7 @@ class ElmAudioSweeper(Sweeper):
             raise SystemExit("elm_audio: interrupted") from None
 
     def _sweep(self, arguments: list[str]) -> None:
-        from elm_audio import sweeps
+        from elm_audio.sweeps import study as sweeps
 
         cfg = self.config
         conditions = OmegaConf.to_container(self.conditions, resolve=True) if self.conditions else {}
@@ -222,7 +222,7 @@ class ElmAudioSweeper(Sweeper):
     def _pruner(self, from_grid: bool):
         """The study's pruner (None: no pruning), refused for a grid, which runs every point in
         full; off, in one printed line, where the jobs cannot reach an in-memory study."""
-        from elm_audio import sweeps
+        from elm_audio.sweeps import study as sweeps
         from elm_audio.config import ConfigError
 
         pruner = sweeps.make_pruner(self.pruner)
@@ -253,7 +253,7 @@ class ElmAudioSweeper(Sweeper):
         """The clean-up after Ctrl-C or SIGTERM (the caller ends the parent run): the joblib
         workers killed, the trial runs they left RUNNING ended as KILLED, and the trials in flight
         settled, so that a restart on a stored study runs them again. Returns the line to exit with."""
-        from elm_audio import cluster, sweeps
+        from elm_audio.sweeps import cluster, study as sweeps
 
         sweeps.stop_workers(self.launcher)
         ended = sweep_run.end_gone_runs()
@@ -273,7 +273,7 @@ class ElmAudioSweeper(Sweeper):
     def _trials_to_run(self, study, sweep_run, grid_points: list[dict[str, Any]] | None) -> int:
         """Settle what an interrupted sweeper left behind, then count what is left to run: the
         grid's waiting points, or n_trials less the trials the study already completed or pruned."""
-        from elm_audio import sweeps
+        from elm_audio.sweeps import study as sweeps
 
         for line in sweep_run.settle_interrupted():
             log.info(line)
@@ -287,7 +287,7 @@ class ElmAudioSweeper(Sweeper):
         return max(0, self.n_trials - done - stopped)
 
     def _run_trials(self, study, space, from_grid: bool, to_run: int, sweep_run, pruning: bool) -> None:
-        from elm_audio import cluster, sweeps
+        from elm_audio.sweeps import cluster, study as sweeps
 
         parent_run_id = sweep_run.run_id
         # what a pruning trial needs to reach its study: the pruner and the storage, read from

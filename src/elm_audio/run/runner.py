@@ -15,16 +15,18 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import record, sweeps, tracking
-from .cache import FeatureCache
-from .components import build_classifier
-from .datasets.check import survey_incomplete
-from .devices import resolve_device
+from ..datasets.check import survey_incomplete
+from ..devices import resolve_device
+from ..evaluation.protocols import evaluate, knn_probe
+from ..evaluation.scoring import objective, primary
+from ..extraction.proxies import proxies
+from ..settings.components import build_classifier
+from ..stores import tracking
+from ..stores.cache import FeatureCache
+from ..sweeps import study as sweeps
+from . import record
 from .features import extract_settings, load_or_extract, share_extraction
-from .frontends.proxies import proxies
 from .plan import make_plan, probe_settings
-from .protocols import evaluate, knn_probe
-from .scoring import objective
 from .summary import pruned_line, summary_lines, trial_line
 from .training import train_and_evaluate
 
@@ -46,7 +48,7 @@ def run(cfg: DictConfig) -> float:
     uri = tracking.connect(cfg.tracking.uri)
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends the run as Ctrl-C does
     try:
-        experiment = tracking.experiment_id(tracking.experiment_name(cfg.dataset.name), uri, plan.index.kind)
+        experiment = tracking.experiment_id(tracking.experiment_name(cfg.dataset.name), uri, primary(plan.index.kind))
         for stale in tracking.end_orphaned_runs(uri, experiment):
             print(f"elm_audio: run {stale} was left RUNNING by a process that is gone; marked KILLED", flush=True)
         return _logged_run(cfg, plan, uri, experiment, FeatureCache(cfg.cache.dir))

@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .config import ConfigError, shown
+from ..config import ConfigError, shown
 
 SAMPLE_RATE = 12_000
 FitMode = Literal["crop_or_repeat", "crop_or_zero"]

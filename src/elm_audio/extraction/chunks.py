@@ -49,9 +49,28 @@ from typing import Any, BinaryIO
 import numpy as np
 from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
-from .cache import OWNER, READ_ONLY, CacheError, FeatureCache, Features, allocate, file_sha256, npy_header, set_aside
-from .processes import identity, proven_gone
-from .shared_files import TMP_PREFIX, file_mode, folder_mode, is_real_folder, make_folder, open_regular, read_regular, share
+from ..stores.cache import (
+    OWNER,
+    READ_ONLY,
+    CacheError,
+    FeatureCache,
+    Features,
+    allocate,
+    file_sha256,
+    npy_header,
+    set_aside,
+)
+from ..stores.processes import identity, proven_gone
+from ..stores.shared_files import (
+    TMP_PREFIX,
+    file_mode,
+    folder_mode,
+    is_real_folder,
+    make_folder,
+    open_regular,
+    read_regular,
+    share,
+)
 
 CHUNK_CLIPS = 256  # clips per chunk, at most (a chunk is never less than one batch)
 MIN_CHUNKS = 8  # a small dataset is still cut into about this many chunks, to resume and share

@@ -21,10 +21,10 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .classifiers.kinds import fit_with_eval_set
-from .classifiers.knn import KNNProbeClassifier, KNNProbeRegressor, KNNProbeTagger
-from .config import ConfigError, shown
-from .datasets.index import ClipIndex
+from ..classifiers.kinds import fit_with_eval_set
+from ..classifiers.knn import KNNProbeClassifier, KNNProbeRegressor, KNNProbeTagger
+from ..config import ConfigError, shown
+from ..datasets.index import ClipIndex
 from .scoring import SECONDARY, Score, output, primary, score
 
 Mode = Literal["honest", "paper"]

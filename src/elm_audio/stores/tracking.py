@@ -11,6 +11,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -29,10 +30,9 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import ConfigError
+from ..config import ConfigError
 from . import processes
 from .redaction import CREDENTIALS, redact, redact_value
-from .scoring import PRIMARY
 
 DEFAULT_DIR = "mlruns"
 EXPERIMENT_PREFIX = "elm_audio/"
@@ -236,9 +236,9 @@ VIEW_KEY = "elm_audio"
 VIEW_TAG = "mlflow.sharedViewState." + VIEW_KEY
 
 
-def runs_view(kind: str = "multiclass") -> str:
-    """The runs table's view for an experiment of one task kind: its test and validation scores first."""
-    name = PRIMARY[kind]
+def runs_view(name: str = "accuracy") -> str:
+    """The runs table's view for an experiment scored on metric ``name`` (its task kind's
+    primary metric): its test and validation scores first, best test score on top."""
     columns = [
         column("metrics", f"test_{name}"),
         column("metrics", f"val_{name}"),
@@ -249,7 +249,17 @@ def runs_view(kind: str = "multiclass") -> str:
     return json.dumps(view, separators=(",", ":"))
 
 
-def experiment_id(name: str, uri: str, kind: str | None = None) -> str:
+def this_versions_view(view: str | None) -> bool:
+    """Whether ``view`` is a runs view this version writes (for any metric)."""
+    try:
+        order = json.loads(view or "").get("orderByKey", "")
+    except (ValueError, AttributeError):
+        return False
+    metric = re.fullmatch(r"metrics\.`test_(\w+)`", order)
+    return metric is not None and view == runs_view(metric.group(1))
+
+
+def experiment_id(name: str, uri: str, metric: str | None = None) -> str:
     """Get or create the experiment, tolerating another process creating it meanwhile, tagged as
     a model-training experiment (unless it says otherwise) with this version's runs view."""
     client = MlflowClient(uri)
@@ -259,15 +269,15 @@ def experiment_id(name: str, uri: str, kind: str | None = None) -> str:
             # a race sets the same values twice, which is harmless
             if exp.tags.get(KIND_TAG) is None:
                 client.set_experiment_tag(exp.experiment_id, KIND_TAG, MODEL_TRAINING)
-            current = exp.tags.get(VIEW_TAG)  # without a kind (a sweep's parent), any kind's view of this version stays
-            wanted = runs_view(kind) if kind else (current if current in map(runs_view, PRIMARY) else runs_view())
+            current = exp.tags.get(VIEW_TAG)  # without a metric (a sweep's parent), any view of this version stays
+            wanted = runs_view(metric) if metric else (current if this_versions_view(current) else runs_view())
             if current != wanted:
                 client.set_experiment_tag(exp.experiment_id, VIEW_TAG, wanted)
             return exp.experiment_id
         db = local_sqlite_path(uri)
         location = (db.parent / "artifacts").as_uri() if db is not None else None
         try:
-            return client.create_experiment(name, artifact_location=location, tags={KIND_TAG: MODEL_TRAINING, VIEW_TAG: runs_view(kind or "multiclass")})
+            return client.create_experiment(name, artifact_location=location, tags={KIND_TAG: MODEL_TRAINING, VIEW_TAG: runs_view(metric or "accuracy")})
         except MlflowException as err:
             if disk_full(err):  # no race: another try cannot help
                 raise

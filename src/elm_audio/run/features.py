@@ -12,17 +12,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from .cache import FeatureCache, Features
-from .chunks import Chunk, ChunkedEntry
-from .contents import changed_since
-from .datasets import DatasetError
-from .datasets.check import CheckReport
-from .devices import resolve_device
-from .extract import ExtractSettings, extract
-from .frontends.imported import Imported
-from .inputs import InputSettings
+from ..datasets import DatasetError
+from ..datasets.check import CheckReport
+from ..devices import resolve_device
+from ..extraction.chunks import Chunk, ChunkedEntry
+from ..extraction.extract import ExtractSettings, extract
+from ..extraction.inputs import InputSettings
+from ..extraction.precision import effective_precision
+from ..frontends.imported import Imported
+from ..stores.cache import FeatureCache, Features
+from ..stores.contents import changed_since
 from .plan import Plan
-from .precision import effective_precision
 
 Entry = tuple[str, int, Callable[[torch.Tensor], torch.Tensor]]  # what to cache per clip: key, width, compute
 

@@ -23,14 +23,14 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from . import tracking
-from .classifiers.kinds import ESTIMATOR_KEYS
-from .cache import Features
-from .datasets import ClipIndex
+from ..classifiers.kinds import ESTIMATOR_KEYS
+from ..datasets import ClipIndex
+from ..evaluation.protocols import Evaluation
+from ..settings.components import applicable
+from ..stores import tracking
+from ..stores.cache import Features
+from ..stores.redaction import as_written_from_environment, flatten, redact_tree
 from .plan import Plan
-from .protocols import Evaluation
-from .redaction import as_written_from_environment, flatten, redact_tree
-from .summary import applicable
 
 # Config nodes that describe a search rather than this run: kept out of the params.
 NOT_PARAMS = ("classifier.search_space", "classifier.kind_search_space", "classifier.paper_grid", "classifier.ignores", "sweep.")
@@ -42,7 +42,7 @@ def log_config(cfg: DictConfig, plan: Plan) -> None:
     Passwords are redacted; values read from the environment are recorded as written."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     container = redact_tree(as_written_from_environment(resolved, OmegaConf.to_container(cfg, resolve=False)))
-    meaningful = applicable(cfg)
+    meaningful = applicable(cfg, plan.index.kind)
     inapplicable = {f"classifier.{k}" for k in cfg.classifier if k not in meaningful}
     inapplicable |= {f"classifier.estimator.{k[len('classifier.'):]}" for k in inapplicable}
     other_kinds = tuple(f"classifier.{node}." for kind, node in ESTIMATOR_KEYS.items() if kind != plan.index.kind)
@@ -163,7 +163,7 @@ def proxies_of(uri: str, run_id: str | None) -> dict[str, float] | None:
     if run_id is None:
         return None
     metrics = MlflowClient(uri).get_run(run_id).data.metrics
-    if "knn_accuracy" not in metrics:  # a run from before the probes: compute them here
+    if not any(name.startswith("knn_") for name in metrics):  # a run from before the probes: compute them here
         return None
     return {k: metrics[k] for k in PROXIES if k in metrics}
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import fit_length
-from .frontends import FrontEnd
+from ..frontends import FrontEnd
+from ..sound.decode import fit_length
 
 FIT_STAGES = ("waveform", "frames")
 # The original pads a clip for its MFCCs only when it is shorter than one 2,048-sample frame.

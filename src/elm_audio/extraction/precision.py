@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ConfigError
+from ..config import ConfigError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # /proc/cpuinfo flags of the units that compute bf16 products natively

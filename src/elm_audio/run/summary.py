@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from . import tracking
-from .cache import Features
+from ..evaluation.protocols import Evaluation, running_objective
+from ..evaluation.scoring import SECONDARY, primary
+from ..settings.components import applicable
+from ..stores import tracking
+from ..stores.cache import Features
+from ..stores.redaction import redact
 from .plan import Plan
-from .protocols import Evaluation, running_objective
-from .redaction import redact
-from .scoring import SECONDARY, primary
 
 HYPER_PARAMETERS = ("kernel", "C", "gamma", "epsilon", "hidden_units", "alpha", "hidden_layers", "hidden_size", "learning_rate", "dropout")
 
@@ -17,7 +18,7 @@ HYPER_PARAMETERS = ("kernel", "C", "gamma", "epsilon", "hidden_units", "alpha", 
 def trial_line(cfg: DictConfig, evaluation: Evaluation, run_id: str) -> str:
     """A sweep prints one line a trial; the sweep's end says the rest."""
     m, name = evaluation.metrics, primary(evaluation.kind)
-    hyper = ", ".join(f"{k}={cfg.classifier[k]}" for k in applicable(cfg) if k in HYPER_PARAMETERS)
+    hyper = ", ".join(f"{k}={cfg.classifier[k]}" for k in applicable(cfg, evaluation.kind) if k in HYPER_PARAMETERS)
     return f"trial {cfg.sweep.trial}: val_{name} {m[f'val_{name}']:.4f}, test_{name} {m[f'test_{name}']:.4f} ({hyper}; run {run_id})"
 
 
@@ -25,7 +26,7 @@ def pruned_line(cfg: DictConfig, evaluation: Evaluation, run_id: str) -> str:
     """A pruned trial's line: how far it got and its running objective there."""
     last = evaluation.splits[-1].name
     so_far = running_objective(evaluation.splits, evaluation.fold_weighting)
-    hyper = ", ".join(f"{k}={cfg.classifier[k]}" for k in applicable(cfg) if k in HYPER_PARAMETERS)
+    hyper = ", ".join(f"{k}={cfg.classifier[k]}" for k in applicable(cfg, evaluation.kind) if k in HYPER_PARAMETERS)
     return (
         f"trial {cfg.sweep.trial}: pruned after {last} ({len(evaluation.splits)} of {evaluation.planned} folds), "
         f"val_{primary(evaluation.kind)} so far {so_far:.4f} ({hyper}; run {run_id})"
@@ -41,18 +42,6 @@ def task(index) -> str:
     return f"{len(index.labels)} classes"
 
 
-def applicable(cfg: DictConfig) -> list[str]:
-    """The classifier's hyper-parameters that mean something for this run (gamma only for an
-    rbf kernel: the classifier's search_conditions say which depend on which)."""
-    conditions = cfg.classifier.get("search_conditions") or {}
-    keys = []
-    for key in cfg.classifier:
-        needs = conditions.get(f"classifier.{key}", {})
-        if all(str(OmegaConf.select(cfg, k)) == str(v) for k, v in needs.items()):
-            keys.append(key)
-    return keys
-
-
 def summary_lines(
     cfg: DictConfig, plan: Plan, features: Features, evaluation: Evaluation, uri: str, experiment: str, run_id: str
 ) -> list[str]:
@@ -60,7 +49,7 @@ def summary_lines(
     shown_as = "" if evaluation.kind == "multiclass" else f"{name} "  # accuracy, as it always was, unnamed
     index = plan.index
     unit = f"{len(index.folds)} folds" if index.protocol == "folds" else "train/validation/test"
-    hyper = {k: cfg.classifier[k] for k in HYPER_PARAMETERS if k in applicable(cfg)}
+    hyper = {k: cfg.classifier[k] for k in HYPER_PARAMETERS if k in applicable(cfg, evaluation.kind)}
     skipped = f", {len(features.bad_clips)} skipped" if features.bad_clips else ""
     warnings = []
     if features.silent_clips:

@@ -15,19 +15,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from sklearn.utils._param_validation import InvalidParameterError
 
-from .audio import FIT_MODES
+from ..classifiers.kinds import ESTIMATOR_KEYS
+from ..config import CONFIG_DIR, ConfigError, build, shown
+from ..datasets import Dataset
+from ..datasets.index import BAD_CLIP_POLICIES, TASK_KINDS, ClipIndex
+from ..devices import resolve_device
+from ..evaluation.protocols import FOLD_WEIGHTINGS, MODES
+from ..extraction.inputs import FIT_STAGES
+from ..extraction.precision import PRECISIONS, check_precision
+from ..frontends.base import N_MELS, SPECTROGRAM_FRAMES, WAVEFORM_SAMPLES
+from ..frontends.waveform import BACKEND_MEANS
+from ..sound.decode import FIT_MODES
+from ..sound.dsp import STFT_PADDINGS
 from .components import build_estimator
-from .classifiers.kinds import ESTIMATOR_KEYS
-from .config import CONFIG_DIR, ConfigError, build, shown
-from .datasets.index import BAD_CLIP_POLICIES, TASK_KINDS, ClipIndex
-from .devices import resolve_device
-from .dsp import STFT_PADDINGS
-from .frontends.base import N_MELS, SPECTROGRAM_FRAMES, WAVEFORM_SAMPLES
-from .frontends.waveform import BACKEND_MEANS
-from .precision import PRECISIONS, check_precision
-from .inputs import FIT_STAGES
-from .protocols import FOLD_WEIGHTINGS, MODES
-
 
 # Seeds reach numpy and scikit-learn, whose seeds are unsigned 32-bit numbers.
 SEED_RANGE = (0, 2**32 - 1)
@@ -243,19 +243,16 @@ def writable_folder(cfg: DictConfig, key: str) -> None:
         raise ConfigError(f"{key}={folder}: cannot create or write there ({err.strerror}); choose a writable folder") from None
 
 
-# datasets whose own folds or splits are the protocol: the original code's never ran on them
-OWN_SPLITS = ("hear", "mtat")
-
-
-def fits_kind(cfg: DictConfig, index: ClipIndex) -> None:
+def fits_kind(cfg: DictConfig, dataset: Dataset, index: ClipIndex) -> None:
     """What the dataset's task kind (known once its index is read, before any audio) asks of
     the rest of the config: a classifier with an estimator for the kind, none of its keys that
     mean nothing for the kind set away from their default, the honest protocol where the
     original code's has no meaning, random weights (training has a single-label head)."""
     kind, name = index.kind, str(cfg.dataset.name)
     where = f"dataset {name} is a {kind} task"
-    if cfg.protocol.mode == "paper" and (kind != "multiclass" or name in OWN_SPLITS):
-        why = f"its own {'splits' if index.protocol == 'partitions' else 'folds'} are the protocol" if name in OWN_SPLITS else where
+    if cfg.protocol.mode == "paper" and (kind != "multiclass" or dataset.own_protocol):
+        split = "splits" if index.protocol == "partitions" else "folds"
+        why = f"dataset {name}'s own {split} are the protocol" if dataset.own_protocol else where
         raise ConfigError(f"protocol.mode=paper: {why}, which the original code never ran; use protocol.mode=honest")
     if ESTIMATOR_KEYS[kind] not in cfg.classifier:
         able = [p.stem for p in sorted((CONFIG_DIR / "classifier").glob("*.yaml"))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import FrontEnd
+from elm_audio.frontends.base import FrontEnd
 
 
 def torch_kernel(kernel: np.ndarray, module: nn.Module) -> np.ndarray:

@@ -24,17 +24,34 @@ from typing import Any, TypeVar
 import mlflow
 import numpy as np
 import optuna
-from omegaconf import DictConfig, OmegaConf
 import sqlalchemy
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.override_parser.types import (
+    ChoiceSweep,
+    IntervalSweep,
+    Override,
+    RangeSweep,
+    Transformer,
+)
 from hydra.core.utils import JobReturn, JobStatus
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.pruners import BasePruner, HyperbandPruner, MedianPruner, PercentilePruner, SuccessiveHalvingPruner
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.pruners import (
+    BasePruner,
+    HyperbandPruner,
+    MedianPruner,
+    PercentilePruner,
+    SuccessiveHalvingPruner,
+)
 from optuna.samplers import RandomSampler
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
@@ -43,10 +60,10 @@ from optuna.trial import TrialState
 from sklearn.model_selection import ParameterGrid
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import processes, tracking
-from .config import ConfigError, shown
-from .redaction import redact, redact_value
-from .scoring import objective, primary
+from ..config import ConfigError, shown
+from ..evaluation.scoring import objective, primary
+from ..stores import processes, tracking
+from ..stores.redaction import redact, redact_value
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -707,7 +724,7 @@ def dataset_kind(cfg: DictConfig) -> str:
         return str(cfg.dataset.kind)
     if not any((cfg.classifier.get("kind_search_space") or {}).values()):
         return "multiclass"  # nothing depends on it
-    from .components import build_dataset
+    from ..settings.components import build_dataset
 
     return build_dataset(cfg).index(str(cfg.protocol.mode)).kind
 

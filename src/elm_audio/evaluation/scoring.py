@@ -14,9 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import average_precision_score, mean_absolute_error, r2_score, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+)
 
-from .datasets.index import DatasetError
+from ..datasets.index import DatasetError
 
 PRIMARY = {"multiclass": "accuracy", "multilabel": "map", "regression": "r2"}
 SECONDARY = {"multiclass": (), "multilabel": ("roc_auc",), "regression": ("mae",)}

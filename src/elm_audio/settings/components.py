@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .classifiers.kinds import ESTIMATOR_KEYS
-from .config import build
-from .datasets import Dataset
-from .frontends import FrontEnd
+from ..classifiers.kinds import ESTIMATOR_KEYS
+from ..config import build
+from ..datasets import Dataset
+from ..frontends import FrontEnd
 
 
 def build_dataset(cfg: DictConfig) -> Dataset:
@@ -31,3 +31,17 @@ def build_classifier(classifier: DictConfig, seed: int, kind: str = "multiclass"
     """A fresh, unfitted pipeline: standardization where ``classifier.standardize``, then the estimator."""
     steps = [StandardScaler()] if classifier.standardize else []
     return make_pipeline(*steps, build_estimator(classifier, seed, kind))
+
+
+def applicable(cfg: DictConfig, kind: str = "multiclass") -> list[str]:
+    """The classifier's hyper-parameters that mean something for this run: gamma only for an
+    rbf kernel (the classifier's search_conditions say which depend on which), none of those
+    its ``ignores`` lists for the task ``kind`` (epsilon only for regression)."""
+    conditions = cfg.classifier.get("search_conditions") or {}
+    ignored = set((cfg.classifier.get("ignores") or {}).get(kind, []))
+    keys = []
+    for key in cfg.classifier:
+        needs = conditions.get(f"classifier.{key}", {})
+        if key not in ignored and all(str(OmegaConf.select(cfg, k)) == str(v) for k, v in needs.items()):
+            keys.append(key)
+    return keys

@@ -23,7 +23,7 @@ from hydra.core.override_parser.types import Override, ValueType
 from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig
 
-from .config import CONFIG_DIR, ConfigError, compose
+from ..config import CONFIG_DIR, ConfigError, compose
 
 # Options Hydra accepts that are not meant to be chosen (docs/sweeps.md): never suggested or listed.
 INTERNAL_OPTIONS = {"hydra/sweeper": ("optuna", "elm_audio_optuna")}

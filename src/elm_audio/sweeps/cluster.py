@@ -37,7 +37,9 @@ class JobDied(RuntimeError):
 
 def is_submitit(launcher: Any) -> bool:
     try:
-        from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+        from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
+            BaseSubmititLauncher,
+        )
     except ImportError:
         return False
     return isinstance(launcher, BaseSubmititLauncher)

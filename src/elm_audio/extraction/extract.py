@@ -14,12 +14,18 @@ import numpy as np
 import torch
 from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
-from .audio import SILENCE, AudioError, load
-from .config import ConfigError, shown
-from .datasets.index import BAD_CLIP_POLICIES, Clip
-from .frontends import FrontEnd
-from .frontends.imported import Embeddings
-from .inputs import InputSettings, fit_decoded, network_inputs, samples_to_decode, too_short
+from ..config import ConfigError, shown
+from ..datasets.index import BAD_CLIP_POLICIES, Clip
+from ..frontends import FrontEnd
+from ..frontends.imported import Embeddings
+from ..sound.decode import SILENCE, AudioError, load
+from .inputs import (
+    InputSettings,
+    fit_decoded,
+    network_inputs,
+    samples_to_decode,
+    too_short,
+)
 from .precision import autocast, effective_precision, network_features
 
 

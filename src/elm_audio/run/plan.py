@@ -10,18 +10,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .cache import cache_key
-from .components import build_dataset, build_frontend
-from .contents import Content, clip_contents
-from .datasets import ClipIndex, Dataset
-from .datasets.index import Survey
-from .devices import resolve_device
-from .frontends import FrontEnd
-from .frontends.imported import Embeddings, Imported
-from .frontends.profile import profile
-from .precision import effective_precision
-from .protocols import Split, make_splits
-from .validate import fits_kind, validate
+from ..datasets import ClipIndex, Dataset
+from ..datasets.index import Survey
+from ..devices import resolve_device
+from ..evaluation.protocols import Split, make_splits
+from ..extraction.precision import effective_precision
+from ..frontends import FrontEnd
+from ..frontends.imported import Embeddings, Imported
+from ..frontends.profile import profile
+from ..settings.components import build_dataset, build_frontend
+from ..settings.validate import fits_kind, validate
+from ..stores.cache import cache_key
+from ..stores.contents import Content, clip_contents
 
 
 @dataclass
@@ -43,7 +43,7 @@ def make_plan(cfg: DictConfig) -> Plan:
     dataset = build_dataset(cfg)
     survey = dataset.survey(cfg.protocol.mode)
     index = dataset.to_index(survey)
-    fits_kind(cfg, index)
+    fits_kind(cfg, dataset, index)
     splits = make_splits(index, cfg.protocol.mode)
     frontend = build_frontend(cfg)
     if isinstance(frontend, Embeddings):  # vectors computed elsewhere: one for every clip

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from ..datasets.index import Clip
-from ..extract import ClipAudio
-from ..inputs import InputSettings, network_inputs
-from .base import FrontEnd
-from .imported import Imported
+from ..frontends.base import FrontEnd
+from ..frontends.imported import Imported
+from .extract import ClipAudio
+from .inputs import InputSettings, network_inputs
 
 CHUNK = 1 << 20  # units turned into float64 codes at a time
 

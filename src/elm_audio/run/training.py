@@ -32,16 +32,23 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
-from .cache import FeatureCache, Features, cache_key, read_checked, set_aside, write_checked
-from .shared_files import make_folder
-from .components import build_frontend
-from .devices import resolve_device
-from .precision import autocast, effective_precision
+from ..devices import resolve_device
+from ..evaluation.protocols import Evaluation, Split, SplitResult
+from ..evaluation.scoring import Score
+from ..extraction.precision import autocast, effective_precision
+from ..frontends import FrontEnd
+from ..settings.components import build_frontend
+from ..stores.cache import (
+    FeatureCache,
+    Features,
+    cache_key,
+    read_checked,
+    set_aside,
+    write_checked,
+)
+from ..stores.shared_files import make_folder
 from .features import load_or_extract
-from .frontends import FrontEnd
 from .plan import Plan
-from .protocols import Evaluation, Split, SplitResult
-from .scoring import Score
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from tabulate import tabulate
 
-from .redaction import redact
-from .scoring import PRIMARY
+from ..evaluation.scoring import PRIMARY
+from ..stores.redaction import redact
 
 SCORES = tuple(f"test_{name}" for name in PRIMARY.values())  # a job is ranked by its kind's
 LOG = "grid.jsonl"
@@ -95,7 +95,7 @@ class GridProgress(Callback):
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
         if not is_grid(config):
             return
-        from . import tracking  # MLflow's import, where a job has run (and so imported it) already
+        from ..stores import tracking
 
         failed = job_return is None or getattr(job_return.status, "name", "") != "COMPLETED"
         metrics = {} if failed else tracking.last_run_metrics()

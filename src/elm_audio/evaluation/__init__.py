@@ -1,0 +1,1 @@
+"""Protocols, metrics per task kind, and the premise test's training."""

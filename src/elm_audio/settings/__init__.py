@@ -1,0 +1,1 @@
+"""The config read once: composed, validated, the run's parts built, its plan settled."""

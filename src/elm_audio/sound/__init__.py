@@ -1,0 +1,1 @@
+"""The signal path: decoding, resampling, log-mel and MFCC in torch, the networks' inputs."""

@@ -1,0 +1,1 @@
+"""Sweeps: Optuna studies and their parent runs, SLURM trials, grid progress."""
