@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tone, write_audio
+from helpers.audio import tone, write_audio
 
 from elm_audio.sound.decode import SAMPLE_RATE, AudioError, fit_length, load, read_info
 

@@ -7,10 +7,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import logged_runs, run_here
+from helpers.runs import logged_runs, run_here
 
 from elm_audio.config import compose
 from elm_audio.run.plan import make_plan
+from elm_audio.settings.settings import load
 from elm_audio.stores import contents
 from elm_audio.stores.cache import FeatureCache
 
@@ -85,7 +86,7 @@ def test_the_key_changes_with_everything_that_determines_the_features(tmp_path):
     base = ["dataset.clips_per_class=3", "dataset.duration=0.5", "dataset.n_folds=3", f"cache.dir={tmp_path}"]
 
     def key(*extra):
-        return make_plan(compose(base + list(extra))).key
+        return make_plan(load(compose(base + list(extra)))).key
 
     reference = key()
     assert key() == reference
@@ -104,13 +105,9 @@ def test_the_key_changes_with_everything_that_determines_the_features(tmp_path):
 
 @pytest.fixture()
 def tones(tmp_path):
-    from conftest import tone, write_audio
+    from helpers.audio import tone_folder
 
-    root = tmp_path / "data"
-    for label, base in (("low", 220.0), ("high", 1760.0)):
-        for i in range(6):
-            write_audio(root / label / f"{label}_{i}.wav", tone(base * (1 + 0.05 * i), 1.0, 16_000, seed=i), 16_000)
-    return root
+    return tone_folder(tmp_path / "data", 6)
 
 
 def folder_run(tmp_path, root) -> list[str]:
@@ -122,7 +119,7 @@ def _run(tmp_path, root):
     """One in-process run of ``root`` as a folder dataset; its plan and what it printed."""
     args = folder_run(tmp_path, root)
     out, _ = run_here(tmp_path, *args)
-    return make_plan(compose(args)), out
+    return make_plan(load(compose(args))), out
 
 
 @pytest.mark.skipif(shutil.which("mount") is None, reason="no mount command")
@@ -168,4 +165,4 @@ def test_a_clip_rewritten_with_its_size_and_mtime_kept_is_extracted_again(tones,
         raise AssertionError(f"{path} read again")
 
     monkeypatch.setattr(contents, "file_sha256", reread)  # unchanged files: their digests are remembered
-    assert make_plan(compose(folder_run(tmp_path, tones))).key == second.key
+    assert make_plan(load(compose(folder_run(tmp_path, tones)))).key == second.key

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli
+from helpers.runs import run_cli
 
 from elm_audio.config import ConfigError
 from elm_audio.describe import table

@@ -149,7 +149,7 @@ def test_gtzan_refuses_an_unknown_split_by_key():
 def test_a_grouped_folder_never_puts_excerpts_of_one_track_on_both_sides_of_a_split(tmp_path):
     """<class>/<track>_<n>.wav, several excerpts a track: with dataset.group='(.*)_\\d+\\.wav'
     every track's excerpts share a fold, and the folds stay stratified."""
-    from conftest import tone, write_audio
+    from helpers.audio import tone, write_audio
 
     from elm_audio.evaluation.protocols import make_splits
     from elm_audio.settings.components import build_dataset

@@ -1,7 +1,8 @@
 import json
 
 import pytest
-from conftest import LENGTHS, QUICK, logged_runs, run_cli
+from helpers.frontends import LENGTHS
+from helpers.runs import QUICK, logged_runs, run_cli
 
 from elm_audio.config import compose
 from elm_audio.describe import describe

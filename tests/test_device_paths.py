@@ -3,16 +3,16 @@
 same gradients where weights=trained takes them; where CUDA is at hand, its features and
 gradients against the CPU's.
 
-Self-contained (no conftest.py): the GPU check runs it with ``--noconftest`` on a machine
-without MLflow (benchmarks/cuda_check.sh)."""
+Without conftest.py (it imports MLflow): the GPU check runs it with ``--noconftest`` on a machine
+without MLflow (benchmarks/cuda_check.sh); of tests/helpers it takes only helpers.audio."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import pytest
 import torch
+from helpers.audio import tone_batch
 
 from elm_audio.config import compose, native_frontends
 from elm_audio.frontends import FrontEnd
@@ -32,10 +32,7 @@ def build(name: str, size: str) -> FrontEnd:
 
 def waves(front: FrontEnd, n: int) -> torch.Tensor:
     """n waveforms of the front-end's input length: tones of different pitch in noise."""
-    g = torch.Generator().manual_seed(0)
-    t = torch.arange(front.input_samples) / front.sample_rate
-    tones = torch.stack([torch.sin(2 * math.pi * 110 * (i + 1) * t) for i in range(n)])
-    return 0.3 * tones + 0.05 * torch.randn(n, front.input_samples, generator=g)
+    return tone_batch(n, front.input_samples, front.sample_rate)
 
 
 def spectrogram(front: FrontEnd, n: int, frames: int) -> torch.Tensor:

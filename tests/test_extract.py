@@ -4,7 +4,7 @@ decoding in the main process, whichever batch a bad clip falls in."""
 import numpy as np
 import pytest
 import torch
-from conftest import tone, write_audio
+from helpers.audio import tone, write_audio
 
 from elm_audio.config import compose
 from elm_audio.datasets import Clip
@@ -55,13 +55,10 @@ def test_the_first_bad_clip_stops_an_extraction_by_its_path(clips, workers, firs
         run(chosen, workers, policy="error")
 
 
-def test_the_progress_bar_names_the_front_end_as_the_config_does(clips, capsys):
-    from types import SimpleNamespace
+def test_the_progress_bar_names_the_front_end_as_the_config_does(clips, capsys, tmp_path):
+    from elm_audio.settings.settings import load
 
-    from elm_audio.run.features import extract_settings
-
-    cfg = compose(["frontend=timbral_temporal", "feature_size=small"])
-    settings = extract_settings(cfg, SimpleNamespace(dataset=SimpleNamespace(on_bad_clip="skip")))
+    settings = load(compose(["frontend=timbral_temporal", "feature_size=small", f"cache.dir={tmp_path}"])).extraction
     assert settings.label == "timbral_temporal (small)"  # not the class's name, Musical
     front = build_frontend(compose(["frontend=temporal", "feature_size=small"]))
     out = np.full((2, profile(front)["feature_dim"]), np.nan, np.float32)

@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from conftest import LENGTHS
+from helpers.frontends import LENGTHS
 from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
@@ -23,7 +23,7 @@ from elm_audio.report import classes, figures, similarity
 from elm_audio.report.premise import Premise, tau_p_value
 from elm_audio.report.premise import figure as premise_figure
 from elm_audio.run.record import confusion_figure
-from elm_audio.sweeps.study import objective_figure
+from elm_audio.sweeps.parent import objective_figure
 
 FRONTENDS = list(LENGTHS)  # the eleven
 INPUT = {"sample_level": "waveform", "frame_level": "waveform", "frame_level_many": "waveform", "mfcc": "baseline"}

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import LENGTHS, clips, frontend
+from helpers.audio import clips
+from helpers.frontends import LENGTHS, frontend
 from torch import nn
 
 from elm_audio.config import native_frontends
@@ -147,7 +148,8 @@ def test_a_clips_features_do_not_depend_on_its_batch(name):
 SEED_SCRIPT = """
 import json, sys, torch, math
 sys.path.insert(0, {tests!r})
-from conftest import frontend, clips
+from helpers.audio import clips
+from helpers.frontends import frontend
 out = {{}}
 for name in {names!r}:
     front = frontend(name, seed=7).eval()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import GOLDEN, frontend
+from helpers.frontends import GOLDEN, frontend
 from helpers.tf1 import load_tf1_weights
 
 from elm_audio.extraction.inputs import InputSettings, fit_decoded, network_inputs

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import soxr
 import torch
-from conftest import LENGTHS, frontend
+from helpers.audio import tone_batch
+from helpers.frontends import LENGTHS, frontend
 
 import elm_audio.hear as hear
 from elm_audio.sound.decode import fit_length
@@ -74,9 +75,7 @@ def test_check_scene_embeddings(model):
 
 
 def tones(n: int, seconds: float, sr: int = 12_000) -> torch.Tensor:
-    t = torch.arange(int(seconds * sr)) / sr
-    g = torch.Generator().manual_seed(n)
-    return torch.stack([0.3 * torch.sin(2 * np.pi * 220 * (i + 1) * t) + 0.05 * torch.randn(len(t), generator=g) for i in range(n)])
+    return tone_batch(n, int(seconds * sr), sr, base=220.0, seed=n)
 
 
 @pytest.mark.parametrize("name", sorted(LENGTHS))

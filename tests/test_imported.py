@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import local_uri, logged_runs, tone, write_audio
+from helpers.audio import tone_folder
+from helpers.runs import local_uri, logged_runs
 
 from elm_audio.config import ConfigError, compose
 from elm_audio.report.build import build
 from elm_audio.run.plan import make_plan
 from elm_audio.run.runner import run
+from elm_audio.settings.settings import load as load_settings
 from elm_audio.sound.decode import load
 from elm_audio.stores.cache import FeatureCache
 
@@ -57,10 +59,7 @@ def get_timestamp_embeddings(audio, model):
 
 def twelve_khz_folder(root: Path) -> Path:
     """Two classes of three 1 s clips at 12 kHz, the method's rate (no resampling anywhere)."""
-    for label, base in (("low", 220.0), ("high", 1760.0)):
-        for i in range(3):
-            write_audio(root / label / f"{label}_{i}.wav", tone(base * (1 + 0.05 * i), 1.0, 12_000, seed=i), 12_000)
-    return root
+    return tone_folder(root, 3, sr=12_000)
 
 
 @pytest.fixture()
@@ -90,7 +89,7 @@ def test_our_hear_export_imported_gives_the_run_features_and_the_report_sets_imp
     for cfg in (native_cfg, imported_cfg):
         run(cfg)
     cache = FeatureCache(workdir / "cache")
-    native, imported = (cache.load(make_plan(cfg).key) for cfg in (native_cfg, imported_cfg))
+    native, imported = (cache.load(make_plan(load_settings(cfg)).key) for cfg in (native_cfg, imported_cfg))
     assert native.key != imported.key and native.clip_ids == imported.clip_ids
     np.testing.assert_allclose(imported.matrix, native.matrix, rtol=1e-6, atol=1e-6)
 
@@ -125,13 +124,13 @@ def test_the_cache_key_names_the_module_its_options_and_its_model_file(workdir):
     try:
         torch.save(__import__("tiny_hear").load_model(seed=1).state_dict(), workdir / "a.pt")
         torch.save(__import__("tiny_hear").load_model(seed=2).state_dict(), workdir / "b.pt")
-        key = lambda *o: make_plan(compose(folder_run(workdir, "frontend=hear", "frontend.module=tiny_hear", *o))).key  # noqa: E731
+        key = lambda *o: make_plan(load_settings(compose(folder_run(workdir, "frontend=hear", "frontend.module=tiny_hear", *o)))).key  # noqa: E731
         first = key(f"frontend.model_file={workdir / 'a.pt'}")
         assert first == key(f"frontend.model_file={workdir / 'a.pt'}")
         (workdir / "a.pt").write_bytes((workdir / "b.pt").read_bytes())  # same path, other weights
         assert key(f"frontend.model_file={workdir / 'a.pt'}") != first
         assert key("frontend.options={seed: 3}") != key("frontend.options={seed: 4}")
-        plan = make_plan(compose(folder_run(workdir, "frontend=hear", "frontend.module=tiny_hear")))
+        plan = make_plan(load_settings(compose(folder_run(workdir, "frontend=hear", "frontend.module=tiny_hear"))))
         assert plan.profile["n_params"] == 8 * 64 + 8 and plan.profile["feature_dim"] == 8
     finally:
         sys.path.remove(str(workdir))
@@ -173,19 +172,19 @@ def test_frontend_embeddings_names_missing_clips_and_refuses_wrong_widths(workdi
         np.save(vectors / f"{cid}.npy", np.full(5, i, np.float32))
     cfg = compose(folder_run(workdir, "frontend=embeddings", f"frontend.path={vectors}"))
     with pytest.raises(ConfigError, match=f"no vector for 1 of 6 clip\\(s\\): {ids[0]}"):
-        make_plan(cfg)
+        make_plan(load_settings(cfg))
     np.save(vectors / f"{ids[0]}.npy", np.zeros(5, np.float32))
-    plan = make_plan(cfg)
+    plan = make_plan(load_settings(cfg))
     assert plan.profile["feature_dim"] == 5 and plan.profile["input"] == "imported"
     np.save(vectors / f"{ids[2]}.npy", np.zeros(7, np.float32))
     with pytest.raises(ConfigError, match=f"different widths \\(5, 7\\); e.g. {ids[2]} has 7 values where most have 5"):
-        make_plan(cfg)
+        make_plan(load_settings(cfg))
     np.savez(workdir / "flat.npz", clip_ids=np.array(ids), embeddings=np.zeros((5, 3)))
     with pytest.raises(ConfigError, match="embeddings are \\(5, 3\\) for 6 clip ids"):
-        make_plan(compose(folder_run(workdir, "frontend=embeddings", f"frontend.path={workdir / 'flat.npz'}")))
+        make_plan(load_settings(compose(folder_run(workdir, "frontend=embeddings", f"frontend.path={workdir / 'flat.npz'}"))))
     with pytest.raises(ConfigError, match="frontend=embeddings needs frontend.path="):
-        make_plan(compose(folder_run(workdir, "frontend=embeddings")))
+        make_plan(load_settings(compose(folder_run(workdir, "frontend=embeddings"))))
     with pytest.raises(ConfigError, match="frontend.module=no_such_module: cannot be imported"):
-        make_plan(compose(folder_run(workdir, "frontend=hear", "frontend.module=no_such_module")))
+        make_plan(load_settings(compose(folder_run(workdir, "frontend=hear", "frontend.module=no_such_module"))))
     with pytest.raises(ConfigError, match="weights=trained trains elm_audio's own front-ends"):
-        make_plan(compose(folder_run(workdir, *OWN_EXPORT, "weights=trained")))
+        make_plan(load_settings(compose(folder_run(workdir, *OWN_EXPORT, "weights=trained"))))

@@ -8,11 +8,11 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
-from conftest import QUICK, local_uri, logged_runs, run_here, seed_empty_store
+from helpers.runs import QUICK, local_uri, logged_runs, run_here, seed_empty_store
 from mlflow.tracking import MlflowClient
 
 from elm_audio.stores import tracking
-from elm_audio.sweeps import study as sweeps
+from elm_audio.sweeps.parent import look_lines
 
 VIEW_TAG = "mlflow.sharedViewState.elm_audio"
 
@@ -55,7 +55,7 @@ def test_an_experiment_without_this_versions_view_gets_it_and_one_with_it_is_lef
 
 def test_a_sweeps_browse_link_opens_the_same_view_and_its_next_line_the_parent_run() -> None:
     sweep_run = SimpleNamespace(uri="http://user:secret@mlflow.example.org:5000/", experiment="7", run_id="abc123")
-    browse, parent = sweeps.look_lines(sweep_run, None, "study")  # type: ignore[arg-type]
+    browse, parent = look_lines(sweep_run, None, "study")  # type: ignore[arg-type]
     server = "http://user:***@mlflow.example.org:5000"
     assert browse == f"  browse       {server}/#/experiments/7/runs?viewStateShareKey=elm_audio&workflowType=machine_learning"
     assert parent == f"  parent run   {server}/#/experiments/7/runs/abc123?workflowType=machine_learning"

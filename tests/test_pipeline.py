@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import local_uri, logged_runs, seed_empty_store
+from helpers.runs import local_uri, logged_runs, seed_empty_store
 
 from elm_audio.config import compose
 from elm_audio.report.build import build

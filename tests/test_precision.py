@@ -7,15 +7,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import clips, compose, frontend, tone, write_audio
+from helpers.audio import clips, tone, write_audio
+from helpers.frontends import frontend
 
-from elm_audio.config import native_frontends
+from elm_audio.config import compose, native_frontends
 from elm_audio.datasets import Clip
 from elm_audio.extraction import precision
 from elm_audio.extraction.extract import ExtractSettings, extract
 from elm_audio.frontends.base import BANDED_COLUMNS, frequency_max_conv
 from elm_audio.frontends.profile import profile
 from elm_audio.run.plan import make_plan
+from elm_audio.settings.settings import load
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -66,7 +68,8 @@ def wav_clips(tmp_path):
 
 def extracted(front, wav_clips, precision_name: str) -> np.ndarray:
     out = np.zeros((len(wav_clips), profile(front)["feature_dim"]), np.float32)
-    settings = ExtractSettings(batch_size=2, num_workers=0, progress=False, precision=precision_name)
+    computes = precision.effective_precision(torch.device("cpu"), precision_name)  # as settings.load resolves it
+    settings = ExtractSettings(batch_size=2, num_workers=0, progress=False, precision=computes)
     extract(front, wav_clips, out, torch.device("cpu"), settings)
     return out
 
@@ -138,7 +141,7 @@ def test_bf16_that_computes_in_float32_shares_float32s_cache_key(tmp_path, monke
             f"cache.dir={tmp_path}"]  # fmt: skip
 
     def key(*extra):
-        return make_plan(compose(base + list(extra))).key
+        return make_plan(load(compose(base + list(extra)))).key
 
     monkeypatch.setattr(precision, "_first_cpu", lambda: AMX)
     assert key("precision=bf16") != key()

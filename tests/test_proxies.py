@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import frontend
+from helpers.frontends import frontend
 from torch import nn
 
 from elm_audio.extraction.proxies import has_proxies, naswot, synflow

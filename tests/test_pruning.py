@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import local_uri, logged_runs, sweep_here
+from helpers.runs import local_uri, logged_runs, sweep_here
 from omegaconf import OmegaConf
 
 from elm_audio.config import CONFIG_DIR, ConfigError
@@ -19,7 +19,7 @@ from elm_audio.evaluation.protocols import evaluate, make_splits
 from elm_audio.report.build import missing_notes
 from elm_audio.report.collect import load_runs
 from elm_audio.report.stats import select_best, summarize
-from elm_audio.sweeps.study import open_storage
+from elm_audio.sweeps.storage import open_storage
 
 # Five folds of the built-in dataset; a linear SVM's running val_accuracy is 0.71 after one fold
 # and 0.57 after two with C=1, 0.29 after both with C=1e-6 or 1e-5 (hopeless).
@@ -155,7 +155,7 @@ def test_the_pruner_is_chosen_by_name_and_bad_values_are_refused_in_one_line():
     from hydra import initialize_config_dir
 
     from elm_audio.settings.unknown_keys import check
-    from elm_audio.sweeps.study import make_pruner
+    from elm_audio.sweeps.pruning import make_pruner
 
     def pruner_node(*overrides: str):
         with initialize_config_dir(str(CONFIG_DIR)):

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import logged_runs, run_cli, run_here
-from layouts import (
+from helpers.layouts import (
     make_ballroom,
     make_extended_ballroom,
     make_gtzan,
     make_us8k,
     us8k_rows,
 )
+from helpers.runs import logged_runs, run_cli, run_here
 
 from elm_audio.config import compose
 from elm_audio.data import main as data_main

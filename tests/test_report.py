@@ -11,7 +11,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUICK, as_a_run_in, local_uri, logged_runs, run_cli
+from helpers.runs import QUICK, as_a_run_in, local_uri, logged_runs, run_cli
 from scipy import stats
 
 from elm_audio.report.build import table
@@ -42,7 +42,7 @@ def logged(tmp_path_factory):
 
 def report_here(cwd: Path, *argv: str, seed_store: bool = True) -> tuple[int, str, str]:
     """``python -m elm_audio.report <argv>`` run in ``cwd`` by its main, in this process (see
-    conftest.as_a_run_in); the fixture's report is the command line's. Returns (code, stdout, stderr)."""
+    helpers.runs.as_a_run_in); the fixture's report is the command line's. Returns (code, stdout, stderr)."""
     from elm_audio.report.__main__ import main
 
     with as_a_run_in(cwd, seed_store) as (out, err):
@@ -422,7 +422,7 @@ def test_per_class_recall_is_logged_and_the_two_best_are_compared_class_by_class
 
 @pytest.mark.slow
 def test_the_cka_map_is_the_formula_on_the_logged_features_with_its_controls(logged):
-    from test_similarity import cka_by_the_formula
+    from helpers.cka import cka_by_the_formula
 
     cwd, _ = logged
     client, _, runs = mlflow_runs(cwd)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.reports import cells, logged_run, report, section, store
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import (
@@ -22,7 +23,6 @@ from sklearn.metrics import (
     r2_score,
     roc_auc_score,
 )
-from test_report_trust import cells, logged_run, report, section, store
 
 from elm_audio.report import kinds, stats
 from elm_audio.report.collect import ClipScores

@@ -11,8 +11,8 @@ import re
 
 import numpy as np
 import pytest
+from helpers.reports import cells, logged_run, report, store
 from scipy import stats
-from test_report_trust import cells, logged_run, report, store
 
 FRONTENDS = {"temporal": 0.80, "vgg": 0.72, "cnn_7x96": 0.64}  # each front-end's accuracy, before noise
 COLUMNS = [(size, clf) for size in ("small", "large") for clf in ("elm", "svm")]  # the table's order

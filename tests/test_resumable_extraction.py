@@ -20,16 +20,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tone, write_audio
-from test_shared_cache import ALICE, BOB, GROUP, as_user
+from helpers.audio import tone_folder
+from helpers.users import ALICE, BOB, GROUP, as_user
 
 from elm_audio.config import compose
 from elm_audio.extraction import chunks as chunks_module
 from elm_audio.extraction.chunks import ChunkedEntry, layout
 from elm_audio.extraction.extract import extract
 from elm_audio.run import features as features_module
-from elm_audio.run.features import extract_settings, load_or_extract
+from elm_audio.run.features import load_or_extract
 from elm_audio.run.plan import make_plan
+from elm_audio.settings.settings import load
 from elm_audio.stores.cache import CacheError, FeatureCache
 from elm_audio.stores.processes import identity
 
@@ -70,10 +71,11 @@ def gone_identity() -> dict:
 
 DIE_IN_CHUNK = r"""
 import os, signal, sys
-from elm_audio.extraction import features
+from elm_audio.run import features
 from elm_audio.stores.cache import FeatureCache
-from elm_audio.settings.config import compose
-from elm_audio.settings.plan import make_plan
+from elm_audio.config import compose
+from elm_audio.run.plan import make_plan
+from elm_audio.settings.settings import load
 
 real = features.extract
 
@@ -84,17 +86,14 @@ def extract_then_die(frontend, clips, out, *args, **kwargs):
     return real(frontend, clips, out, *args, **kwargs)
 
 features.extract = extract_then_die
-cfg = compose(sys.argv[2:])
-features.share_extraction(cfg, make_plan(cfg), FeatureCache(cfg.cache.dir))
+settings = load(compose(sys.argv[2:]))
+features.share_extraction(settings.extraction, settings.device, make_plan(settings), FeatureCache(settings.cache_dir))
 """
 
 
 @pytest.fixture()
 def folder_dataset(tmp_path: Path) -> list[str]:
-    root = tmp_path / "clips"
-    for label, base in (("low", 220.0), ("high", 1760.0)):
-        for i in range(N // 2):
-            write_audio(root / label / f"{label}_{i}.wav", tone(base * (1 + 0.03 * i), 1.0, 12_000, seed=i), 12_000)
+    root = tone_folder(tmp_path / "clips", N // 2, sr=12_000, step=0.03)
     return ["dataset=folder", f"dataset.root={root}", "dataset.n_folds=3", "frontend=temporal", "feature_size=small",
             f"extract.batch_size={BATCH}", "extract.progress=false", "extract.num_workers=1", "device=cpu",
             f"cache.dir={tmp_path / 'cache'}"]  # fmt: skip
@@ -104,8 +103,8 @@ def folder_dataset(tmp_path: Path) -> list[str]:
 def test_a_killed_extraction_resumes_from_its_complete_chunks_and_matches_an_uninterrupted_one(
     folder_dataset, tmp_path, monkeypatch
 ):
-    cfg = compose(folder_dataset)
-    plan, cache = make_plan(cfg), FeatureCache(tmp_path / "cache")
+    settings = load(compose(folder_dataset))
+    plan, cache = make_plan(settings), FeatureCache(tmp_path / "cache")
     clips, chunks = plan.index.clips, layout(N, BATCH)
     killed = subprocess.run([sys.executable, "-c", DIE_IN_CHUNK, clips[chunks[2].start].clip_id, *folder_dataset],
                             capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -123,11 +122,11 @@ def test_a_killed_extraction_resumes_from_its_complete_chunks_and_matches_an_uni
 
     monkeypatch.setattr(features_module, "extract", spy)
     with cache.lock(plan.key) as locked:
-        resumed, assembled = load_or_extract(cfg, plan, cache, locked)
+        resumed, assembled = load_or_extract(settings.extraction, settings.device, plan, cache, locked)
     assert assembled and computed == [clips[c.start].clip_id for c in chunks[2:]]  # the missing chunks only
 
     uninterrupted = np.zeros_like(resumed.matrix)  # one extraction over every clip, as before chunks
-    extract(plan.frontend, clips, uninterrupted, torch.device("cpu"), extract_settings(cfg, plan))
+    extract(plan.frontend, clips, uninterrupted, torch.device("cpu"), settings.extraction)
     assert resumed.matrix.tobytes() == uninterrupted.tobytes()
     assert resumed.clip_ids == [c.clip_id for c in clips] and resumed.labels == [c.label for c in clips]
     assert not partial(cache.root, plan.key).exists() and not list(cache.root.glob(".tmp-*"))
@@ -353,5 +352,5 @@ def test_two_extract_only_commands_at_once_fill_the_cache_for_every_front_end(fo
     cache = FeatureCache(tmp_path / "cache")
     for frontend in ("mfcc", "temporal"):
         cfg = compose([*folder_dataset, f"frontend={frontend}"])
-        assert cache.load(make_plan(cfg).key) is not None
+        assert cache.load(make_plan(load(cfg)).key) is not None
     assert not list(cache.root.glob(".chunks-*")) and not list(cache.root.glob(".tmp-*"))

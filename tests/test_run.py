@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUICK, logged_runs, run_cli, run_here, tone, write_audio
+from helpers.audio import tone, write_audio
+from helpers.runs import QUICK, logged_runs, run_cli, run_here
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -170,7 +171,7 @@ def test_an_unreadable_clip_stops_the_run_naming_it_and_leaves_no_cache_entry(cl
     args = ["dataset=folder", f"dataset.root={class_folder}", "dataset.n_folds=3", "frontend=mfcc", *QUICK[-2:]]
     proc = run_cli("elm_audio", *args, cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "low/broken.wav: is named .wav but is not a WAV" in proc.stderr and "on_bad_clip=skip" in proc.stderr
-    assert "Traceback" not in proc.stderr  # the one-line error test_reliability's in-process cached-skip test leaves to this one
+    assert "Traceback" not in proc.stderr  # the one-line error test_careless_use's in-process cached-skip test leaves to this one
     assert not cache_entries(tmp_path)
     assert not list((tmp_path / "cache").glob(".tmp-*"))
 

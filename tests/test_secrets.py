@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import QUICK, run_cli
+from helpers.runs import QUICK, run_cli
 
 from elm_audio.stores.redaction import RedactingFilter
 

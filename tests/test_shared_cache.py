@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import logged_runs, run_here, tone, write_audio
+from helpers.audio import tone, tone_folder
+from helpers.runs import logged_runs, run_here
+from helpers.users import ALICE, BOB, GROUP, as_user
 
 from elm_audio.datasets import DatasetError
 from elm_audio.extraction import extract as extract_module
@@ -90,10 +92,7 @@ def test_a_fifo_in_place_of_meta_json_is_damage_not_a_hang(tmp_path):
 
 
 def _folder_of_tones(root: Path, classes: dict[str, float], n: int = 3) -> Path:
-    for label, freq in classes.items():
-        for i in range(n):
-            write_audio(root / label / f"{i}.wav", tone(freq * (1 + 0.05 * i), 1.0, 16_000, seed=i), 16_000)
-    return root
+    return tone_folder(root, n, classes, name="{i}")
 
 
 FOLDER = ["dataset=folder", "dataset.n_folds=3", "extract.progress=false", "extract.num_workers=0"]
@@ -163,33 +162,6 @@ def test_non_finite_fp32_features_are_not_blamed_on_reduced_precision(tmp_path):
 
 
 # --- two users of one group, each with a umask of their own (real uids, set in forked children)
-
-GROUP, ALICE, BOB = 47_000, 47_001, 47_002
-
-
-def as_user(uid: int, mask: int, action) -> dict:
-    """``action()`` run in a forked child as ``uid`` (group GROUP) under ``mask``: what it
-    returned, or the error it raised, as {"ok": ...} or {"error": "Type: message"}."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: no imports from here on (root's site-packages may be closed to it)
-        os.close(read)
-        try:
-            os.setgroups([GROUP])
-            os.setgid(GROUP)
-            os.setuid(uid)
-            os.umask(mask)
-            result = {"ok": action()}
-        except BaseException as err:  # noqa: BLE001 - reported to the parent
-            result = {"error": f"{type(err).__name__}: {err}"}
-        os.write(write, json.dumps(result, default=str).encode())
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as fh:
-        out = fh.read()
-    os.waitpid(pid, 0)
-    return json.loads(out)
-
 
 @pytest.fixture
 def group_folder(tmp_path: Path) -> Iterator[Path]:

@@ -1,4 +1,4 @@
-"""Sweeps on a real SLURM cluster (tests/slurm_cluster.py: one node, with accounting), trials as
+"""Sweeps on a real SLURM cluster (tests/helpers/slurm_cluster.py: one node, with accounting), trials as
 jobs through hydra-submitit-launcher, one of them cancelled while it runs."""
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import QUICK, empty_store, logged_runs
 from filelock import FileLock
-from services import mlflow_server
-from slurm_cluster import ClusterUnavailable, start, stop
+from helpers.runs import QUICK, empty_store, logged_runs
+from helpers.services import mlflow_server
+from helpers.slurm_cluster import ClusterUnavailable, start, stop
 
 from elm_audio.config import compose
 from elm_audio.run.plan import make_plan
+from elm_audio.settings.settings import load
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -67,7 +68,7 @@ def test_a_sweep_of_slurm_jobs_survives_a_cancelled_job_and_resumes(cluster, tmp
         env = {**cluster, "ELM_AUDIO_CACHE": str(tmp_path / "cache"), "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
         env.pop("MLFLOW_TRACKING_URI", None)
         args = [*SWEEP, f"hydra.sweeper.storage=sqlite:///{tmp_path / 'study.db'}", f"tracking.uri={tracking}"]
-        key = make_plan(compose([*QUICK, "frontend=temporal", f"cache.dir={tmp_path / 'cache'}"])).key
+        key = make_plan(load(compose([*QUICK, "frontend=temporal", f"cache.dir={tmp_path / 'cache'}"]))).key
 
         def sweep() -> subprocess.Popen:
             return subprocess.Popen(

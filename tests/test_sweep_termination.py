@@ -14,11 +14,11 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import QUICK, logged_runs, seed_empty_store
+from helpers.runs import QUICK, logged_runs, seed_empty_store
 from mlflow.exceptions import MlflowException
 
 from elm_audio.stores.processes import start_time
-from elm_audio.sweeps.study import open_storage
+from elm_audio.sweeps.storage import open_storage
 
 pytestmark = pytest.mark.slow
 

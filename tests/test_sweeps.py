@@ -14,17 +14,15 @@ from collections import Counter
 
 import optuna
 import pytest
-from conftest import QUICK, local_uri, logged_runs, run_cli, seed_empty_store
+from helpers.runs import QUICK, local_uri, logged_runs, run_cli, seed_empty_store
+from helpers.services import mlflow_server, postgres, postgres_bin
 from mlflow.tracking import MlflowClient
-from services import mlflow_server, postgres, postgres_bin
 
 from elm_audio.stores import processes, tracking
-from elm_audio.sweeps.study import (
-    expand_grid,
-    interrupted,
-    nested_test_score,
-    open_storage,
-)
+from elm_audio.sweeps.parent import nested_test_score
+from elm_audio.sweeps.space import expand_grid
+from elm_audio.sweeps.storage import open_storage
+from elm_audio.sweeps.trials import interrupted
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +118,7 @@ def test_grid_expansion_and_nested_accuracy():
 
 
 def test_storage_urls_are_shown_without_their_password():
-    from elm_audio.sweeps.study import storage_label as redact
+    from elm_audio.sweeps.storage import storage_label as redact
 
     assert redact("postgresql://elm:s3cr:et@db.example:5432/optuna") == "postgresql://elm:***@db.example:5432/optuna"
     assert redact("sqlite:///study.db") == "sqlite:///study.db"
@@ -228,7 +226,7 @@ def test_a_restarted_sweep_settles_the_trials_a_killed_sweeper_left_running(tmp_
 
 TAKE_TWO = """
 import os, sys, optuna
-from elm_audio.sweeps.study import open_storage
+from elm_audio.sweeps.storage import open_storage
 study = optuna.load_study(study_name="taken", storage=open_storage(sys.argv[1]))
 queued, new = study.ask(), study.ask()  # the queued point, then a new trial
 print(queued.number, new.number, flush=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from layouts import make_hear_task, make_mtat, mtat_paths, mtat_tags
+from helpers.layouts import make_hear_task, make_mtat, mtat_paths, mtat_tags
 
 from elm_audio.config import compose
 from elm_audio.datasets import Clip, ClipIndex, DatasetError

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import QUICK, logged_runs, run_here, sweep_here
+from helpers.runs import QUICK, logged_runs, run_here, sweep_here
 from sklearn.metrics import (
     average_precision_score,
     mean_absolute_error,
@@ -20,6 +20,7 @@ from sklearn.metrics import (
 
 from elm_audio.config import ConfigError, compose
 from elm_audio.run.plan import make_plan
+from elm_audio.settings.settings import load
 
 FAST = [*QUICK, "frontend=mfcc"]  # the MFCC baseline: features in a second, the kinds' paths are the same
 
@@ -123,7 +124,7 @@ def test_a_multilabel_sweep_maximizes_val_map_and_its_parent_records_the_best(tm
 def test_a_setting_that_does_not_fit_the_kind_is_refused_before_any_audio_is_read(tmp_path, overrides, message):
     cfg = compose([f"cache.dir={tmp_path}", "dataset.clips_per_class=3", "dataset.n_folds=3", "dataset.duration=1.0", *overrides])
     with pytest.raises(ConfigError) as err:
-        make_plan(cfg)
+        make_plan(load(cfg))
     assert str(err.value) == message
     assert not (tmp_path / "digests").exists()  # no clip was read (hashed), no feature extracted
 
@@ -149,10 +150,10 @@ def test_the_report_compares_front_ends_on_map_with_chance_and_per_tag_figures(m
 def test_the_paper_protocol_is_refused_on_a_hear_task_whatever_it_is_named(tmp_path):
     """A HEAR task's folds are its authors': only the honest protocol applies, also when the
     task is given its own name (as it should be, for an experiment of its own)."""
-    from layouts import make_hear_task
+    from helpers.layouts import make_hear_task
 
     make_hear_task(tmp_path / "task")
     cfg = compose([f"cache.dir={tmp_path}", "dataset=hear", f"dataset.root={tmp_path / 'task'}", "dataset.name=esc50",
                    "protocol.mode=paper"])  # fmt: skip
     with pytest.raises(ConfigError, match=r"^protocol.mode=paper: dataset esc50's own folds are the protocol, which the original"):
-        make_plan(cfg)
+        make_plan(load(cfg))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUICK, logged_runs, run_cli, seed_empty_store
+from helpers.runs import QUICK, logged_runs, run_cli, seed_empty_store
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 CONFIG_DIR = Path(__file__).parent / "conf"
 
@@ -67,3 +67,8 @@ def native_frontends() -> list[str]:
 def build(node: DictConfig, **kwargs):
     """Instantiate a config node whose ``_target_`` is one of ours or a trusted library's."""
     return instantiate(node, _execution_whitelist_=EXECUTION_WHITELIST, **kwargs)
+
+
+def as_yaml(container: Mapping) -> str:
+    """A plain config container as OmegaConf writes a config (record.py's config.yaml)."""
+    return OmegaConf.to_yaml(OmegaConf.create(container))

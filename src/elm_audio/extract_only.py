@@ -24,6 +24,7 @@ from .config import ConfigError, compose
 from .datasets import DatasetError
 from .run.features import load_or_extract, share_extraction
 from .run.plan import make_plan
+from .settings.settings import load
 from .settings.unknown_keys import check
 from .sound.decode import AudioError
 from .stores.cache import CacheError, FeatureCache
@@ -43,21 +44,23 @@ def combinations(overrides: list[str]) -> list[list[str]]:
 
 def compute_unclaimed(cfg: DictConfig) -> int:
     """The chunks of ``cfg``'s entry that no process has claimed, computed here; how many."""
-    return share_extraction(cfg, make_plan(cfg), FeatureCache(cfg.cache.dir), wait=False)
+    settings = load(cfg)
+    return share_extraction(settings.extraction, settings.device, make_plan(settings), FeatureCache(settings.cache_dir), wait=False)
 
 
 def complete(cfg: DictConfig, computed: int) -> str:
     """``cfg``'s entry in the cache, the chunks others compute waited for; the line that says so."""
-    plan, cache = make_plan(cfg), FeatureCache(cfg.cache.dir)  # a plan again: its front-end was let go
-    computed += share_extraction(cfg, plan, cache)
+    settings = load(cfg)  # read again, and a plan again: its front-end was let go
+    plan, cache = make_plan(settings), FeatureCache(settings.cache_dir)
+    computed += share_extraction(settings.extraction, settings.device, plan, cache)
     with cache.lock(plan.key) as locked:
-        features, assembled = load_or_extract(cfg, plan, cache, locked)
+        features, assembled = load_or_extract(settings.extraction, settings.device, plan, cache, locked)
     here = [f"{computed} chunk(s) computed here"] if computed else []
     if assembled:
         here.append("assembled here")
     n, dim = features.matrix.shape
     how = ", ".join(here) or "from the cache"
-    return f"{cfg.frontend.name} {cfg.feature_size.name}: {n} clips x {dim} features, {features.path} ({how})"
+    return f"{settings.names.frontend} {settings.names.feature_size}: {n} clips x {dim} features, {features.path} ({how})"
 
 
 def _terminate(signum, frame) -> None:

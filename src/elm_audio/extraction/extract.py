@@ -26,7 +26,7 @@ from .inputs import (
     samples_to_decode,
     too_short,
 )
-from .precision import autocast, effective_precision, network_features
+from .precision import autocast, network_features
 
 
 class ClipAudio:
@@ -111,7 +111,7 @@ class ExtractSettings:
     num_workers: int = 1
     on_bad_clip: str = "error"  # one of BAD_CLIP_POLICIES
     progress: bool = True
-    precision: str = "fp32"  # bf16 (CPU with bf16 units, or CUDA) or fp16 (CUDA): see precision.py
+    precision: str = "fp32"  # the one the run computes in (precision.effective_precision's answer, settings.load's)
     inputs: InputSettings = field(default_factory=InputSettings)
     label: str = ""  # the progress bar's name for the front-end: its config name (timbral_temporal)
 
@@ -145,7 +145,7 @@ def extract(
     bad: dict[str, str] = {}
     silent: list[str] = []
     frontend = frontend.to(device).eval()
-    precision = effective_precision(device, settings.precision)
+    precision = settings.precision
     reduced = contextlib.nullcontext() if device.type == "cpu" else autocast(device, precision)
     # on the CPU, bf16 weights ahead of time and bf16 inputs rather than autocast's casts per call
     compute = compute or network_features(frontend, device, precision)

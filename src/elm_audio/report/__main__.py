@@ -16,8 +16,6 @@ import os
 import sys
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from ..config import ConfigError
 from ..stores.tracking import open_store, resolve_uri, ui_link
 from .build import build_all
@@ -39,10 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"elm_audio.report: {err}", file=sys.stderr)
         return 2
-    client = MlflowClient(uri)
-    for line in refused_experiments(client):
+    for line in refused_experiments(uri):
         print(line)
-    found = experiments(client, args.dataset)
+    found = experiments(uri, args.dataset)
     if not found:
         wanted = f" for {', '.join(args.dataset)}" if args.dataset else ""
         print(f"elm_audio.report: no elm_audio runs{wanted} in {uri}", file=sys.stderr)

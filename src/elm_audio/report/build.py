@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import rc_context
-from mlflow.tracking import MlflowClient
 
 from ..config import native_frontends
 from ..stores import tracking
@@ -603,12 +602,11 @@ def build_kind(uri: str, dataset: str, experiment_id: str, folder: Path, runs: p
 def log_report(uri: str, experiment_id: str, folder: Path, summary: pd.DataFrame, kind: str = kinds.MULTICLASS) -> str:
     """The report's MLflow run (tag elm_audio.role=report; ``kind``): the folder's files, not
     the folders other kinds' reports may hold inside it."""
-    client = MlflowClient(uri)
-    run = client.create_run(experiment_id, tags={"elm_audio.role": "report", "kind": kind}, run_name="report")
-    client.log_param(run.info.run_id, "cells", len(summary))
+    run_id = tracking.create_run(uri, experiment_id, {"elm_audio.role": "report", "kind": kind}, "report")
+    tracking.log_params(uri, run_id, {"cells": len(summary)})
     for path in sorted(folder.iterdir()):
         if path.is_file():
-            client.log_artifact(run.info.run_id, str(path))
-    client.set_terminated(run.info.run_id)
+            tracking.log_file(uri, run_id, path)
+    tracking.end_run(uri, run_id)
     tracking.use(uri)
-    return run.info.run_id
+    return run_id

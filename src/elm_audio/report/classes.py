@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from mlflow.tracking import MlflowClient
 
+from ..stores import tracking
 from .figures import classifier_colour, classifier_order
 from .stats import ALPHA, LEVEL, holm, mcnemar_exact
 
@@ -33,14 +33,14 @@ def class_table(best: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns).sort_index().rename_axis("class")
 
 
-def clip_outcomes(client: MlflowClient, run_ids: list[str]) -> pd.DataFrame:
+def clip_outcomes(uri: str, run_ids: list[str]) -> pd.DataFrame:
     """Per test clip: its label, and whether most of the runs (one per seed) predicted it right
     (ties count as wrong), from their predictions.csv."""
     votes, labels = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for run_id in run_ids:
             try:
-                table = pd.read_csv(client.download_artifacts(run_id, "predictions.csv", tmp))
+                table = pd.read_csv(tracking.download_artifact(uri, run_id, "predictions.csv", tmp))
             except Exception:  # a run logged without predictions (interrupted, older)
                 continue
             votes.append((table["label"].astype(str) == table["prediction"].astype(str)).set_axis(table["clip_id"]))
@@ -64,11 +64,10 @@ def two_best(uri: str, best: pd.DataFrame, summary: pd.DataFrame) -> ClassDiffer
     ranked = summary.sort_values("mean", ascending=False).drop_duplicates("frontend")
     if len(ranked) < 2:
         return None
-    client = MlflowClient(uri)
     outcomes = []
     for _, cell in ranked.head(2).iterrows():
         rows = best[(best["frontend"] == cell["frontend"]) & (best["classifier"] == cell["classifier"])]
-        outcomes.append(clip_outcomes(client, list(rows["run_id"])))
+        outcomes.append(clip_outcomes(uri, list(rows["run_id"])))
     a, b = outcomes
     common = a.index.intersection(b.index)
     if common.empty:

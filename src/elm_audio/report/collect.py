@@ -10,10 +10,8 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import cache
 
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from .. import frontends
 from ..stores import tracking
@@ -57,27 +55,23 @@ CLASS_METRIC = re.compile(r"^metrics\.class_accuracy/(.+)$")
 TAG_METRIC = re.compile(r"^metrics\.tag_ap/(.+)$")
 
 
-def elm_experiments(client: MlflowClient) -> dict[str, str]:
+def elm_experiments(uri: str) -> dict[str, str]:
     """dataset part of the name -> experiment id, for every experiment named as elm_audio's are."""
-    return {
-        dataset_of(e.name): e.experiment_id
-        for e in client.search_experiments(max_results=1000)
-        if dataset_of(e.name) is not None
-    }
+    return {dataset_of(name): i for name, i in tracking.experiment_ids(uri).items() if dataset_of(name) is not None}
 
 
-def experiments(client: MlflowClient, datasets: list[str] | None) -> dict[str, str]:
+def experiments(uri: str, datasets: list[str] | None) -> dict[str, str]:
     """dataset name -> experiment id, for elm_audio's experiments whose dataset can name the
     report's folder (``refused_experiments`` names the others)."""
-    found = {d: i for d, i in elm_experiments(client).items() if trust.dataset_problem(d) is None}
+    found = {d: i for d, i in elm_experiments(uri).items() if trust.dataset_problem(d) is None}
     return {d: i for d, i in found.items() if not datasets or d in datasets}
 
 
-def refused_experiments(client: MlflowClient) -> list[str]:
+def refused_experiments(uri: str) -> list[str]:
     """A line for each experiment named as elm_audio's whose dataset cannot name a folder."""
     return [
         f"left out: experiment {trust.quoted(EXPERIMENT_PREFIX + d)} (id {i}): {problem}; rename the experiment in MLflow"
-        for d, i in elm_experiments(client).items()
+        for d, i in elm_experiments(uri).items()
         if (problem := trust.dataset_problem(d))
     ]
 
@@ -97,8 +91,7 @@ def load_runs(uri: str, experiment_id: str) -> pd.DataFrame:
 
     Sweep trials their pruner stopped (tag ``pruned``) are no result: they are not rows, and
     are counted apart in the frame's ``attrs["n_pruned"]``."""
-    tracking.use(uri)
-    raw = mlflow.search_runs([experiment_id], max_results=100_000, output_format="pandas")
+    raw = tracking.runs_table(uri, experiment_id, max_results=100_000)
     if raw.empty or "tags.elm_audio.role" not in raw:
         empty = pd.DataFrame(columns=[*COLUMNS.values(), *GENERIC, "run_id", "status", "folds", "input", "distrusted", "features_refused"])
         empty.attrs["n_pruned"] = 0
@@ -200,12 +193,11 @@ def input_kind(target: str | None) -> str:
 def clip_correctness(uri: str, runs: pd.DataFrame) -> pd.Series:
     """Per test clip, whether most of ``runs`` (one per seed) predicted it right, from their
     predictions.csv artifacts; ties count as wrong."""
-    client = MlflowClient(uri)
     votes = []
     with tempfile.TemporaryDirectory() as tmp:
         for run_id in runs["run_id"]:
             try:
-                path = client.download_artifacts(run_id, "predictions.csv", tmp)
+                path = tracking.download_artifact(uri, run_id, "predictions.csv", tmp)
             except Exception:  # a run logged without predictions (interrupted, older)
                 continue
             table = pd.read_csv(path)
@@ -273,7 +265,7 @@ def run_clip_scores(uri: str, runs: pd.DataFrame, kind: str) -> list[ClipScores]
 def _run_clip_scores(uri: str, run_id: str, kind: str) -> ClipScores | None:
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = MlflowClient(uri).download_artifacts(run_id, "predictions.csv", tmp)
+            path = tracking.download_artifact(uri, run_id, "predictions.csv", tmp)
         except Exception:  # a run logged without predictions (interrupted, older)
             return None
         return clip_scores(pd.read_csv(path), kind, run_id)

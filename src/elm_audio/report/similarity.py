@@ -24,10 +24,10 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from mlflow.tracking import MlflowClient
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
+from ..stores import tracking
 from ..stores.cache import FeatureCache
 from .figures import text_colour
 from .stats import LEVEL
@@ -97,7 +97,7 @@ def standardize(x: np.ndarray) -> np.ndarray:
 # --- the report's section -----------------------------------------------------------------
 
 
-def load_features(client: MlflowClient, cache: FeatureCache, key: str | None, run_id: str | None) -> pd.DataFrame | None:
+def load_features(uri: str, cache: FeatureCache, key: str | None, run_id: str | None) -> pd.DataFrame | None:
     """A run's feature matrix, rows indexed by clip id (usable clips only): from the feature
     cache where it still holds the key, else from the features.npz its features run logged."""
     entry = cache.load(key) if key else None
@@ -108,7 +108,7 @@ def load_features(client: MlflowClient, cache: FeatureCache, key: str | None, ru
         return None
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(run_id, "features/features.npz", tmp)
+            path = tracking.download_artifact(uri, run_id, "features/features.npz", tmp)
         except Exception:  # the artifact is gone (or never logged): the caller names the front-end
             return None
         with np.load(path) as npz:
@@ -132,11 +132,11 @@ def features_per_seed(best: pd.DataFrame) -> pd.DataFrame:
 
 
 def similarities(uri: str, best: pd.DataFrame, cache_dir: Path, bootstrap: int = BOOTSTRAP) -> list[Similarity]:
-    client, cache, out = MlflowClient(uri), FeatureCache(cache_dir), []
+    cache, out = FeatureCache(cache_dir), []
     for (size, experiment), part in best.groupby(["feature_size", "experiment"]):
         chosen, missing, loaded = features_per_seed(part), [], {}
         for _, r in chosen.iterrows():
-            frame = load_features(client, cache, r["features_key"], r.get("features_run_id"))
+            frame = load_features(uri, cache, r["features_key"], r.get("features_run_id"))
             if frame is None:
                 missing.append(f"{r['frontend']} (seed {r['seed']})")
             else:

@@ -7,51 +7,35 @@ import os
 import sys
 from collections.abc import Callable
 
-import mlflow
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
 from ..datasets import DatasetError
 from ..datasets.check import CheckReport
-from ..devices import resolve_device
 from ..extraction.chunks import Chunk, ChunkedEntry
 from ..extraction.extract import ExtractSettings, extract
-from ..extraction.inputs import InputSettings
-from ..extraction.precision import effective_precision
 from ..frontends.imported import Imported
 from ..stores.cache import FeatureCache, Features
 from ..stores.contents import changed_since
+from . import record
 from .plan import Plan
 
 Entry = tuple[str, int, Callable[[torch.Tensor], torch.Tensor]]  # what to cache per clip: key, width, compute
 
 
-def extract_settings(cfg: DictConfig, plan: Plan) -> ExtractSettings:
-    """How a run decodes and batches its clips, from its config."""
-    return ExtractSettings(
-        batch_size=cfg.extract.batch_size,
-        num_workers=cfg.extract.num_workers,
-        on_bad_clip=plan.dataset.on_bad_clip,
-        progress=cfg.extract.progress,
-        precision=cfg.precision,
-        inputs=InputSettings(cfg.audio.fit, cfg.audio.fit_stage, cfg.audio.stft_padding, cfg.audio.min_fraction),
-        label=f"{cfg.frontend.name} ({cfg.feature_size.name})",
-    )
-
-
-def share_extraction(cfg: DictConfig, plan: Plan, cache: FeatureCache, wait: bool = True) -> int:
+def share_extraction(settings: ExtractSettings, device: torch.device, plan: Plan, cache: FeatureCache, wait: bool = True) -> int:
     """Compute ``plan.key``'s chunks together with every other process that needs them, before
     the key's lock is taken (load_or_extract then only assembles or loads the entry): N
     processes extract about N times faster. With ``wait``, return once every chunk is complete.
     Nothing where the entry exists or the cache cannot be written. How many chunks it computed."""
     if os.path.lexists(cache.entry(plan.key)):
         return 0
-    return Extraction(cfg, plan, cache).share(wait)
+    return Extraction(settings, device, plan, cache).share(wait)
 
 
 def load_or_extract(
-    cfg: DictConfig,
+    settings: ExtractSettings,
+    device: torch.device,
     plan: Plan,
     cache: FeatureCache,
     locked: bool,
@@ -71,7 +55,7 @@ def load_or_extract(
     if features is None:
         if not locked:
             raise cache.read_only_error()
-        features, computed = Extraction(cfg, plan, cache, entry).finish(), True
+        features, computed = Extraction(settings, device, plan, cache, entry).finish(), True
     for message in cache.damaged:
         print(f"elm_audio: {message}", file=sys.stderr, flush=True)
     if features.bad_clips and plan.dataset.on_bad_clip == "error":
@@ -93,27 +77,26 @@ def overflow_hint(frontend, precision: str) -> str:
     return "computing in fp32 overflowed: look at those clips' samples (far outside [-1, 1]?) and replace or remove them"
 
 
-def check_headers(cfg: DictConfig, plan: Plan) -> None:
+def check_headers(progress: bool, plan: Plan) -> None:
     """Read every header first, so an unreadable clip stops the run now, not hours in."""
-    report = CheckReport.from_survey(plan.dataset, plan.survey, read_headers=True, progress=cfg.extract.progress)
+    report = CheckReport.from_survey(plan.dataset, plan.survey, read_headers=True, progress=progress)
     text = report.render()
     if report.bad_clips and plan.dataset.on_bad_clip == "error":
         raise DatasetError(text)
-    if mlflow.active_run() is not None:  # python -m elm_audio.extract_only extracts outside any run
-        mlflow.log_text(text, "data_check.txt")
+    record.log_data_check(text)
 
 
 class Extraction:
     """The rows of one cache key for the plan's clips, computed in chunks (chunks.py) by this
-    process and by any other that needs them; ``entry`` as load_or_extract's."""
+    process and by any other that needs them, on ``device``; ``entry`` as load_or_extract's."""
 
-    def __init__(self, cfg: DictConfig, plan: Plan, cache: FeatureCache, entry: Entry | None = None):
+    def __init__(self, settings: ExtractSettings, device: torch.device, plan: Plan, cache: FeatureCache, entry: Entry | None = None):
         key, width, compute = entry or (plan.key, plan.profile["feature_dim"], None)
-        self.cfg, self.plan, self.compute = cfg, plan, compute
-        self.settings = extract_settings(cfg, plan)
+        self.plan, self.compute = plan, compute
+        self.settings = settings
         ids = [c.clip_id for c in plan.index.clips]
         self.chunks = ChunkedEntry(cache, key, ids, width, self.settings.batch_size, self.settings.label)
-        self.device = resolve_device(cfg.device)
+        self.device = device
         self.checked = False  # the headers, read before this process computes its first chunk
 
     def share(self, wait: bool) -> int:
@@ -128,7 +111,7 @@ class Extraction:
     def fill(self, chunk: Chunk, rows: np.ndarray, advance: Callable[[int], object]) -> dict:
         """One chunk's rows; never rows of bytes other than the key's, nor non-finite ones."""
         if not self.checked:
-            check_headers(self.cfg, self.plan)
+            check_headers(self.settings.progress, self.plan)
             self.checked = True
         clips = self.plan.index.clips[chunk.start : chunk.stop]
         bad, silent = extract(self.plan.frontend, clips, rows, self.device, self.settings, self.compute, advance)
@@ -141,7 +124,6 @@ class Extraction:
         usable = [i for i, c in enumerate(clips) if c.clip_id not in bad]
         broken = [clips[i].clip_id for i in usable if not np.isfinite(rows[i]).all()]
         if broken:  # never cache such rows as features
-            precision = effective_precision(self.device, self.settings.precision)
             raise DatasetError(f"the front-end gave non-finite features for {len(broken)} clip(s), e.g. {broken[0]}; "
-                               + overflow_hint(self.plan.frontend, precision))  # fmt: skip
+                               + overflow_hint(self.plan.frontend, self.settings.precision))  # fmt: skip
         return {"bad_clips": bad, "silent_clips": silent}

@@ -20,13 +20,13 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from ..classifiers.kinds import ESTIMATOR_KEYS
+from ..config import as_yaml
 from ..datasets import ClipIndex
 from ..evaluation.protocols import Evaluation
-from ..settings.components import applicable
+from ..settings.settings import Settings
 from ..stores import tracking
 from ..stores.cache import Features
 from ..stores.redaction import as_written_from_environment, flatten, redact_tree
@@ -36,14 +36,13 @@ from .plan import Plan
 NOT_PARAMS = ("classifier.search_space", "classifier.kind_search_space", "classifier.paper_grid", "classifier.ignores", "sweep.")
 
 
-def log_config(cfg: DictConfig, plan: Plan) -> None:
+def log_config(settings: Settings, plan: Plan) -> None:
     """The resolved config as params (without the classifier's hyper-parameters that do not
     apply: no gamma for a linear kernel), the cost, config.yaml, the tags and the dataset input.
     Passwords are redacted; values read from the environment are recorded as written."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    container = redact_tree(as_written_from_environment(resolved, OmegaConf.to_container(cfg, resolve=False)))
-    meaningful = applicable(cfg, plan.index.kind)
-    inapplicable = {f"classifier.{k}" for k in cfg.classifier if k not in meaningful}
+    container = redact_tree(as_written_from_environment(settings.config, settings.config_as_written))
+    meaningful = settings.classifier.applicable[plan.index.kind]
+    inapplicable = {f"classifier.{k}" for k in settings.classifier.keys if k not in meaningful}
     inapplicable |= {f"classifier.estimator.{k[len('classifier.'):]}" for k in inapplicable}
     other_kinds = tuple(f"classifier.{node}." for kind, node in ESTIMATOR_KEYS.items() if kind != plan.index.kind)
     params = {
@@ -51,7 +50,7 @@ def log_config(cfg: DictConfig, plan: Plan) -> None:
         if not k.startswith(NOT_PARAMS + other_kinds) and k not in inapplicable
     }  # fmt: skip
     params.update(
-        feature_size=cfg.feature_size.name,
+        feature_size=settings.names.feature_size,
         feature_dim=plan.profile["feature_dim"],
         n_params=plan.profile["n_params"],
         n_clips=len(plan.index.clips),
@@ -59,10 +58,10 @@ def log_config(cfg: DictConfig, plan: Plan) -> None:
     )
     mlflow.log_params(params)
     mlflow.log_metric("gflops_per_clip", plan.profile["gflops_per_clip"])
-    mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(container)), "config.yaml")
-    tags = tracking.config_tags(cfg)
-    if cfg.sweep.study is not None:  # a trial of an Optuna sweep (set by the sweeper)
-        tags.update({"elm_audio.role": "trial", "sweep_id": cfg.sweep.study, "trial": str(cfg.sweep.trial)})
+    mlflow.log_text(as_yaml(container), "config.yaml")
+    tags = tracking.run_tags(settings.names)
+    if settings.sweep.study is not None:  # a trial of an Optuna sweep (set by the sweeper)
+        tags.update({"elm_audio.role": "trial", "sweep_id": settings.sweep.study, "trial": str(settings.sweep.trial)})
     else:
         tags["elm_audio.role"] = "run"
     tags["kind"] = plan.index.kind  # what the metrics are: accuracy, mAP or R² (scoring.py)
@@ -99,6 +98,43 @@ def log_dataset(plan: Plan) -> None:
             if attempt == LOG_INPUT_TRIES - 1:
                 raise
             time.sleep(0.5 * 2**attempt)
+
+
+def start_run(settings: Settings, uri: str, experiment: str) -> str:
+    """The run's MLflow run, started (a sweep trial's under its sweep's parent run), named
+    uniquely in its experiment and tagged with its process; its id."""
+    active = mlflow.start_run(
+        experiment_id=experiment,
+        parent_run_id=settings.sweep.parent_run_id,
+        run_name=tracking.unique_run_name(uri, experiment, tracking.run_name(settings.names, settings.sweep.trial)),
+        tags=tracking.process_tags(),
+    )
+    return active.info.run_id
+
+
+def end_run(status: str) -> None:
+    """The active run ended as ``status`` (FINISHED, FAILED, KILLED)."""
+    mlflow.end_run(status)
+
+
+def active_run_id() -> str:
+    return mlflow.active_run().info.run_id
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    mlflow.log_metrics(metrics, step=step)
+
+
+def tag_incomplete(warning: str) -> None:
+    """data check's warning of an incomplete copy, kept with the run."""
+    mlflow.set_tag("incomplete_copy", warning)
+
+
+def log_data_check(text: str) -> None:
+    """The headers' check (data_check.txt) in the active run; nothing outside one (python -m
+    elm_audio.extract_only extracts outside any run)."""
+    if mlflow.active_run() is not None:
+        mlflow.log_text(text, "data_check.txt")
 
 
 def describe_run(lines: list[str]) -> None:
@@ -227,11 +263,11 @@ def tag_ap_figure(table: pd.DataFrame, frontend: str, mean_ap: float) -> Figure:
     n_test = table.attrs.get("n_test")
     if n_test:
         ax.scatter(x, scored["n_positive"] / n_test, marker="_", s=120, color="0.4", label="chance (prevalence)", zorder=3)
-        ax.legend(loc="upper right", frameon=False)
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False, fontsize=8)  # above the bars: AP reaches 1
     ax.set_xticks(x, [t if len(t) <= 20 else t[:19] + "…" for t in scored["tag"]], rotation=90)
     ax.set_ylim(0, 1)
     ax.set_ylabel("average precision")
-    ax.set_title(f"{frontend}\ntest mAP {mean_ap:.3f} over {len(scored)} tags", fontsize=10)
+    ax.set_title(f"{frontend}\ntest mAP {mean_ap:.3f} over {len(scored)} tags", fontsize=10, loc="right")
     return fig
 
 

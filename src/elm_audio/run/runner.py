@@ -9,24 +9,20 @@ from __future__ import annotations
 import signal
 import sys
 
-import mlflow
 import optuna
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
-from sqlalchemy.exc import SQLAlchemyError
 
 from ..datasets.check import survey_incomplete
-from ..devices import resolve_device
 from ..evaluation.protocols import evaluate, knn_probe
 from ..evaluation.scoring import objective, primary
 from ..extraction.proxies import proxies
-from ..settings.components import build_classifier
+from ..settings.settings import Settings, load
 from ..stores import tracking
 from ..stores.cache import FeatureCache
-from ..sweeps import study as sweeps
+from ..sweeps.pruning import fold_reporter
 from . import record
-from .features import extract_settings, load_or_extract, share_extraction
-from .plan import make_plan, probe_settings
+from .features import load_or_extract, share_extraction
+from .plan import Plan, make_plan
 from .summary import pruned_line, summary_lines, trial_line
 from .training import train_and_evaluate
 
@@ -44,15 +40,17 @@ def _terminate(signum, frame) -> None:
 
 
 def run(cfg: DictConfig) -> float:
-    plan = make_plan(cfg)  # bad config or data stops here, before anything is read or logged
-    uri = tracking.connect(cfg.tracking.uri)
+    """The entry of a run: its config read once (settings.load), then the parts handed down."""
+    settings = load(cfg)  # a bad value stops here, before anything is read or logged
+    plan = make_plan(settings)  # bad data stops here, before anything is logged
+    uri = tracking.connect(settings.tracking_uri)
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends the run as Ctrl-C does
     try:
-        experiment = tracking.experiment_id(tracking.experiment_name(cfg.dataset.name), uri, primary(plan.index.kind))
+        experiment = tracking.experiment_id(tracking.experiment_name(settings.names.dataset), uri, primary(plan.index.kind))
         for stale in tracking.end_orphaned_runs(uri, experiment):
             print(f"elm_audio: run {stale} was left RUNNING by a process that is gone; marked KILLED", flush=True)
-        return _logged_run(cfg, plan, uri, experiment, FeatureCache(cfg.cache.dir))
-    except (MlflowException, SQLAlchemyError, OSError) as err:
+        return _logged_run(settings, plan, uri, experiment, FeatureCache(settings.cache_dir))
+    except tracking.STORE_ERRORS as err:
         if tracking.disk_full(err):
             raise tracking.full_disk_error(err, uri) from None
         raise
@@ -60,82 +58,78 @@ def run(cfg: DictConfig) -> float:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _random_weights(cfg: DictConfig, plan, cache: FeatureCache, uri: str, experiment: str):
+def _random_weights(settings: Settings, plan: Plan, cache: FeatureCache, uri: str, experiment: str):
     """The method: the random front-end's features (cached), scored by the classifier."""
-    share_extraction(cfg, plan, cache)  # runs needing these features compute their chunks together
+    extraction, device = settings.extraction, settings.device
+    share_extraction(extraction, device, plan, cache)  # runs needing these features compute their chunks together
     with cache.lock(plan.key) as locked:  # one assembles them; the features' run is recorded before others look
-        features, computed = load_or_extract(cfg, plan, cache, locked)
+        features, computed = load_or_extract(extraction, device, plan, cache, locked)
         owner = record.log_features(features, uri, experiment, computed_here=computed)
-    if not computed and cfg.sweep.trial is None:  # a sweep prints one line a trial
+    if not computed and settings.sweep.trial is None:  # a sweep prints one line a trial
         print(f"features: from the cache, {features.path}", flush=True)
     usable = features.usable()
     splits = [split.keep(usable) for split in plan.splits]
     kind, y = plan.index.kind, plan.index.y()  # the rows of features.matrix are the index's clips
     evaluation = evaluate(
-        lambda: build_classifier(cfg.classifier, cfg.seed, kind),
+        lambda: settings.classifier.build(kind),
         features.matrix,
         y,
         splits,
-        cfg.protocol.mode,
-        cfg.protocol.fold_weighting,
-        report=sweeps.fold_reporter(cfg.sweep) if cfg.sweep.pruner is not None else None,
+        settings.protocol.mode,
+        settings.protocol.fold_weighting,
+        report=fold_reporter(settings.sweep.node()) if settings.sweep.pruner is not None else None,
         kind=kind,
     )
     if evaluation.stopped:  # pruned: its folds so far are its record, and the sweeper is told so
-        line = pruned_line(cfg, evaluation, mlflow.active_run().info.run_id)
+        line = pruned_line(settings, evaluation, record.active_run_id())
         record.log_pruned(evaluation, line)
         raise optuna.TrialPruned(line)
-    probe = probe_settings(cfg)
-    evaluation.metrics.update(knn_probe(features.matrix, y, splits, probe.knn_k, cfg.protocol.fold_weighting, kind))
+    probe = settings.probe
+    evaluation.metrics.update(knn_probe(features.matrix, y, splits, probe.knn_k, settings.protocol.fold_weighting, kind))
     # the proxies, like the features, are computed once per cache key: other runs copy them
     known = record.proxies_of(uri, owner)
     if known is None:
         clips = [plan.index.clips[i] for i in splits[0].train]
-        known = proxies(plan.frontend, clips, extract_settings(cfg, plan).inputs, probe.proxy_batch, resolve_device(cfg.device))
+        known = proxies(plan.frontend, clips, extraction.inputs, probe.proxy_batch, device)
     evaluation.metrics.update(known)
     return evaluation, features
 
 
-def _logged_run(cfg: DictConfig, plan, uri: str, experiment: str, cache: FeatureCache) -> float:
-    active = mlflow.start_run(
-        experiment_id=experiment,
-        parent_run_id=cfg.sweep.parent_run_id,
-        run_name=tracking.unique_run_name(uri, experiment, tracking.run_name(cfg)),
-        tags=tracking.process_tags(),
-    )
+def _logged_run(settings: Settings, plan: Plan, uri: str, experiment: str, cache: FeatureCache) -> float:
+    run_id = record.start_run(settings, uri, experiment)
     try:
-        record.log_config(cfg, plan)
+        record.log_config(settings, plan)
         incomplete = survey_incomplete(plan.dataset, plan.survey)
         if incomplete:  # the same warning as data check's, said and kept with the run
             print(f"elm_audio: warning: {incomplete}", file=sys.stderr, flush=True)
-            mlflow.set_tag("incomplete_copy", incomplete)
-        if cfg.weights.name == "trained":
-            evaluation, features = train_and_evaluate(cfg, plan, cache)
+            record.tag_incomplete(incomplete)
+        if settings.trained:
+            evaluation, features = train_and_evaluate(settings, plan, cache)
         else:
-            evaluation, features = _random_weights(cfg, plan, cache, uri, experiment)
-        mlflow.log_metric("extract_seconds", features.extract_seconds)
+            evaluation, features = _random_weights(settings, plan, cache, uri, experiment)
+        record.log_metrics({"extract_seconds": features.extract_seconds})
         record.log_bad_clips(features.bad_clips, features.silent_clips)
-        mlflow.log_metrics(evaluation.metrics)
+        record.log_metrics(evaluation.metrics)
         record.log_outcome(evaluation, plan.index)
-        lines = summary_lines(cfg, plan, features, evaluation, uri, experiment, active.info.run_id)
+        lines = summary_lines(settings, plan, features, evaluation, uri, experiment, run_id)
         record.describe_run(lines)
     except KeyboardInterrupt:
-        mlflow.end_run("KILLED")
-        raise Interrupted(active.info.run_id) from None
+        record.end_run("KILLED")
+        raise Interrupted(run_id) from None
     except optuna.TrialPruned as pruned:  # finished, as far as its pruner let it: tagged pruned, no aggregates
-        mlflow.end_run("FINISHED")
+        record.end_run("FINISHED")
         record.to_job_log([str(pruned)])
         print(pruned, flush=True)
         raise
     except BaseException as err:
         try:
-            mlflow.end_run("FAILED")
-        except (MlflowException, SQLAlchemyError, OSError):
+            record.end_run("FAILED")
+        except tracking.STORE_ERRORS:
             if not tracking.disk_full(err):  # on a full store the run stays RUNNING: the next run ends it
                 raise
         raise
-    mlflow.end_run("FINISHED")
+    record.end_run("FINISHED")
     record.to_job_log(lines)
-    in_sweep = cfg.sweep.trial is not None
-    print(trial_line(cfg, evaluation, active.info.run_id) if in_sweep else "\n".join(lines), flush=True)
+    in_sweep = settings.sweep.trial is not None
+    print(trial_line(settings, evaluation, run_id) if in_sweep else "\n".join(lines), flush=True)
     return evaluation.metrics[objective(evaluation.kind)]

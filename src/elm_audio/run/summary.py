@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
-
 from ..evaluation.protocols import Evaluation, running_objective
 from ..evaluation.scoring import SECONDARY, primary
-from ..settings.components import applicable
+from ..settings.settings import Settings
 from ..stores import tracking
 from ..stores.cache import Features
 from ..stores.redaction import redact
@@ -15,20 +13,24 @@ from .plan import Plan
 HYPER_PARAMETERS = ("kernel", "C", "gamma", "epsilon", "hidden_units", "alpha", "hidden_layers", "hidden_size", "learning_rate", "dropout")
 
 
-def trial_line(cfg: DictConfig, evaluation: Evaluation, run_id: str) -> str:
+def hyper_parameters(settings: Settings, kind: str) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.classifier.values(kind, HYPER_PARAMETERS).items())
+
+
+def trial_line(settings: Settings, evaluation: Evaluation, run_id: str) -> str:
     """A sweep prints one line a trial; the sweep's end says the rest."""
     m, name = evaluation.metrics, primary(evaluation.kind)
-    hyper = ", ".join(f"{k}={cfg.classifier[k]}" for k in applicable(cfg, evaluation.kind) if k in HYPER_PARAMETERS)
-    return f"trial {cfg.sweep.trial}: val_{name} {m[f'val_{name}']:.4f}, test_{name} {m[f'test_{name}']:.4f} ({hyper}; run {run_id})"
+    hyper = hyper_parameters(settings, evaluation.kind)
+    return f"trial {settings.sweep.trial}: val_{name} {m[f'val_{name}']:.4f}, test_{name} {m[f'test_{name}']:.4f} ({hyper}; run {run_id})"
 
 
-def pruned_line(cfg: DictConfig, evaluation: Evaluation, run_id: str) -> str:
+def pruned_line(settings: Settings, evaluation: Evaluation, run_id: str) -> str:
     """A pruned trial's line: how far it got and its running objective there."""
     last = evaluation.splits[-1].name
     so_far = running_objective(evaluation.splits, evaluation.fold_weighting)
-    hyper = ", ".join(f"{k}={cfg.classifier[k]}" for k in applicable(cfg, evaluation.kind) if k in HYPER_PARAMETERS)
+    hyper = hyper_parameters(settings, evaluation.kind)
     return (
-        f"trial {cfg.sweep.trial}: pruned after {last} ({len(evaluation.splits)} of {evaluation.planned} folds), "
+        f"trial {settings.sweep.trial}: pruned after {last} ({len(evaluation.splits)} of {evaluation.planned} folds), "
         f"val_{primary(evaluation.kind)} so far {so_far:.4f} ({hyper}; run {run_id})"
     )
 
@@ -43,13 +45,14 @@ def task(index) -> str:
 
 
 def summary_lines(
-    cfg: DictConfig, plan: Plan, features: Features, evaluation: Evaluation, uri: str, experiment: str, run_id: str
+    settings: Settings, plan: Plan, features: Features, evaluation: Evaluation, uri: str, experiment: str, run_id: str
 ) -> list[str]:
     m, name = evaluation.metrics, primary(evaluation.kind)
     shown_as = "" if evaluation.kind == "multiclass" else f"{name} "  # accuracy, as it always was, unnamed
     index = plan.index
     unit = f"{len(index.folds)} folds" if index.protocol == "folds" else "train/validation/test"
-    hyper = {k: cfg.classifier[k] for k in HYPER_PARAMETERS if k in applicable(cfg, evaluation.kind)}
+    names = settings.names
+    hyper = {k: settings.classifier.keys[k] for k in HYPER_PARAMETERS if k in settings.classifier.applicable[evaluation.kind]}
     skipped = f", {len(features.bad_clips)} skipped" if features.bad_clips else ""
     warnings = []
     if features.silent_clips:
@@ -57,23 +60,23 @@ def summary_lines(
     return [
         "",
         "elm_audio run finished",
-        f"  dataset      {cfg.dataset.name}: {len(index.clips)} clips{skipped}, {task(index)}, "
-        f"{unit}, {cfg.protocol.mode} protocol",
+        f"  dataset      {names.dataset}: {len(index.clips)} clips{skipped}, {task(index)}, "
+        f"{unit}, {names.mode} protocol",
         (
-            f"  front-end    {cfg.frontend.name}, imported ({plan.profile['feature_dim']} values)"
+            f"  front-end    {names.frontend}, imported ({plan.profile['feature_dim']} values)"
             if plan.profile["input"] == "imported"
-            else f"  front-end    {cfg.frontend.name}, feature size {cfg.feature_size.name} "
-            f"({plan.profile['feature_dim']} values, seed {cfg.seed})"
+            else f"  front-end    {names.frontend}, feature size {names.feature_size} "
+            f"({plan.profile['feature_dim']} values, seed {settings.seed})"
         ),
         (
-            f"  classifier   linear softmax, trained end to end with the front-end (weights=trained, lr={cfg.weights.lr})"
-            if cfg.weights.name == "trained"
-            else f"  classifier   {cfg.classifier.name} " + ", ".join(f"{k}={v}" for k, v in hyper.items())
+            f"  classifier   linear softmax, trained end to end with the front-end (weights=trained, lr={settings.recipe.lr})"
+            if settings.trained
+            else f"  classifier   {names.classifier} " + ", ".join(f"{k}={v}" for k, v in hyper.items())
         ),
         f"  validation   {shown_as}{m[f'val_{name}']:.4f}",
         f"  test         {shown_as}{m[f'test_{name}']:.4f} +/- {m[f'test_{name}_std']:.4f}"
         + "".join(f", {extra} {m[f'test_{extra}']:.4f}" for extra in SECONDARY[evaluation.kind]),
-        f"  logged       run {run_id} in experiment {tracking.experiment_name(cfg.dataset.name)} ({redact(uri)})",
+        f"  logged       run {run_id} in experiment {tracking.experiment_name(names.dataset)} ({redact(uri)})",
         f"  browse       {tracking.ui_link(uri, experiment)}",
         f"  this run     {tracking.ui_url(uri, experiment, run_id)}",
         *warnings,

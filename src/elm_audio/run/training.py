@@ -21,23 +21,19 @@ import json
 import pickle
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
-from ..devices import resolve_device
 from ..evaluation.protocols import Evaluation, Split, SplitResult
 from ..evaluation.scoring import Score
-from ..extraction.precision import autocast, effective_precision
+from ..extraction.precision import autocast
 from ..frontends import FrontEnd
-from ..settings.components import build_frontend
+from ..settings.settings import Recipe, Settings
 from ..stores.cache import (
     FeatureCache,
     Features,
@@ -47,19 +43,9 @@ from ..stores.cache import (
     write_checked,
 )
 from ..stores.shared_files import make_folder
+from . import record
 from .features import load_or_extract
 from .plan import Plan
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The training recipe: every setting is a key of conf/weights/trained.yaml."""
-
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 16
-    max_epochs: int = 30
-    patience: int = 5  # epochs without a better validation accuracy before stopping
 
 
 class Probe(nn.Module):
@@ -84,32 +70,27 @@ class Probe(nn.Module):
         return self.head((self.frontend.features(x) - self.mean) / self.scale)
 
 
-def recipe_of(cfg: DictConfig) -> Recipe:
-    """The recipe of conf/weights/trained.yaml (validate.py has checked its keys)."""
-    return Recipe(**{k: cfg.weights[k] for k in Recipe.__dataclass_fields__})
-
-
-def cached_inputs(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> tuple[Features, tuple[int, ...]]:
+def cached_inputs(settings: Settings, plan: Plan, cache: FeatureCache) -> tuple[Features, tuple[int, ...]]:
     """Every clip's network input (flattened rows), decoded once and kept in the cache."""
     frontend = plan.frontend
     with torch.no_grad():
-        shape = tuple(frontend.prepare(torch.zeros(1, frontend.input_samples), cfg.audio.stft_padding).shape[1:])
+        shape = tuple(frontend.prepare(torch.zeros(1, frontend.input_samples), settings.extraction.inputs.stft_padding).shape[1:])
     key = cache_key({"inputs_for": plan.key})
     with cache.lock(key) as locked:
-        inputs, _ = load_or_extract(cfg, plan, cache, locked, (key, int(np.prod(shape)), lambda x: x.flatten(1)))
+        entry = (key, int(np.prod(shape)), lambda x: x.flatten(1))
+        inputs, _ = load_or_extract(settings.extraction, settings.device, plan, cache, locked, entry)
     return inputs, shape
 
 
-def train_and_evaluate(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> tuple[Evaluation, Features]:
-    recipe = recipe_of(cfg)
-    inputs, shape = cached_inputs(cfg, plan, cache)
-    device = resolve_device(cfg.device)
+def train_and_evaluate(settings: Settings, plan: Plan, cache: FeatureCache) -> tuple[Evaluation, Features]:
+    recipe = settings.recipe
+    inputs, shape = cached_inputs(settings, plan, cache)
     labels = np.array(inputs.labels)
     classes = sorted(set(labels))
     codes = np.searchsorted(classes, labels)
     usable = inputs.usable()
-    key = run_key(cfg, plan)
-    folder = Path(cfg.cache.dir).expanduser() / "training" / key
+    key = run_key(settings, plan)
+    folder = settings.cache_dir / "training" / key
     start = time.perf_counter()
     results = []
     with cache.lock(f"training-{key}") as locked:  # the same training elsewhere: wait for it
@@ -117,24 +98,24 @@ def train_and_evaluate(cfg: DictConfig, plan: Plan, cache: FeatureCache) -> tupl
             saved = saved_result(folder / split.name / "result.json", split, codes, classes)
             if saved is None and not locked:
                 raise cache.read_only_error()
-            results.append(saved or train_split(cfg, plan, recipe, inputs.matrix, shape, codes, classes, split, device,
+            results.append(saved or train_split(settings, plan, recipe, inputs.matrix, shape, codes, classes, split,
                                                 folder / split.name))  # fmt: skip
     seconds = time.perf_counter() - start
-    mlflow.log_metric("train_seconds", seconds)
     n_train = np.mean([len(s.train) for s in plan.splits])
     # a training step costs about three forward passes (forward, and backward through inputs and weights)
-    mlflow.log_metric("gflops_per_epoch", 3 * plan.profile["gflops_per_clip"] * float(n_train))
-    return Evaluation(results, seconds, cfg.protocol.mode, cfg.protocol.fold_weighting), inputs
+    record.log_metrics({"train_seconds": seconds})
+    record.log_metrics({"gflops_per_epoch": 3 * plan.profile["gflops_per_clip"] * float(n_train)})
+    return Evaluation(results, seconds, settings.protocol.mode, settings.protocol.fold_weighting), inputs
 
 
-def run_key(cfg: DictConfig, plan: Plan) -> str:
+def run_key(settings: Settings, plan: Plan) -> str:
     """What determines a training: the inputs and front-end, the recipe, the protocol's splits."""
     return cache_key(
         {
             "features": plan.key,
-            "recipe": OmegaConf.to_container(cfg.weights, resolve=True),
+            "recipe": settings.weights,
             "splits": [(s.name, len(s.train), len(s.test)) for s in plan.splits],
-            "mode": cfg.protocol.mode,
+            "mode": settings.protocol.mode,
         }
     )
 
@@ -202,16 +183,16 @@ def resumed(path: Path) -> dict | None:
         return None
 
 
-def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Split, device, folder: Path) -> SplitResult:
+def train_split(settings: Settings, plan, recipe: Recipe, X, shape, codes, classes, split: Split, folder: Path) -> SplitResult:
     """One test fold: train, stop early on validation, score the test fold; resumable."""
+    device, precision = settings.device, settings.precision
     make_folder(folder, writable_by_group=True)
-    torch.manual_seed(int(cfg.seed))
-    probe = Probe(build_frontend(cfg).trainable(), plan.profile["feature_dim"], len(classes)).to(device)
-    precision = effective_precision(device, cfg.precision)
+    torch.manual_seed(settings.seed)
+    probe = Probe(settings.build_frontend().trainable(), plan.profile["feature_dim"], len(classes)).to(device)
     if precision == "bf16":  # oneDNN's bf16 kernels take channels-last maps
         probe = probe.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(probe.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    generator = torch.Generator().manual_seed(int(cfg.seed))
+    generator = torch.Generator().manual_seed(settings.seed)
     state = {"epoch": 0, "best_val": -1.0, "best": None, "stale": 0}
     probe.standardize_on(load(X, rows, shape, device) for rows in batches(split.train, recipe.batch_size))
     last = folder / "last.pt"
@@ -222,8 +203,8 @@ def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Spli
         generator.set_state(saved["generator"])
         state = saved["state"]
     y = torch.from_numpy(codes)
-    bar = tqdm(total=recipe.max_epochs, initial=state["epoch"], desc=f"training {cfg.frontend.name} {split.name}",
-               unit="epoch", disable=not cfg.extract.progress)  # fmt: skip
+    bar = tqdm(total=recipe.max_epochs, initial=state["epoch"], desc=f"training {settings.names.frontend} {split.name}",
+               unit="epoch", disable=not settings.extraction.progress)  # fmt: skip
     while state["epoch"] < recipe.max_epochs and state["stale"] < recipe.patience:
         probe.train()
         losses = []
@@ -240,7 +221,7 @@ def train_split(cfg, plan, recipe: Recipe, X, shape, codes, classes, split: Spli
             state.update(best_val=val, best=copy.deepcopy(probe.state_dict()), stale=0)
         else:
             state["stale"] += 1
-        mlflow.log_metrics({f"{split.name}_epoch_train_loss": float(np.mean(losses)), f"{split.name}_epoch_val_accuracy": val},
+        record.log_metrics({f"{split.name}_epoch_train_loss": float(np.mean(losses)), f"{split.name}_epoch_val_accuracy": val},
                            step=state["epoch"])  # fmt: skip
         save(last, {"model": probe.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                     "state": state})  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -21,16 +22,19 @@ def build_frontend(cfg: DictConfig) -> FrontEnd:
     return build(cfg.frontend.net).init_weights(cfg.seed)
 
 
-def build_estimator(classifier: DictConfig, seed: int, kind: str = "multiclass"):
+def build_estimator(classifier: DictConfig, seed: int, kind: str = "multiclass", device: torch.device | None = None):
     """The bare estimator of the ``classifier`` config group for a task ``kind``, seeded
-    (validate.py has refused a classifier without one for the kind)."""
-    return build(classifier[ESTIMATOR_KEYS[kind]], random_state=seed)
+    (validate.py has refused a classifier without one for the kind); on ``device`` where given
+    and the estimator takes one (settings.load hands the run's device, resolved once)."""
+    node = classifier[ESTIMATOR_KEYS[kind]]
+    on = {"device": str(device)} if device is not None and "device" in node else {}
+    return build(node, random_state=seed, **on)
 
 
-def build_classifier(classifier: DictConfig, seed: int, kind: str = "multiclass") -> Pipeline:
+def build_classifier(classifier: DictConfig, seed: int, kind: str = "multiclass", device: torch.device | None = None) -> Pipeline:
     """A fresh, unfitted pipeline: standardization where ``classifier.standardize``, then the estimator."""
     steps = [StandardScaler()] if classifier.standardize else []
-    return make_pipeline(*steps, build_estimator(classifier, seed, kind))
+    return make_pipeline(*steps, build_estimator(classifier, seed, kind, device))
 
 
 def applicable(cfg: DictConfig, kind: str = "multiclass") -> list[str]:

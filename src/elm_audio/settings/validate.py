@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -243,24 +245,25 @@ def writable_folder(cfg: DictConfig, key: str) -> None:
         raise ConfigError(f"{key}={folder}: cannot create or write there ({err.strerror}); choose a writable folder") from None
 
 
-def fits_kind(cfg: DictConfig, dataset: Dataset, index: ClipIndex) -> None:
+def fits_kind(dataset_name: str, mode: str, classifier: Mapping[str, Any], weights: str, dataset: Dataset, index: ClipIndex) -> None:
     """What the dataset's task kind (known once its index is read, before any audio) asks of
-    the rest of the config: a classifier with an estimator for the kind, none of its keys that
-    mean nothing for the kind set away from their default, the honest protocol where the
-    original code's has no meaning, random weights (training has a single-label head)."""
-    kind, name = index.kind, str(cfg.dataset.name)
+    the rest of the config (``classifier``: the classifier group's keys, plain; ``weights``: its
+    choice): a classifier with an estimator for the kind, none of its keys that mean nothing
+    for the kind set away from their default, the honest protocol where the original code's has
+    no meaning, random weights (training has a single-label head)."""
+    kind, name = index.kind, str(dataset_name)
     where = f"dataset {name} is a {kind} task"
-    if cfg.protocol.mode == "paper" and (kind != "multiclass" or dataset.own_protocol):
+    if mode == "paper" and (kind != "multiclass" or dataset.own_protocol):
         split = "splits" if index.protocol == "partitions" else "folds"
         why = f"dataset {name}'s own {split} are the protocol" if dataset.own_protocol else where
         raise ConfigError(f"protocol.mode=paper: {why}, which the original code never ran; use protocol.mode=honest")
-    if ESTIMATOR_KEYS[kind] not in cfg.classifier:
+    if ESTIMATOR_KEYS[kind] not in classifier:
         able = [p.stem for p in sorted((CONFIG_DIR / "classifier").glob("*.yaml"))
                 if ESTIMATOR_KEYS[kind] in OmegaConf.load(p)]  # fmt: skip
-        raise ConfigError(f"classifier={cfg.classifier.name}: {where}, which it cannot fit; use classifier={'|'.join(able)}")
-    defaults = OmegaConf.load(CONFIG_DIR / "classifier" / f"{cfg.classifier.name}.yaml")
-    for key in cfg.classifier.get("ignores", {}).get(kind, []):
-        if cfg.classifier[key] != defaults.get(key):
-            raise ConfigError(f"classifier.{key}={shown(cfg.classifier[key])} has no meaning here ({where}); leave it out")
-    if cfg.weights.name == "trained" and kind != "multiclass":
+        raise ConfigError(f"classifier={classifier['name']}: {where}, which it cannot fit; use classifier={'|'.join(able)}")
+    defaults = OmegaConf.load(CONFIG_DIR / "classifier" / f"{classifier['name']}.yaml")
+    for key in (classifier.get("ignores") or {}).get(kind, []):
+        if classifier[key] != defaults.get(key):
+            raise ConfigError(f"classifier.{key}={shown(classifier[key])} has no meaning here ({where}); leave it out")
+    if weights == "trained" and kind != "multiclass":
         raise ConfigError(f"weights=trained: {where}; training has a single-label head: use weights=random")

@@ -19,12 +19,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import mlflow
 from filelock import FileLock
+from mlflow.entities import Param, Run
 from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
@@ -37,6 +39,8 @@ from .redaction import CREDENTIALS, redact, redact_value
 DEFAULT_DIR = "mlruns"
 EXPERIMENT_PREFIX = "elm_audio/"
 DEFAULT_EXPERIMENT = "default"  # the experiment tag of runs made without a preset
+# what writing to a store raises: MLflow's errors, its database's, the file system's
+STORE_ERRORS = (MlflowException, SQLAlchemyError, OSError)
 
 
 # MLflow logs every database error with its traceback before raising it again as an
@@ -296,7 +300,7 @@ def process_tags() -> dict[str, str]:
 
 
 def owner_tagged(tags: Mapping[str, Any]) -> bool:
-    """Whether a run or trial names its process at all (sweeps.claim writes the pid last)."""
+    """Whether a run or trial names its process at all (sweeps.trials.claim writes the pid last)."""
     return bool(tags.get(PROCESS_TAG_PREFIX + "pid"))
 
 
@@ -318,29 +322,50 @@ def end_orphaned_runs(uri: str, experiment: str) -> list[str]:
     return ended
 
 
-def scorer(cfg) -> str:
-    """What scores a run's front-end: the configured classifier, or, for weights=trained, the
-    front-end's own trained softmax layer ("trained")."""
-    return TRAINED_SCORER if cfg.weights.name == "trained" else cfg.classifier.name
+@dataclass(frozen=True)
+class RunNames:
+    """What a run compares, as its tags and its name say it (settings.load fills it)."""
+
+    dataset: str
+    frontend: str
+    feature_size: str
+    classifier: str  # the classifier group's choice
+    weights: str  # random | trained
+    mode: str  # protocol.mode
+    experiment: str | None = None  # experiment_name: a preset's
+    seed: int = 0
+
+    @property
+    def scorer(self) -> str:
+        """What scores a run's front-end: the configured classifier, or, for weights=trained, the
+        front-end's own trained softmax layer ("trained")."""
+        return TRAINED_SCORER if self.weights == "trained" else self.classifier
 
 
-def config_tags(cfg) -> dict[str, str]:
+def run_tags(names: RunNames) -> dict[str, str]:
     """Tags that say what a run or sweep compared: front-end, dataset, size, classifier,
     protocol, and the code's commit where known."""
     tags = {
-        "frontend": cfg.frontend.name,
-        "dataset": cfg.dataset.name,
-        "feature_size": cfg.feature_size.name,
-        "classifier": scorer(cfg),
-        "weights": cfg.weights.name,
-        "protocol.mode": cfg.protocol.mode,
+        "frontend": names.frontend,
+        "dataset": names.dataset,
+        "feature_size": names.feature_size,
+        "classifier": names.scorer,
+        "weights": names.weights,
+        "protocol.mode": names.mode,
         # a preset's runs (experiment=paper: reproductions) are never mixed with the method's
-        "experiment": cfg.experiment_name or DEFAULT_EXPERIMENT,
+        "experiment": names.experiment or DEFAULT_EXPERIMENT,
     }
     commit = git_commit()
     if commit:
         tags["git_commit"] = commit
     return tags
+
+
+def config_tags(cfg) -> dict[str, str]:
+    """run_tags of a composed config: for sweeps/parent.SweepRun, which is handed the sweeper's
+    config, until it takes settings (issue 34); nothing else here reads a config."""
+    return run_tags(RunNames(cfg.dataset.name, cfg.frontend.name, cfg.feature_size.name, cfg.classifier.name,
+                             cfg.weights.name, cfg.protocol.mode, cfg.experiment_name, cfg.seed))  # fmt: skip
 
 
 def git_commit() -> str | None:
@@ -358,14 +383,14 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def run_name(cfg) -> str:
+def run_name(names: RunNames, trial: int | None = None) -> str:
     """What a run is, readable in a table of fifty: front-end, size, classifier, seed, and the
     preset and trial where there is one."""
-    parts = [cfg.frontend.name, cfg.feature_size.name, scorer(cfg), f"seed{cfg.seed}"]
-    if cfg.experiment_name:
-        parts.append(str(cfg.experiment_name))
-    if cfg.sweep.trial is not None:
-        parts.append(f"trial{cfg.sweep.trial}")
+    parts = [names.frontend, names.feature_size, names.scorer, f"seed{names.seed}"]
+    if names.experiment:
+        parts.append(str(names.experiment))
+    if trial is not None:
+        parts.append(f"trial{trial}")
     return "-".join(parts)
 
 
@@ -410,3 +435,65 @@ def last_run_metrics() -> dict[str, float]:
     """The metrics of the run this process ended last (none: {})."""
     run = mlflow.last_active_run()
     return dict(run.data.metrics) if run is not None else {}
+
+
+# --- Runs read and written by id, for code that makes no active run of its own: the sweep's
+# parent run (sweeps/parent.py) and the report (report/), which reach MLflow only through these.
+
+def create_run(uri: str, experiment: str, tags: Mapping[str, str], run_name: str) -> str:
+    """A new run, RUNNING, in ``experiment`` (its id), not made this process's active run; its id."""
+    return MlflowClient(uri).create_run(experiment, tags=dict(tags), run_name=run_name).info.run_id
+
+
+def log_params(uri: str, run_id: str, params: Mapping[str, Any]) -> None:
+    """Params of a run, each value as its text, in one write."""
+    MlflowClient(uri).log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+
+def log_metric(uri: str, run_id: str, key: str, value: float) -> None:
+    MlflowClient(uri).log_metric(run_id, key, value)
+
+
+def set_tag(uri: str, run_id: str, key: str, value: str) -> None:
+    MlflowClient(uri).set_tag(run_id, key, value)
+
+
+def log_figure(uri: str, run_id: str, figure: Any, name: str) -> None:
+    """A matplotlib figure as the run's artifact ``name`` (objective.png)."""
+    MlflowClient(uri).log_figure(run_id, figure, name)
+
+
+def log_file(uri: str, run_id: str, path: str | Path) -> None:
+    """A file as an artifact at the top of the run's artifacts, under its own name."""
+    MlflowClient(uri).log_artifact(run_id, str(path))
+
+
+def end_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
+    """End a run as ``status``: FINISHED, FAILED or KILLED."""
+    MlflowClient(uri).set_terminated(run_id, status)
+
+
+def search_runs(uri: str, experiment: str, filter_string: str) -> list[Run]:
+    """An experiment's runs that ``filter_string`` (MLflow's search syntax) selects, as MLflow
+    gives them (``Run``: run.info with run_id, run_name, status; run.data with tags, metrics,
+    params), up to its default of 1,000."""
+    return MlflowClient(uri).search_runs([experiment], filter_string=filter_string)
+
+
+def runs_table(uri: str, experiment: str, max_results: int = 100_000):
+    """An experiment's runs as a pandas DataFrame, a row each: ``run_id``, ``status``,
+    ``start_time`` and a column per ``tags.<key>``, ``params.<key>`` and ``metrics.<key>``
+    (mlflow.search_runs); MLflow is pointed at ``uri`` (see ``use``)."""
+    use(uri)
+    return mlflow.search_runs([experiment], max_results=max_results, output_format="pandas")
+
+
+def experiment_ids(uri: str) -> dict[str, str]:
+    """Every experiment of the store (up to 1,000): name -> id."""
+    return {e.name: e.experiment_id for e in MlflowClient(uri).search_experiments(max_results=1000)}
+
+
+def download_artifact(uri: str, run_id: str, path: str, folder: str | Path) -> str:
+    """A run's artifact ``path`` copied into ``folder``; the local path of the copy. Raises (as
+    MLflow does, in its own kinds of error) where the run has no such artifact."""
+    return MlflowClient(uri).download_artifacts(run_id, path, str(folder))

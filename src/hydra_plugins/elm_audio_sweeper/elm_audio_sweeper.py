@@ -18,7 +18,7 @@
   hyperband, none): a pruning sweep also hands each trial the pruner and the storage
   (``sweep.pruner``, ``sweep.storage``, interpolations of this node's, so no password is
   repeated in a job's overrides); the trial reports its running val_accuracy after each fold and
-  stops when the pruner says so (``sweeps.fold_reporter``), and is told PRUNED here (its value:
+  stops when the pruner says so (``sweeps.pruning.fold_reporter``), and is told PRUNED here (its value:
   its last report). An in-memory study is reached only from this process (the basic launcher);
   with a launcher that runs trials elsewhere and no storage, pruning is off, said in one line.
 - Ctrl-C or SIGTERM kills the joblib launcher's workers, ends the trial runs they left RUNNING
@@ -156,7 +156,7 @@ class ElmAudioSweeper(Sweeper):
         )
 
     def _sampler(self):
-        from elm_audio.sweeps.study import process_seed
+        from elm_audio.sweeps.storage import process_seed
 
         sampler = self.sampler_config
         if self.storage_url and sampler.get("seed") is not None:
@@ -164,13 +164,13 @@ class ElmAudioSweeper(Sweeper):
         return instantiate(sampler, _execution_whitelist_=("optuna.samplers.*",))
 
     def sweep(self, arguments: list[str]) -> None:
-        from elm_audio.sweeps import study as sweeps
         from elm_audio.config import ConfigError
         from elm_audio.datasets import DatasetError
         from elm_audio.stores.redaction import redact
+        from elm_audio.sweeps.interruption import sigterm_interrupts
 
         try:
-            with sweeps.sigterm_interrupts():
+            with sigterm_interrupts():
                 self._sweep(arguments)
         except (ConfigError, DatasetError) as err:  # a storage, store or dataset that cannot be used: one line
             raise SystemExit(f"elm_audio: {redact(err)}") from None
@@ -178,54 +178,57 @@ class ElmAudioSweeper(Sweeper):
             raise SystemExit("elm_audio: interrupted") from None
 
     def _sweep(self, arguments: list[str]) -> None:
-        from elm_audio.sweeps import study as sweeps
+        from elm_audio.sweeps.interruption import is_interruption
+        from elm_audio.sweeps.parent import SweepRun, header_line, look_lines, summary_lines
+        from elm_audio.sweeps.space import SearchSpace, expand_grid, kind_entries
+        from elm_audio.sweeps.storage import default_study_name, open_storage, open_study
 
         cfg = self.config
         conditions = OmegaConf.to_container(self.conditions, resolve=True) if self.conditions else {}
         given = dict(a.split("=", 1) for a in arguments if "=" in a)
         grid_points = None
         if self.grid:
-            grid_points = sweeps.expand_grid(OmegaConf.to_container(self.grid, resolve=True))
-            space = sweeps.SearchSpace.from_grid(grid_points, given, conditions)
+            grid_points = expand_grid(OmegaConf.to_container(self.grid, resolve=True))
+            space = SearchSpace.from_grid(grid_points, given, conditions)
             entries = {k: "choice(" + ", ".join(map(str, d.choices)) + ")" for k, d in space.distributions.items()}
         else:
-            entries = {**(OmegaConf.to_container(self.params, resolve=True) or {}), **sweeps.kind_entries(cfg), **given}
-            space = sweeps.SearchSpace.parse(entries, conditions)
+            entries = {**(OmegaConf.to_container(self.params, resolve=True) or {}), **kind_entries(cfg), **given}
+            space = SearchSpace.parse(entries, conditions)
         if not self.study_name:
             # a stored study needs a name to be shared or resumed: the same command finds it again;
             # an in-memory one is named the same way, with when it started (its sweep_id in MLflow)
-            self.study_name = sweeps.default_study_name(cfg, stored=bool(self.storage_url))
+            self.study_name = default_study_name(cfg, stored=bool(self.storage_url))
         pruner = self._pruner(grid_points is not None)
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the header below names the study
-        storage = sweeps.open_storage(self.storage_url)
-        study = sweeps.open_study(storage, self.study_name, self._sampler(), self.direction, pruner)
-        sweep_run = sweeps.SweepRun(cfg, study, self.storage_url, entries, self.pruner if pruner else None)
+        storage = open_storage(self.storage_url)
+        study = open_study(storage, self.study_name, self._sampler(), self.direction, pruner)
+        sweep_run = SweepRun(cfg, study, self.storage_url, entries, self.pruner if pruner else None)
         status = "FAILED"
         try:
             to_run = self._trials_to_run(study, sweep_run, grid_points)
             sweep_run.log_plan(to_run)
-            print(sweeps.header_line(study.study_name, self.storage_url, to_run, sweep_run), flush=True)
+            print(header_line(study.study_name, self.storage_url, to_run, sweep_run), flush=True)
             self._run_trials(study, space, grid_points is not None, to_run, sweep_run, pruning=pruner is not None)
             status = "FINISHED"
         except BaseException as err:
-            if not sweeps.is_interruption(err):
+            if not is_interruption(err):
                 raise
             status = "KILLED"
             raise SystemExit(f"elm_audio: {self._stop(study, sweep_run)}") from None
         finally:
             summary = sweep_run.finish(status)
             if summary and status != "KILLED":  # an interrupted sweep says one line; its run holds the summary
-                lines = sweeps.summary_lines(summary, study.study_name, sweep_run)
-                lines += sweeps.look_lines(sweep_run, self.storage_url, study.study_name)
+                lines = summary_lines(summary, study.study_name, sweep_run)
+                lines += look_lines(sweep_run, self.storage_url, study.study_name)
                 print("\n".join(lines), flush=True)
 
     def _pruner(self, from_grid: bool):
         """The study's pruner (None: no pruning), refused for a grid, which runs every point in
         full; off, in one printed line, where the jobs cannot reach an in-memory study."""
-        from elm_audio.sweeps import study as sweeps
         from elm_audio.config import ConfigError
+        from elm_audio.sweeps.pruning import make_pruner
 
-        pruner = sweeps.make_pruner(self.pruner)
+        pruner = make_pruner(self.pruner)
         if pruner is None:
             return None
         if from_grid:
@@ -253,13 +256,15 @@ class ElmAudioSweeper(Sweeper):
         """The clean-up after Ctrl-C or SIGTERM (the caller ends the parent run): the joblib
         workers killed, the trial runs they left RUNNING ended as KILLED, and the trials in flight
         settled, so that a restart on a stored study runs them again. Returns the line to exit with."""
-        from elm_audio.sweeps import cluster, study as sweeps
+        from elm_audio.sweeps import cluster
+        from elm_audio.sweeps.interruption import stop_workers
+        from elm_audio.sweeps.trials import own_running
 
-        sweeps.stop_workers(self.launcher)
+        stop_workers(self.launcher)
         ended = sweep_run.end_gone_runs()
         # SLURM jobs run on without their sweeper: a restart settles their trials, keeping the
         # result of a run that finished
-        in_flight = [] if cluster.is_submitit(self.launcher) else sweeps.own_running(study)
+        in_flight = [] if cluster.is_submitit(self.launcher) else own_running(study)
         for line in sweep_run.settle(in_flight):
             log.info(line)
         failed = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
@@ -273,21 +278,23 @@ class ElmAudioSweeper(Sweeper):
     def _trials_to_run(self, study, sweep_run, grid_points: list[dict[str, Any]] | None) -> int:
         """Settle what an interrupted sweeper left behind, then count what is left to run: the
         grid's waiting points, or n_trials less the trials the study already completed or pruned."""
-        from elm_audio.sweeps import study as sweeps
+        from elm_audio.sweeps.trials import completed, pruned
 
         for line in sweep_run.settle_interrupted():
             log.info(line)
         if grid_points is not None:
             for point in grid_points:
                 study.enqueue_trial(point, user_attrs={"grid_keys": sorted(point)}, skip_if_exists=True)
-            return len(study.get_trials(deepcopy=False, states=(sweeps.optuna.trial.TrialState.WAITING,)))
-        done, stopped = len(sweeps.completed(study)), len(sweeps.pruned(study))
+            return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+        done, stopped = len(completed(study)), len(pruned(study))
         if done or stopped:  # a pruned trial was run: it counts against n_trials as a complete one does
             log.info("study %s already holds %d completed trials%s", study.study_name, done, f" and {stopped} pruned" if stopped else "")
         return max(0, self.n_trials - done - stopped)
 
     def _run_trials(self, study, space, from_grid: bool, to_run: int, sweep_run, pruning: bool) -> None:
-        from elm_audio.sweeps import cluster, study as sweeps
+        from elm_audio.sweeps import cluster
+        from elm_audio.sweeps.pruning import in_process, was_pruned
+        from elm_audio.sweeps.trials import claim
 
         parent_run_id = sweep_run.run_id
         # what a pruning trial needs to reach its study: the pruner and the storage, read from
@@ -303,7 +310,7 @@ class ElmAudioSweeper(Sweeper):
             trials = [study.ask() for _ in range(min(self.n_jobs, to_run))]
             batch = []
             for trial in trials:
-                sweeps.claim(trial)
+                claim(trial)
                 # an enqueued grid point sets only its own keys (the linear kernel has no gamma)
                 only = trial.user_attrs["grid_keys"] if from_grid else None
                 values = space.suggest(trial, only)
@@ -319,12 +326,12 @@ class ElmAudioSweeper(Sweeper):
             if cluster.is_submitit(self.launcher):
                 returns = cluster.launch_each(self.launcher, batch, self.job_idx)
             else:
-                with sweeps.in_process(study.study_name, trials if lend else []):
+                with in_process(study.study_name, trials if lend else []):
                     returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
             failures = []
             for trial, ret in zip(trials, returns):
-                if sweeps.was_pruned(ret):  # its value for the sampler: its last report (Optuna's convention)
+                if was_pruned(ret):  # its value for the sampler: its last report (Optuna's convention)
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                     continue
                 try:

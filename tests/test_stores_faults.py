@@ -19,12 +19,13 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import QUICK, logged_runs, run_cli, tone, write_audio
+from helpers.audio import tone_folder
+from helpers.runs import QUICK, logged_runs, run_cli
+from helpers.services import free_port, postgres, postgres_bin
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
-from services import free_port, postgres, postgres_bin
 
 from elm_audio.config import ConfigError, compose
 from elm_audio.report.__main__ import main as report_main
@@ -35,7 +36,7 @@ from elm_audio.stores.redaction import (
     redact_value,
 )
 from elm_audio.stores.tracking import connect
-from elm_audio.sweeps.study import StorageError, open_storage, open_study
+from elm_audio.sweeps.storage import StorageError, open_storage, open_study
 
 # 3. secrets -------------------------------------------------------------------------------------
 
@@ -177,11 +178,7 @@ def fill(disk: Path, leave: int) -> None:
 
 @pytest.fixture()
 def clips(tmp_path) -> Path:
-    root = tmp_path / "clips"
-    for label, base in (("low", 220.0), ("high", 1760.0)):
-        for i in range(4):
-            write_audio(root / label / f"{label}_{i}.wav", tone(base * (1 + 0.05 * i), 1.0, 12_000, seed=i), 12_000)
-    return root
+    return tone_folder(tmp_path / "clips", 4, sr=12_000)
 
 
 def folder_run(clips: Path) -> list[str]:

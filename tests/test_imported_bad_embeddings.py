@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, run_here, tone, write_audio
+from helpers.audio import tone_folder
+from helpers.runs import run_cli, run_here
 
 from elm_audio.config import ConfigError, compose
 from elm_audio.frontends.imported import Embeddings
 from elm_audio.run.plan import make_plan
+from elm_audio.settings.settings import load
 from elm_audio.stores.cache import FeatureCache
 
 # A HEAR module that declares 4 values per clip and returns, as its load_model option says, the
@@ -82,9 +84,7 @@ BLOCKING_LIMIT_S = 5.0
 
 def clip_folder(root: Path) -> list[str]:
     """Two classes of three 1 s clips at 12 kHz; their clip ids."""
-    for label, base in (("low", 220.0), ("high", 1760.0)):
-        for i in range(3):
-            write_audio(root / label / f"{label}_{i}.wav", tone(base * (1 + 0.05 * i), 1.0, 12_000, seed=i), 12_000)
+    tone_folder(root, 3, sr=12_000)
     return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.wav"))
 
 
@@ -99,7 +99,7 @@ def cache_entries(cache: Path) -> list[Path]:
 
 
 def embeddings_plan(tmp_path: Path, path: Path):
-    return make_plan(compose([*folder_run(tmp_path, "frontend=embeddings", f"frontend.path={path}"), f"cache.dir={tmp_path / 'cache'}"]))
+    return make_plan(load(compose([*folder_run(tmp_path, "frontend=embeddings", f"frontend.path={path}"), f"cache.dir={tmp_path / 'cache'}"])))
 
 
 @pytest.fixture()
@@ -151,7 +151,7 @@ def test_a_hear_module_returning_other_than_a_float_row_per_clip_stops_the_run_n
         run_here(tmp_path, *overrides)
     assert "\n" not in str(raised.value)
     cache = tmp_path / "cache"
-    assert FeatureCache(cache).load(make_plan(compose([*overrides, f"cache.dir={cache}"])).key) is None
+    assert FeatureCache(cache).load(make_plan(load(compose([*overrides, f"cache.dir={cache}"]))).key) is None
     assert not cache_entries(cache)
 
 

@@ -17,15 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import (
-    QUICK,
-    logged_runs,
-    run_cli,
-    run_here,
-    seed_empty_store,
-    tone,
-    write_audio,
-)
+from helpers.audio import tone, tone_folder, write_audio
+from helpers.runs import QUICK, logged_runs, run_cli, run_here, seed_empty_store
 
 from elm_audio.config import ConfigError, compose
 from elm_audio.data import main as data_main
@@ -181,11 +174,7 @@ def test_temporary_folders_of_dead_processes_are_cleaned(tmp_path):
 
 @pytest.fixture()
 def collection(tmp_path) -> Path:
-    root = tmp_path / "collection"
-    for label, base in (("low", 220.0), ("high", 1760.0)):
-        for i in range(6):
-            write_audio(root / label / f"{label}_{i}.wav", tone(base * (1 + 0.05 * i), 1.0, 16_000, seed=i), 16_000)
-    return root
+    return tone_folder(tmp_path / "collection", 6)
 
 
 def check(root: Path, capsys, *extra: str) -> tuple[int, str]:

@@ -11,13 +11,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-from conftest import WRITE_KW
 
 from elm_audio.datasets.ballroom import EXTENDED_CLASSES
 from elm_audio.datasets.gtzan import GENRES
 from elm_audio.datasets.us8k import CLASSES as US8K_CLASSES
 from elm_audio.datasets.us8k import COLUMNS, FOLD_SIZES
+from helpers.audio import tone, write_audio
 
 US8K_CLASS_SIZES = dict(zip(US8K_CLASSES, (1000, 429, 1000, 1000, 1000, 1000, 374, 1000, 929, 1000)))
 BALLROOM_FOLDERS = {
@@ -37,11 +36,8 @@ class Writer:
     def __call__(self, path: Path) -> Path:
         ext = path.suffix.lstrip(".").lower()
         if ext not in self.templates:
-            t = np.arange(int(self.seconds * self.sr)) / self.sr
-            signal = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            self.templates[ext] = self.workdir / f"template.{ext}"
-            sf.write(self.templates[ext], signal, self.sr, **WRITE_KW[ext])
+            signal = tone(440.0, self.seconds, self.sr, amplitude=0.3, noise=0.0)
+            self.templates[ext] = write_audio(self.workdir / f"template.{ext}", signal, self.sr)
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.templates[ext], path)
         return path
@@ -108,10 +104,7 @@ def make_us8k(root: Path, rows: list[dict] | None = None) -> Path:
 
 
 def _tone_file(path: Path, sr: int, seconds: float = 0.05, freq: float = 440.0) -> Path:
-    t = np.arange(max(1, int(seconds * sr))) / sr
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr)
-    return path
+    return write_audio(path, tone(freq, seconds, sr, amplitude=0.3, noise=0.0), sr)
 
 
 def make_hear_task(

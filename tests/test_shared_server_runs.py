@@ -21,14 +21,17 @@ import optuna
 import pandas as pd
 import pytest
 import scipy.stats
-from conftest import local_uri
+from helpers.runs import local_uri
 from mlflow.tracking import MlflowClient
 
 from elm_audio.config import ConfigError, compose
 from elm_audio.datasets import DatasetError
 from elm_audio.run.plan import make_plan
+from elm_audio.settings.settings import load
 from elm_audio.stores import processes, tracking
-from elm_audio.sweeps.study import SweepRun, interrupted, open_storage
+from elm_audio.sweeps.parent import SweepRun
+from elm_audio.sweeps.storage import open_storage
+from elm_audio.sweeps.trials import interrupted
 
 IDENTITY = "import json; from elm_audio.stores import processes; print(json.dumps(processes.identity()), flush=True)"
 
@@ -170,7 +173,7 @@ def test_a_setting_that_ended_in_a_traceback_is_refused_in_one_line(overrides, s
     os.chdir(tmp_path)  # cache.dir='' used to write the built-in dataset into the working directory
     try:
         with pytest.raises(ConfigError) as refused:
-            make_plan(compose(["dataset.clips_per_class=6", "dataset.duration=2.0", *overrides]))
+            make_plan(load(compose(["dataset.clips_per_class=6", "dataset.duration=2.0", *overrides])))
     finally:
         os.chdir(cwd)
     assert says in str(refused.value) and "\n" not in str(refused.value)
@@ -180,7 +183,7 @@ def test_a_setting_that_ended_in_a_traceback_is_refused_in_one_line(overrides, s
 def test_one_split_list_is_refused_in_one_line_naming_the_others(class_folder):
     """dataset.split_lists.train=... alone used to be Hydra's 'Key train is not in struct'."""
     with pytest.raises(DatasetError, match=r"^dataset.split_lists needs train, validation, test; missing test, validation$"):
-        make_plan(compose(["dataset=folder", f"dataset.root={class_folder}", "dataset.split_lists.train=/x"]))
+        make_plan(load(compose(["dataset=folder", f"dataset.root={class_folder}", "dataset.split_lists.train=/x"])))
 
 
 def test_a_sweep_with_a_plus_key_logs_its_plan(tmp_path):
@@ -288,7 +291,7 @@ def test_every_run_the_report_leaves_out_is_named_with_its_reason(reported):
 def partial_us8k(tmp_path_factory):
     """An UrbanSound8K copy whose CSV lists 20 of the 8,732 clips (two classes, one clip of each
     per fold), all present: the protocol's ten folds can be run, the published dataset it is not."""
-    from layouts import make_us8k, us8k_rows
+    from helpers.layouts import make_us8k, us8k_rows
 
     rows, seen = [], set()
     for row in us8k_rows():
@@ -313,7 +316,7 @@ def test_data_check_passes_a_partial_copy_that_gives_the_protocol_and_warns_loud
 
 @pytest.mark.slow
 def test_a_run_on_the_partial_copy_gives_the_same_verdict_and_the_same_warning(partial_us8k, tmp_path):
-    from conftest import logged_runs, run_here
+    from helpers.runs import logged_runs, run_here
 
     _, err = run_here(tmp_path, "dataset=us8k", f"dataset.root={partial_us8k}", "frontend=mfcc",
                       "extract.progress=false", "extract.num_workers=0")  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import QUICK, logged_runs, run_here
+from helpers.runs import QUICK, logged_runs, run_here
 
 from elm_audio.classifiers import ELMClassifier
 

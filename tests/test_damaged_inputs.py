@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import QUICK, WRITE_KW, logged_runs, run_cli, run_here, tone
+from helpers.audio import tone, write_audio
+from helpers.runs import QUICK, logged_runs, run_cli, run_here
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,6 +24,7 @@ from elm_audio.config import ConfigError, compose
 from elm_audio.data import main as data_main
 from elm_audio.datasets import DatasetError
 from elm_audio.run.plan import make_plan
+from elm_audio.settings.settings import load
 
 SR = 16_000
 FORMATS = ("wav", "flac", "au", "ogg", "mp3")
@@ -33,7 +35,7 @@ LEAST_SECONDS = 0.001 * 350_000 / 12_000
 
 def template(ext: str, seed: int) -> bytes:
     path = Path(f"/tmp/elm_fuzz_template_{seed}.{ext}")
-    sf.write(path, tone(300.0 + 40 * seed, 0.5, SR, seed=seed), SR, **WRITE_KW[ext])
+    write_audio(path, tone(300.0 + 40 * seed, 0.5, SR, seed=seed), SR)
     data = path.read_bytes()
     path.unlink()
     return data
@@ -89,9 +91,7 @@ def fuzzed(tmp_path_factory) -> tuple[Path, set[str]]:
     rng = np.random.default_rng(0)
     for label in ("a", "b"):
         for i in range(10):
-            path = root / label / f"good{i}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, tone(200.0 * (1 + (label == "b")) + 5 * i, 0.5, SR, seed=i), SR)
+            write_audio(root / label / f"good{i}.wav", tone(200.0 * (1 + (label == "b")) + 5 * i, 0.5, SR, seed=i), SR)
     for k, (name, data) in enumerate(mutants(rng)):
         path = root / "ab"[k % 2] / name
         path.write_bytes(data)
@@ -226,7 +226,7 @@ def test_every_wrong_setting_is_refused_in_one_line_naming_key_and_value(tmp_pat
         if extra not in bases:
             bases[extra] = compose([*QUICK, f"cache.dir={tmp_path}", *extra])
         with pytest.raises((ConfigError, DatasetError)) as refused:
-            make_plan(with_setting(bases[extra], key, value))
+            make_plan(load(with_setting(bases[extra], key, value)))
         message = str(refused.value)
         assert "\n" not in message, (key, value, message)
         assert f"{key}=" in message or f"{key} " in message, (key, value, message)

@@ -1,7 +1,7 @@
 """A single-node SLURM cluster with accounting, on this machine, for the SLURM tests.
 
-    python tests/slurm_cluster.py start [STATE]   # brings it up (or finds it up); prints SLURM_CONF=...
-    python tests/slurm_cluster.py stop [STATE]
+    python tests/helpers/slurm_cluster.py start [STATE]   # brings it up (or finds it up); prints SLURM_CONF=...
+    python tests/helpers/slurm_cluster.py stop [STATE]
 
 Debian's slurmctld, slurmd, slurmdbd, munge and mariadb-server-core packages (installed by .ci/run),
 run by hand: there is no systemd. Everything lives under STATE: configs, its own munge daemon
