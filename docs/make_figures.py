@@ -26,14 +26,13 @@ from pathlib import Path
 
 from matplotlib import rc_context
 from matplotlib.figure import Figure
-from mlflow.tracking import MlflowClient
 
 from elm_audio.report import classes, figures, similarity
 from elm_audio.report.build import cell_pairs
 from elm_audio.report.collect import experiments, load_runs
 from elm_audio.report.probes import knn_agreement, knn_summary
 from elm_audio.report.stats import select_best, summarize
-from elm_audio.stores.tracking import DEFAULT_EXPERIMENT
+from elm_audio.stores.tracking import DEFAULT_EXPERIMENT, download_artifact
 
 DOCS = Path(__file__).resolve().parent
 GRID = (
@@ -63,8 +62,7 @@ def save(fig: Figure, name: str) -> None:
 
 @rc_context({"text.parse_math": False})
 def make_figures(uri: str, cache_dir: Path) -> None:
-    client = MlflowClient(uri)
-    best = select_best(load_runs(uri, experiments(client, ["synth"])["synth"]))
+    best = select_best(load_runs(uri, experiments(uri, ["synth"])["synth"]))
     summary = summarize(best)
     n_classes = figures.class_count(best)
     save(figures.bars(summary, SIZE, f"synth: feature size {SIZE}", n_classes), "bars_synth.png")
@@ -87,7 +85,7 @@ def make_figures(uri: str, cache_dir: Path) -> None:
     top = part.sort_values("mean", ascending=False).iloc[0]
     runs = mine[(mine["frontend"] == top["frontend"]) & (mine["classifier"] == top["classifier"])]
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(client.download_artifacts(runs["run_id"].iloc[0], "confusion_matrix.png", tmp), DOCS / "confusion_synth.png")
+        shutil.copy(download_artifact(uri, runs["run_id"].iloc[0], "confusion_matrix.png", tmp), DOCS / "confusion_synth.png")
     print("wrote", DOCS / "confusion_synth.png")
 
 
