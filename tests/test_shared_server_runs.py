@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from elm_audio.config import ConfigError, compose
 from elm_audio.datasets import DatasetError
 from elm_audio.run.plan import make_plan
-from elm_audio.settings.settings import load
+from elm_audio.settings.settings import load, run_names
 from elm_audio.stores import processes, tracking
 from elm_audio.sweeps.parent import SweepRun
 from elm_audio.sweeps.storage import open_storage
@@ -191,7 +191,7 @@ def test_a_sweep_with_a_plus_key_logs_its_plan(tmp_path):
     uri = local_uri(tmp_path)
     cfg = compose([f"tracking.uri={uri}"])
     study = optuna.create_study(direction="maximize")
-    sweep = SweepRun(cfg, study, None, {"+token": "abc", "classifier.C": "tag(log, interval(0.01, 1000))"})
+    sweep = SweepRun(uri, run_names(cfg), study, None, {"+token": "abc", "classifier.C": "tag(log, interval(0.01, 1000))"})
     sweep.log_plan(3)
     params = MlflowClient(uri).get_run(sweep.run_id).data.params
     assert params["search_space.token"] == "abc" and params["n_trials"] == "3"

@@ -119,6 +119,37 @@ def plain(node: Any, resolve: bool = True) -> Any:
     return OmegaConf.to_container(node, resolve=resolve) if OmegaConf.is_config(node) else node
 
 
+def run_names(cfg: DictConfig) -> RunNames:
+    """What a run or sweep compares, as its tags and names say it."""
+    return RunNames(
+        dataset=str(cfg.dataset.name),
+        frontend=str(cfg.frontend.name),
+        feature_size=str(cfg.feature_size.name),
+        classifier=str(cfg.classifier.name),
+        weights=str(cfg.weights.name),
+        mode=str(cfg.protocol.mode),
+        experiment=cfg.experiment_name,
+        seed=cfg.seed,
+    )
+
+
+def dataset_kind(cfg: DictConfig) -> str:
+    """The task kind of a sweep's dataset, for the classifier's ``kind_search_space``: the
+    dataset's ``kind`` key where it has one (synth), else from its index (a HEAR task or a table
+    says its kind in its files; reading them reads no audio)."""
+    if cfg.dataset.get("kind"):
+        return str(cfg.dataset.kind)
+    if not any((cfg.classifier.get("kind_search_space") or {}).values()):
+        return "multiclass"  # nothing depends on it
+    return build_dataset(cfg).index(str(cfg.protocol.mode)).kind
+
+
+def kind_entries(cfg: DictConfig) -> dict[str, str]:
+    """What the classifier's search adds for the dataset's kind (svm: epsilon for regression)."""
+    extra = (cfg.classifier.get("kind_search_space") or {}).get(dataset_kind(cfg)) or {}
+    return plain(extra) if extra else {}
+
+
 def load(cfg: DictConfig) -> Settings:
     """Check every key (a ConfigError names the first that cannot work), then read them once."""
     validate(cfg)
@@ -143,16 +174,7 @@ def load(cfg: DictConfig) -> Settings:
         precision=precision,
         cache_dir=Path(str(cfg.cache.dir)).expanduser(),
         tracking_uri=cfg.tracking.uri,
-        names=RunNames(
-            dataset=str(cfg.dataset.name),
-            frontend=str(cfg.frontend.name),
-            feature_size=str(cfg.feature_size.name),
-            classifier=str(cfg.classifier.name),
-            weights=str(cfg.weights.name),
-            mode=str(cfg.protocol.mode),
-            experiment=cfg.experiment_name,
-            seed=cfg.seed,
-        ),
+        names=run_names(cfg),
         protocol=Protocol(cfg.protocol.mode, cfg.protocol.fold_weighting),
         extraction=extraction,
         probe=ProbeSettings(int(cfg.probe.knn_k), int(cfg.probe.proxy_batch)),

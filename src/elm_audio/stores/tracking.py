@@ -361,13 +361,6 @@ def run_tags(names: RunNames) -> dict[str, str]:
     return tags
 
 
-def config_tags(cfg) -> dict[str, str]:
-    """run_tags of a composed config: for sweeps/parent.SweepRun, which is handed the sweeper's
-    config, until it takes settings (issue 34); nothing else here reads a config."""
-    return run_tags(RunNames(cfg.dataset.name, cfg.frontend.name, cfg.feature_size.name, cfg.classifier.name,
-                             cfg.weights.name, cfg.protocol.mode, cfg.experiment_name, cfg.seed))  # fmt: skip
-
-
 def git_commit() -> str | None:
     """The commit of the elm_audio checkout being run, where it is one."""
     try:

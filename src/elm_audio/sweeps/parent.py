@@ -27,18 +27,24 @@ class SweepRun:
     """The sweep's parent run: created before the first trial, summarized after the last."""
 
     def __init__(
-        self, cfg, study: optuna.Study, storage_url: str | None, space: Mapping[str, str], pruner: Mapping[str, Any] | None = None
+        self,
+        tracking_uri: str | None,
+        names: tracking.RunNames,
+        study: optuna.Study,
+        storage_url: str | None,
+        space: Mapping[str, str],
+        pruner: Mapping[str, Any] | None = None,
     ):
-        self.uri = tracking.connect(cfg.tracking.uri)
-        self.experiment = tracking.experiment_id(tracking.experiment_name(cfg.dataset.name), self.uri)
+        self.uri = tracking.connect(tracking_uri)
+        self.experiment = tracking.experiment_id(tracking.experiment_name(names.dataset), self.uri)
         self.study = study
         tags = {
-            **tracking.config_tags(cfg),
+            **tracking.run_tags(names),
             "elm_audio.role": "sweep",
             "sweep_id": study.study_name,
             "optuna.storage": storage_label(storage_url),
         }
-        name = f"sweep-{cfg.frontend.name}-{cfg.feature_size.name}-{cfg.classifier.name}-seed{cfg.seed}"
+        name = f"sweep-{names.frontend}-{names.feature_size}-{names.classifier}-seed{names.seed}"
         self.run_id = tracking.create_run(self.uri, self.experiment, {**tags, **tracking.process_tags()}, name)
         self.space = space
         self.pruner = pruner  # the hydra.sweeper.pruner node of a sweep that prunes; None: it does not

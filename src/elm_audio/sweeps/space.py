@@ -17,7 +17,6 @@ from hydra.core.override_parser.types import (
     RangeSweep,
     Transformer,
 )
-from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -119,22 +118,3 @@ def suggest(trial: optuna.Trial, key: str, dist: BaseDistribution) -> Any:
     if isinstance(dist, IntDistribution):
         return trial.suggest_int(key, dist.low, dist.high, step=dist.step, log=dist.log)
     return trial.suggest_float(key, dist.low, dist.high, step=dist.step, log=dist.log)
-
-
-def dataset_kind(cfg: DictConfig) -> str:
-    """The task kind of the sweep's dataset, for the classifier's ``kind_search_space``: the
-    dataset's ``kind`` key where it has one (synth), else from its index (a HEAR task or a table
-    says its kind in its files; reading them reads no audio)."""
-    if cfg.dataset.get("kind"):
-        return str(cfg.dataset.kind)
-    if not any((cfg.classifier.get("kind_search_space") or {}).values()):
-        return "multiclass"  # nothing depends on it
-    from ..settings.components import build_dataset
-
-    return build_dataset(cfg).index(str(cfg.protocol.mode)).kind
-
-
-def kind_entries(cfg: DictConfig) -> dict[str, str]:
-    """What the classifier's search adds for the dataset's kind (svm: epsilon for regression)."""
-    extra = (cfg.classifier.get("kind_search_space") or {}).get(dataset_kind(cfg)) or {}
-    return OmegaConf.to_container(extra, resolve=True) if extra else {}

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import ConfigError
 from ..stores.redaction import redact, redact_value
+from ..stores.tracking import RunNames
 from .trials import ClaimsTrials
 
 log = logging.getLogger(__name__)
@@ -152,12 +153,12 @@ def storage_label(url: str | None) -> str:
     return redact_value(url) if url else "in-memory"
 
 
-def default_study_name(cfg, stored: bool = True) -> str:
+def default_study_name(names: RunNames, stored: bool = True) -> str:
     """A stored study is named after what it runs, so the same command finds it again; an
     in-memory one also after when it started, so two sweeps' trials never share a sweep_id."""
     name = (
-        f"elm_audio-{cfg.dataset.name}-{cfg.frontend.name}-{cfg.feature_size.name}-"
-        f"{cfg.classifier.name}-seed{cfg.seed}-{cfg.protocol.mode}"
+        f"elm_audio-{names.dataset}-{names.frontend}-{names.feature_size}-"
+        f"{names.classifier}-seed{names.seed}-{names.mode}"
     )
     return name if stored else f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
 

@@ -180,7 +180,8 @@ class ElmAudioSweeper(Sweeper):
     def _sweep(self, arguments: list[str]) -> None:
         from elm_audio.sweeps.interruption import is_interruption
         from elm_audio.sweeps.parent import SweepRun, header_line, look_lines, summary_lines
-        from elm_audio.sweeps.space import SearchSpace, expand_grid, kind_entries
+        from elm_audio.settings.settings import kind_entries, run_names
+        from elm_audio.sweeps.space import SearchSpace, expand_grid
         from elm_audio.sweeps.storage import default_study_name, open_storage, open_study
 
         cfg = self.config
@@ -197,12 +198,12 @@ class ElmAudioSweeper(Sweeper):
         if not self.study_name:
             # a stored study needs a name to be shared or resumed: the same command finds it again;
             # an in-memory one is named the same way, with when it started (its sweep_id in MLflow)
-            self.study_name = default_study_name(cfg, stored=bool(self.storage_url))
+            self.study_name = default_study_name(run_names(cfg), stored=bool(self.storage_url))
         pruner = self._pruner(grid_points is not None)
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the header below names the study
         storage = open_storage(self.storage_url)
         study = open_study(storage, self.study_name, self._sampler(), self.direction, pruner)
-        sweep_run = SweepRun(cfg, study, self.storage_url, entries, self.pruner if pruner else None)
+        sweep_run = SweepRun(cfg.tracking.uri, run_names(cfg), study, self.storage_url, entries, self.pruner if pruner else None)
         status = "FAILED"
         try:
             to_run = self._trials_to_run(study, sweep_run, grid_points)
