@@ -13,7 +13,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
-from .kinds import check_tags, check_targets, standardizer
+from .kinds import TaggerMixin, check_tags, check_targets, standardizer
 from .products import linear
 
 # scipy <= 1.6's pinv2, which the original called: singular values below 1e6 eps max(s) are cut.
@@ -198,7 +198,7 @@ class ELMClassifier(ClassifierMixin, _ELMBase):
         return self.classes_[outputs.argmax(axis=1)]
 
 
-class ELMTagger(ELMClassifier):
+class ELMTagger(TaggerMixin, ELMClassifier):
     """The ELM for multilabel tagging: one output per tag, the same hidden layer (the same draw
     from ``random_state``) and the same ridge solve as ``ELMClassifier``, whose one-hot targets
     become each row's 0/1 tag vector (``targets=plus_minus_one``: -1/1). ``decision_function``
@@ -226,13 +226,6 @@ class ELMTagger(ELMClassifier):
     def predict(self, X) -> np.ndarray:
         middle = 0.0 if self.targets == "plus_minus_one" else 0.5
         return (self._outputs(X) > middle).astype(np.uint8)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = False
-        return tags
 
 
 class ELMRegressor(RegressorMixin, _ELMBase):

@@ -23,6 +23,17 @@ from sklearn.metrics import average_precision_score
 ESTIMATOR_KEYS = {"multiclass": "estimator", "multilabel": "multilabel_estimator", "regression": "regression_estimator"}
 
 
+class TaggerMixin:
+    """A multi-label estimator: y is an (n, n_tags) matrix of 0/1, as scikit-learn's tags say."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        return tags
+
+
 def check_tags(Y, name: str = "y") -> np.ndarray:
     """An (n, n_tags) matrix of 0/1 (any numeric or boolean dtype), as uint8."""
     Y = np.asarray(Y)

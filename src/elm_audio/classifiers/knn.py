@@ -22,7 +22,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .kinds import check_tags, check_targets
+from .kinds import TaggerMixin, check_tags, check_targets
 
 
 class _KNNBase(BaseEstimator):
@@ -69,7 +69,7 @@ class KNNProbeClassifier(ClassifierMixin, _KNNBase):
         return model.predict(X)
 
 
-class KNNProbeTagger(ClassifierMixin, _KNNBase):
+class KNNProbeTagger(TaggerMixin, ClassifierMixin, _KNNBase):
     kind = "multilabel"
 
     def fit(self, X, y) -> "KNNProbeTagger":
@@ -91,13 +91,6 @@ class KNNProbeTagger(ClassifierMixin, _KNNBase):
 
     def predict(self, X) -> np.ndarray:
         return (self.decision_function(X) > 0.5).astype(np.uint8)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = False
-        return tags
 
 
 class KNNProbeRegressor(RegressorMixin, _KNNBase):

@@ -35,7 +35,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
-from .kinds import check_tags, check_targets, constant_tags, standardizer
+from .kinds import TaggerMixin, check_tags, check_targets, constant_tags, standardizer
 
 
 def logistic_lbfgs(x: torch.Tensor, targets: torch.Tensor, loss: str, C: float, max_iter: int, tol: float):
@@ -153,7 +153,7 @@ class LinearProbeClassifier(ClassifierMixin, _LinearBase):
         return self.classes_[(scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)]
 
 
-class LinearProbeTagger(ClassifierMixin, _LinearBase):
+class LinearProbeTagger(TaggerMixin, ClassifierMixin, _LinearBase):
     """One-vs-rest logistic regression for tags, every tag in one batched L-BFGS problem in torch
     on ``device``. ``decision_function`` returns the logits (n_samples, n_tags); ``predict`` 1
     where a logit is positive. A tag with one value only in the training rows scores a constant,
@@ -188,13 +188,6 @@ class LinearProbeTagger(ClassifierMixin, _LinearBase):
 
     def predict(self, X) -> np.ndarray:
         return (self._logits(X) > 0).astype(np.uint8)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = False
-        return tags
 
 
 class LinearProbeRegressor(RegressorMixin, _LinearBase):

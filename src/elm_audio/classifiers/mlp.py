@@ -63,7 +63,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ..devices import resolve_device
-from .kinds import check_tags, check_targets, macro_average_precision, standardizer
+from .kinds import (
+    TaggerMixin,
+    check_tags,
+    check_targets,
+    macro_average_precision,
+    standardizer,
+)
 
 
 class SeededDropout(nn.Module):
@@ -302,7 +308,7 @@ class MLPProbeClassifier(ClassifierMixin, _MLPBase):
         return self.classes_[self._outputs(X).argmax(axis=1)]
 
 
-class MLPProbeTagger(ClassifierMixin, _MLPBase):
+class MLPProbeTagger(TaggerMixin, ClassifierMixin, _MLPBase):
     """heareval's MLP for tags: sigmoid outputs, BCE-with-logits, early stopping on the mAP of
     the validation rows (the tags with a positive there). ``decision_function`` returns the
     logits (n_samples, n_tags); ``predict`` 1 where a logit is positive."""
@@ -335,13 +341,6 @@ class MLPProbeTagger(ClassifierMixin, _MLPBase):
 
     def predict(self, X) -> np.ndarray:
         return (self._outputs(X) > 0).astype(np.uint8)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = False
-        return tags
 
 
 class MLPProbeRegressor(RegressorMixin, _MLPBase):

@@ -23,7 +23,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
-from .kinds import check_tags, check_targets, constant_tags, standardizer
+from .kinds import TaggerMixin, check_tags, check_targets, constant_tags, standardizer
 from .products import linear
 
 KERNELS = ("rbf", "linear")
@@ -136,7 +136,7 @@ class KernelSVC(ClassifierMixin, _KernelBase):
         return self.svc_.predict(cross)
 
 
-class KernelSVCTagger(ClassifierMixin, _KernelBase):
+class KernelSVCTagger(TaggerMixin, ClassifierMixin, _KernelBase):
     """One-vs-rest SVMs for multilabel tagging: one libsvm SVC per tag, all on the same kernel
     matrix (computed once in torch, as ``KernelSVC``'s), fitted in ``n_jobs`` threads (libsvm
     releases the GIL; each fit is independent, so the result does not depend on the threads).
@@ -197,13 +197,6 @@ class KernelSVCTagger(ClassifierMixin, _KernelBase):
 
     def predict(self, X) -> np.ndarray:
         return (self.decision_function(X) > 0).astype(np.uint8)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_label = True
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = False
-        return tags
 
 
 class KernelSVR(RegressorMixin, _KernelBase):
