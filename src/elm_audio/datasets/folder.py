@@ -22,17 +22,22 @@ def stratified_folds(labels: list[str], n_folds: int, seed: int | None, groups: 
             f"class {shown(smallest)} has {counts[smallest]} clip(s), fewer than dataset.n_folds={n_folds}; "
             "add clips or lower dataset.n_folds"
         )
-    folds = np.zeros(len(labels), dtype=int)
+    too_few = "dataset.group gives {} group(s), fewer than dataset.n_folds={}; check the pattern or lower dataset.n_folds"
+    return split_folds(labels, n_folds, seed, groups, too_few)
+
+
+def split_folds(strata, n_folds: int, seed: int | None, groups: list[str] | None, too_few_groups: str) -> list[int]:
+    """A 1-based fold per item, stratified by ``strata`` (StratifiedKFold; ``seed=None`` keeps the
+    order); with ``groups``, every group's items share one fold (StratifiedGroupKFold), and fewer
+    groups than folds is an error: ``too_few_groups`` formatted with the groups' and folds' counts."""
+    folds = np.zeros(len(strata), dtype=int)
     if groups is None:
-        splits = StratifiedKFold(n_folds, shuffle=seed is not None, random_state=seed).split(np.zeros(len(labels)), labels)
+        splits = StratifiedKFold(n_folds, shuffle=seed is not None, random_state=seed).split(np.zeros(len(strata)), strata)
     else:
         if len(set(groups)) < n_folds:
-            raise DatasetError(
-                f"dataset.group gives {len(set(groups))} group(s), fewer than dataset.n_folds={n_folds}; "
-                "check the pattern or lower dataset.n_folds"
-            )
+            raise DatasetError(too_few_groups.format(len(set(groups)), n_folds))
         splitter = StratifiedGroupKFold(n_folds, shuffle=seed is not None, random_state=seed)
-        splits = splitter.split(np.zeros(len(labels)), labels, groups)
+        splits = splitter.split(np.zeros(len(strata)), strata, groups)
     for k, (_, test) in enumerate(splits, start=1):
         folds[test] = k
     return folds.tolist()

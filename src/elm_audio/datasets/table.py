@@ -35,11 +35,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from ..config import shown
 from .base import Dataset, require_root
-from .folder import stratified_folds
+from .folder import split_folds, stratified_folds
 from .index import (
     PARTITIONS,
     TAG_SEPARATOR,
@@ -100,19 +99,8 @@ def target_folds(targets: np.ndarray, n_folds: int, seed: int | None, groups: li
     if len(targets) < n_folds:
         raise DatasetError(f"{len(targets)} clip(s), fewer than dataset.n_folds={n_folds}; add clips or lower dataset.n_folds")
     bins = target_bins(np.asarray(targets, dtype=float), n_folds)
-    folds = np.zeros(len(targets), dtype=int)
-    if groups is None:
-        splits = StratifiedKFold(n_folds, shuffle=seed is not None, random_state=seed).split(np.zeros(len(bins)), bins)
-    else:
-        if len(set(groups)) < n_folds:
-            raise DatasetError(
-                f"{len(set(groups))} group(s), fewer than dataset.n_folds={n_folds}; check the groups or lower dataset.n_folds"
-            )
-        splitter = StratifiedGroupKFold(n_folds, shuffle=seed is not None, random_state=seed)
-        splits = splitter.split(np.zeros(len(bins)), bins, groups)
-    for k, (_, test) in enumerate(splits, start=1):
-        folds[test] = k
-    return folds.tolist()
+    too_few = "{} group(s), fewer than dataset.n_folds={}; check the groups or lower dataset.n_folds"
+    return split_folds(bins, n_folds, seed, groups, too_few)
 
 
 def read_vocabulary(path: Path, key: str = "dataset.vocabulary") -> tuple[str, ...]:
