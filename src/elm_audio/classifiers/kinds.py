@@ -73,13 +73,21 @@ def constant_tags(Y: np.ndarray) -> np.ndarray:
     return (positives == 0) | (positives == Y.shape[0])
 
 
+def tag_average_precision(Y: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Each tag's average precision; NaN for a tag with no positive row (it has none)."""
+    Y = np.asarray(Y)
+    present = Y.sum(axis=0) > 0
+    ap = np.full(Y.shape[1], np.nan)
+    if present.any():
+        ap[present] = average_precision_score(Y[:, present], scores[:, present], average=None)
+    return ap
+
+
 def macro_average_precision(Y: np.ndarray, scores: np.ndarray) -> float:
     """Macro average precision over the tags that have a positive row (the others are left out);
     NaN where none has."""
-    present = np.asarray(Y).sum(axis=0) > 0
-    if not present.any():
-        return float("nan")
-    return float(np.mean(average_precision_score(Y[:, present], scores[:, present], average=None)))
+    ap = tag_average_precision(Y, scores)
+    return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
 
 
 def takes_eval_set(estimator) -> bool:

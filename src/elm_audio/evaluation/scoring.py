@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.metrics import (
-    average_precision_score,
     mean_absolute_error,
     r2_score,
     roc_auc_score,
 )
 
+from ..classifiers.kinds import tag_average_precision
 from ..datasets.index import DatasetError
 
 PRIMARY = {"multiclass": "accuracy", "multilabel": "map", "regression": "r2"}
@@ -72,8 +72,7 @@ def score(kind: str, truth: np.ndarray, out: np.ndarray, where: str = "") -> Sco
             f"no tag has a positive clip in {where or 'the scored clips'}: mAP is undefined; "
             "check the dataset's tags or use fewer folds"
         )
-    ap = np.full(truth.shape[1], np.nan)
-    ap[kept] = average_precision_score(truth[:, kept], out[:, kept], average=None)
+    ap = tag_average_precision(truth, out)
     both = kept & (positives < len(truth))
     roc = float(roc_auc_score(truth[:, both], out[:, both], average="macro")) if both.any() else float("nan")
     prevalence = positives[kept] / len(truth)
