@@ -1,5 +1,6 @@
 """The config read once: ``load(cfg)`` checks every key (validate.py), resolves the device, the
-precision the run computes in and the cache folder, builds the dataset, and hands back a frozen
+precision the run computes in, the cache folder and extraction's batch size and decoding
+threads (``auto``: extraction/defaults.py), builds the dataset, and hands back a frozen
 ``Settings`` whose parts the stages take (lightning-hydra-template's way: instantiate at the top,
 hand objects down). Nothing below the command-line entries reads the ``DictConfig`` but this
 package (tests/test_structure.py checks)."""
@@ -16,16 +17,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from sklearn.pipeline import Pipeline
 
+from ..config import build
 from ..datasets import Dataset
 from ..datasets.index import TASK_KINDS
 from ..devices import resolve_device
+from ..extraction import defaults as extraction_defaults
 from ..extraction.extract import ExtractSettings
 from ..extraction.inputs import InputSettings
 from ..extraction.precision import effective_precision
 from ..frontends import FrontEnd
 from ..stores.tracking import RunNames
 from .components import applicable, build_classifier, build_dataset, build_frontend
-from .validate import validate
+from .validate import imported_frontend, validate
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,23 @@ def kind_entries(cfg: DictConfig) -> dict[str, str]:
     return plain(extra) if extra else {}
 
 
+def frontend_shapes(cfg: DictConfig) -> FrontEnd | None:
+    """The front-end built on the meta device (its shapes: no memory, no weights drawn), for
+    auto's estimate of its memory; None for an imported one (the run loads its model)."""
+    if imported_frontend(cfg):
+        return None
+    with torch.device("meta"):
+        return build(cfg.frontend.net)
+
+
+def resolved_config(cfg: DictConfig, batch: int, workers: int) -> dict[str, Any]:
+    """The whole config, resolved, plain, with extract.batch_size and extract.num_workers as
+    the run uses them (auto resolved too): what the run's params and config.yaml record."""
+    config = plain(cfg)  # a fresh container: changed here alone
+    config["extract"].update(batch_size=batch, num_workers=workers)
+    return config
+
+
 def load(cfg: DictConfig) -> Settings:
     """Check every key (a ConfigError names the first that cannot work), then read them once."""
     validate(cfg)
@@ -158,9 +178,16 @@ def load(cfg: DictConfig) -> Settings:
     seed = int(cfg.seed)
     dataset = build_dataset(cfg)
     classifier_node = cfg.classifier
+    batch_size, num_workers = extraction_defaults.resolve(
+        cfg.extract.batch_size,
+        cfg.extract.num_workers,
+        device,
+        precision,
+        functools.partial(frontend_shapes, cfg),
+    )
     extraction = ExtractSettings(
-        batch_size=cfg.extract.batch_size,
-        num_workers=cfg.extract.num_workers,
+        batch_size=batch_size,
+        num_workers=num_workers,
         on_bad_clip=dataset.on_bad_clip,
         progress=cfg.extract.progress,
         precision=precision,
@@ -191,6 +218,6 @@ def load(cfg: DictConfig) -> Settings:
         audio=plain(cfg.audio),
         frontend_net=plain(cfg.frontend.net),
         weights=plain(cfg.weights),
-        config=plain(cfg),
+        config=resolved_config(cfg, batch_size, num_workers),
         config_as_written=plain(cfg, resolve=False),
     )

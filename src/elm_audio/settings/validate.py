@@ -23,6 +23,7 @@ from ..datasets import Dataset
 from ..datasets.index import BAD_CLIP_POLICIES, TASK_KINDS, ClipIndex
 from ..devices import resolve_device
 from ..evaluation.protocols import FOLD_WEIGHTINGS, MODES
+from ..extraction.defaults import AUTO
 from ..extraction.inputs import FIT_STAGES
 from ..extraction.precision import PRECISIONS, check_precision
 from ..frontends.base import N_MELS, SPECTROGRAM_FRAMES, WAVEFORM_SAMPLES
@@ -47,8 +48,8 @@ def validate(cfg: DictConfig) -> None:
     one_of(cfg, "audio.fit_stage", FIT_STAGES)
     one_of(cfg, "audio.stft_padding", STFT_PADDINGS)
     fraction(cfg, "audio.min_fraction")
-    integer(cfg, "extract.batch_size", 1, MOST)
-    integer(cfg, "extract.num_workers", 0, 4 * (os.cpu_count() or 1))
+    integer_or_auto(cfg, "extract.batch_size", 1, MOST)
+    integer_or_auto(cfg, "extract.num_workers", 0, 4 * (os.cpu_count() or 1))
     boolean(cfg, "extract.progress")
     one_of(cfg, "protocol.mode", MODES)
     one_of(cfg, "protocol.fold_weighting", FOLD_WEIGHTINGS)
@@ -89,6 +90,24 @@ def integer(cfg: DictConfig, key: str, minimum: int | None = None, maximum: int 
     if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
         bounds = ([f"at least {minimum}"] if minimum is not None else []) + ([f"at most {maximum}"] if maximum is not None else [])
         raise ConfigError(f"{named}={v} must be {', '.join(bounds)}")
+
+
+def integer_or_auto(cfg: DictConfig, key: str, minimum: int, maximum: int) -> None:
+    """``auto`` (chosen for the device by settings.load: extraction/defaults.py) or a
+    whole number within bounds."""
+    v = value(cfg, key)
+    if isinstance(v, str) and v == AUTO:
+        return
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(
+            f"{key}={shown(v)} must be auto (chosen for the device) "
+            f"or a whole number from {minimum} to {maximum}"
+        )
+    if not minimum <= v <= maximum:
+        raise ConfigError(
+            f"{key}={v} must be at least {minimum}, at most {maximum}, "
+            "or auto (chosen for the device)"
+        )
 
 
 def device(cfg: DictConfig) -> None:
