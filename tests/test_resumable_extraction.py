@@ -56,8 +56,8 @@ def entry_of(root: Path, key: str = KEY) -> ChunkedEntry:
     return ChunkedEntry(FeatureCache(root), key, IDS, WIDTH, BATCH)
 
 
-def partial(root: Path, key: str = KEY) -> Path:
-    return root / f".chunks-{key}"
+def partial(root: Path, key: str = KEY, batch: int = BATCH) -> Path:
+    return root / f".chunks-{key}-b{batch}"
 
 
 def gone_identity() -> dict:
@@ -224,6 +224,31 @@ def test_torn_planted_and_flipped_chunks_are_named_and_recomputed(tmp_path):
     assert features.silent_clips == [IDS[c.start] for c in chunks]  # merged in clip order
     assert features.bad_clips == {IDS[BAD]: "unreadable"} and not features.usable()[BAD]
     assert not partial(root).exists() and partial(root, OTHER).exists()
+
+
+def test_processes_of_different_batch_sizes_keep_apart_and_the_first_to_finish_assembles(tmp_path):
+    """A CPU job (batch 8 by default) and a GPU job (another batch size) needing one key: neither
+    takes the other's chunks for damaged ones; the one that finishes first assembles the entry,
+    the other then loads it, and no partial entry is left."""
+    root = tmp_path / "cache"
+    cpu, gpu = entry_of(root), ChunkedEntry(FeatureCache(root), KEY, IDS, WIDTH, 4)
+    def one_chunk_then_stop(chunk, rows, advance):
+        if chunk.start:
+            raise KeyboardInterrupt
+        return fake_fill(chunk, rows, advance)
+
+    with pytest.raises(KeyboardInterrupt):  # the CPU job, stopped one chunk in
+        cpu.share(one_chunk_then_stop, wait=True, progress=False)
+    assert partial(root).is_dir()
+    assert gpu.share(fake_fill, wait=True, progress=False)  # the GPU job computes all of its own
+    with gpu.cache.lock(KEY):
+        assert gpu.finish(fake_fill, LABELS, progress=False).matrix.tobytes() == EXPECTED.tobytes()
+    log: list[int] = []
+    with cpu.cache.lock(KEY):
+        features = cpu.finish(lambda c, r, a: fake_fill(c, r, a, log), LABELS, progress=False)
+    assert features.matrix.tobytes() == EXPECTED.tobytes() and log == []  # loaded, nothing computed
+    assert not cpu.cache.damaged and not gpu.cache.damaged
+    assert not list(root.glob(".chunks-*"))
 
 
 def test_claims_of_dead_and_silent_jobs_are_taken_over_and_live_ones_waited_for(tmp_path):

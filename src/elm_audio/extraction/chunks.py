@@ -3,7 +3,8 @@
 A chunk is a fixed number of consecutive clips, a multiple of the batch size: inside it the
 batches are those of one extraction over every clip, so the assembled matrix is that
 extraction's bit for bit, however often it was interrupted and whoever computed each chunk.
-The complete chunks of a key wait in its partial entry, ``<root>/.chunks-<key>/``:
+The complete chunks of a key wait in its partial entry of their batch size,
+``<root>/.chunks-<key>-b<batch size>/``:
 
     chunk-000000000-000000256.npy    the rows (float32 .npy)
     chunk-000000000-000000256.json   its record, renamed into place last: the key, the range,
@@ -18,6 +19,11 @@ complete only when its record names this key, this range, this batch size and th
 its .npy is of the recorded size (checked on every scan) and SHA-256 (checked on assembly): a
 chunk torn by a kill, cut by hand, or another key's, range's or batch size's planted in the
 folder is named and computed again.
+
+Processes extracting one key with different batch sizes (``extract.batch_size=auto`` gives a CPU
+job 8 and a GPU job what its memory allows) keep apart: each batch size's chunks wait in their
+own folder, so neither takes the other's chunks for damaged ones; the first to finish assembles
+the entry, and the others stop when they see it (their folders are removed as they finish).
 
 Claims share the work: a process computes a chunk only after creating its claim exclusively (a
 link to a file already holding its identity, so a claim is never read half-written), refreshed
@@ -200,7 +206,7 @@ class ChunkedEntry:
     def __init__(self, cache: FeatureCache, key: str, clip_ids: list[str], width: int, batch_size: int, label: str = ""):
         self.cache, self.key, self.clip_ids, self.width, self.label = cache, key, list(clip_ids), width, label
         self.batch_size = batch_size  # recorded: a chunk of other batches would not be the same bits
-        self.folder = cache.entry(key).with_name(f"{PREFIX}{key}")
+        self.folder = cache.entry(key).with_name(f"{PREFIX}{key}-b{batch_size}")
         self.chunks = layout(len(self.clip_ids), batch_size)
         self.computed = 0  # chunks this process computed
 
