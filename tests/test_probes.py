@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import average_precision_score, r2_score, roc_auc_score
-from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
@@ -212,6 +212,58 @@ def test_the_knn_classifier_is_the_knn_probe_of_before():
     rows = nearest.kneighbors(X[300:305], return_distance=False)
     np.testing.assert_allclose(model.decision_function(X[300:305]), Y[:300][rows].mean(axis=1))
     np.testing.assert_allclose(KNNProbeRegressor(n_neighbors=4).fit(X[:300], target[:300]).predict(X[300:305]), target[:300][rows].mean(axis=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda t: t.__name__)
+def test_the_knn_neighbours_are_scikit_learns_in_the_inputs_dtype(dtype):
+    X, _, Y, target = data()
+    X = StandardScaler().fit_transform(X).astype(dtype)
+    for k in (4, 1000):
+        ours = KNNProbeRegressor(n_neighbors=k).fit(X[:300], target[:300])
+        plain = KNeighborsRegressor(n_neighbors=min(k, 300), metric="cosine", algorithm="brute").fit(X[:300], target[:300])
+        distances, rows = ours.kneighbors(X[300:])
+        plain_distances, plain_rows = plain.kneighbors(X[300:])
+        assert distances.dtype == plain_distances.dtype == dtype and ours._fit_X.dtype == dtype  # not copied to float64
+        if k < 300:  # all 300 rows: their order among equal distances is arbitrary
+            np.testing.assert_array_equal(rows, plain_rows)
+        np.testing.assert_allclose(distances, plain_distances, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+        np.testing.assert_allclose(ours.predict(X[300:]), plain.predict(X[300:]), rtol=1e-12)
+    tagger = KNNProbeTagger(n_neighbors=7).fit(X[:300], Y[:300])
+    rows = KNeighborsRegressor(n_neighbors=7, metric="cosine", algorithm="brute").fit(X[:300], target[:300]).kneighbors(X[300:])[1]
+    np.testing.assert_array_equal(tagger.decision_function(X[300:]), Y[:300][rows].mean(axis=1))
+
+
+def test_an_all_zero_row_is_at_cosine_distance_one_as_in_scikit_learn():
+    """sklearn.preprocessing.normalize leaves an all-zero row zero: its cosine similarity to every
+    row is 0, its distance 1, so it ranks among the neighbours of a row after every row at a
+    positive cosine. With 200 of 300 neighbours, the zero training row is among every query's."""
+    X, labels, _, _ = data()
+    X = StandardScaler().fit_transform(X)
+    X[10] = 0.0  # a training row
+    X[305] = 0.0  # a query
+    for dtype in (np.float32, np.float64):
+        Xd = X.astype(dtype)
+        ours = KNNProbeClassifier(n_neighbors=200).fit(Xd[:300], labels[:300])
+        plain = KNeighborsClassifier(n_neighbors=200, metric="cosine", algorithm="brute").fit(Xd[:300], labels[:300])
+        distances, rows = ours.kneighbors(Xd[300:])
+        plain_distances, plain_rows = plain.kneighbors(Xd[300:])
+        assert np.isfinite(distances).all() and (distances[5] == 1.0).all()  # the zero query: every row at 1
+        others = np.arange(len(rows)) != 5
+        assert (rows[others] == 10).any(axis=1).all()
+        np.testing.assert_array_equal(np.sort(rows[others], axis=1), np.sort(plain_rows[others], axis=1))
+        np.testing.assert_allclose(distances, plain_distances, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(ours.predict(Xd[300:][others]), plain.predict(Xd[300:][others]))
+        np.testing.assert_allclose(ours.predict_proba(Xd[300:][others]), plain.predict_proba(Xd[300:][others]))
+
+
+def test_knn_votes_tie_to_the_smallest_class_as_scikit_learn():
+    X = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.7, 0.3]])
+    labels = np.array(["rock", "jazz", "jazz", "rock"])  # 2 and 2 among 4 neighbours
+    query = np.array([[1.0, 0.05]])
+    ours = KNNProbeClassifier(n_neighbors=4).fit(X, labels)
+    plain = KNeighborsClassifier(n_neighbors=4, metric="cosine", algorithm="brute").fit(X, labels)
+    assert ours.predict(query)[0] == plain.predict(query)[0] == "jazz"
+    np.testing.assert_array_equal(ours.predict_proba(query), [[0.5, 0.5]])
 
 
 def test_mlp_early_stopping_stops_after_patience_and_keeps_the_best_validation():
