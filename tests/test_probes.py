@@ -214,6 +214,49 @@ def test_the_knn_classifier_is_the_knn_probe_of_before():
     np.testing.assert_allclose(KNNProbeRegressor(n_neighbors=4).fit(X[:300], target[:300]).predict(X[300:305]), target[:300][rows].mean(axis=1))
 
 
+def test_the_ridge_probe_on_float32_rows_is_scikit_learns_float32_ridge():
+    """Float32 rows: the products in float32, as Ridge's. Both fits round in float32 (2^-24, 6e-8
+    relative) through sums of 300 rows and a well-conditioned 24-feature system; their predictions
+    differed by at most 2.7e-7 relative: rtol 2e-6 is about 30 float32 roundings, far below any
+    difference of method (a wrong alpha or intercept moves them by 1e-3 or more)."""
+    X, _, _, target = data()
+    Xs = StandardScaler().fit_transform(X[:300]).astype(np.float32)
+    for C in (0.05, 1.0):
+        ours = LinearProbeRegressor(C=C).fit(Xs, target[:300])
+        ridge = Ridge(alpha=1 / (2 * C)).fit(Xs, target[:300])
+        assert ridge.coef_.dtype == np.float32 and ours.predict(Xs).dtype == np.float64
+        np.testing.assert_allclose(ours.predict(Xs), ridge.predict(Xs), rtol=2e-6)
+        in_float64 = LinearProbeRegressor(C=C).fit(Xs.astype(np.float64), target[:300])
+        gap = np.abs(ours.coef_ - in_float64.coef_).max() / np.abs(in_float64.coef_).max()
+        assert 1e-10 < gap < 1e-5  # float32 arithmetic, not float64 after a copy
+    wide = np.random.default_rng(1).standard_normal((40, 90)).astype(np.float32)  # the dual form
+    ridge = Ridge(alpha=0.5).fit(wide, target[:40])
+    np.testing.assert_allclose(LinearProbeRegressor(C=1.0).fit(wide, target[:40]).predict(wide), ridge.predict(wide), rtol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda t: t.__name__)
+def test_the_ridge_probes_torch_path_solves_as_its_cpu_path(dtype):
+    """Other devices than the CPU take torch's products and factorization: the same solution."""
+    from elm_audio.classifiers.linear import _lift, _ridge_in_torch, _ridge_on_cpu
+
+    rng = np.random.default_rng(3)
+    for n, d in ((300, 24), (40, 90)):  # the primal and the dual form
+        X = (rng.standard_normal((n, d)) + 2.0).astype(dtype)
+        z = rng.standard_normal(n).astype(dtype)
+        shift = X.mean(axis=0, dtype=np.float64).astype(dtype)
+        cpu = _ridge_on_cpu(X, shift, z, 0.3)
+        torch_path = _ridge_in_torch(torch.from_numpy(X - shift), torch.from_numpy(z), 0.3, _lift(X.dtype)).numpy()
+        np.testing.assert_allclose(torch_path, cpu, rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-6 if dtype == np.float32 else 0)
+
+
+def test_a_float32_ridge_system_its_float32_factorization_cannot_take_is_solved_in_float64():
+    from elm_audio.classifiers.linear import _cholesky_solve_on_cpu
+
+    gram = np.ones((2, 2), dtype=np.float32)  # singular; + 1e-9 on its diagonal is lost in float32
+    solved = _cholesky_solve_on_cpu(gram, np.array([1.0, 2.0], dtype=np.float32), 1e-9, 1e-6)
+    np.testing.assert_allclose(solved, np.linalg.solve(np.ones((2, 2)) + 1e-9 * np.eye(2), [1.0, 2.0]), rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda t: t.__name__)
 def test_the_knn_neighbours_are_scikit_learns_in_the_inputs_dtype(dtype):
     X, _, Y, target = data()

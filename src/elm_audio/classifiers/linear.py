@@ -15,7 +15,8 @@ objective), stopped where the largest gradient entry is below ``tol`` (scikit-le
 criterion for lbfgs) or after ``max_iter`` iterations. For tags, all tags are one batched problem,
 (n, d) x (d, n_tags) products: the objective is the sum of the independent per-tag objectives,
 so its minimizer is each tag's own logistic regression and the gradient criterion holds for
-every tag. Products in float32. Ridge is one (d x d) or (n x n) Cholesky solve in float64.
+every tag. Products in float32. Ridge's products are in the input's dtype (float32 or float64),
+its one (d x d) or (n x n) Cholesky solve as accurate as a float64 one (``LinearProbeRegressor``).
 
 Differences from the two benchmarks: X-ARES and MARBLE train their linear layer with Adam on
 mini-batches for a fixed number of epochs and choose the epoch on the validation split; here the
@@ -29,6 +30,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.linalg import blas, lapack
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
@@ -192,8 +194,23 @@ class LinearProbeTagger(TaggerMixin, ClassifierMixin, _LinearBase):
 
 class LinearProbeRegressor(RegressorMixin, _LinearBase):
     """Ridge regression with ``alpha = 1 / (2 C)`` (scikit-learn's ``Ridge(alpha)``, intercept
-    unpenalized), solved by Cholesky in float64 on ``device``, in the (d x d) form or the
-    (n x n) one, whichever is smaller (a direct solve: no ``max_iter`` or ``tol``)."""
+    unpenalized), a direct Cholesky solve (no ``max_iter`` or ``tol``) in the (d x d) form or the
+    (n x n) one, whichever is smaller.
+
+    The rows are centered (on means summed in float64) and their Gram matrix and products
+    computed in the input's dtype, as ``Ridge`` does: float32 for float32 input, float64 for any
+    other. On the CPU by scipy's BLAS and LAPACK (``_ridge_on_cpu``), elsewhere by torch's.
+
+    The solve is float64's in accuracy. For float32 input on the CPU, a float32 Cholesky
+    factorization, its solution refined once against the system in float64: measured on
+    20,000 x 3,500 float32 rows on a 2-core EPYC, the Gram matrix took 1.4 s, a float64
+    factorization 0.19 s, a float32 one 0.11 s; on ill-conditioned rows (features of rank 200
+    plus 1% noise, C 1 and 50) the coefficients' error against a float64 fit was 2.9% and 5.3%
+    from the float32 solve alone (scikit-learn's float32 ``Ridge``: 2.9% and 5.0%), 0.9% and
+    1.4% after the refinement, as from the float64 solve; the held-out R² stayed within 1e-5 of
+    the float64 fit's in every case. Otherwise (float64 input, a float32 factorization that
+    fails, another device) a float64 factorization. ``coef_`` and ``intercept_`` are float64;
+    ``predict`` returns float64, its product in X's dtype."""
 
     kind = "regression"
 
@@ -210,36 +227,106 @@ class LinearProbeRegressor(RegressorMixin, _LinearBase):
         y = check_targets(y)
         self.device_ = resolve_device(self.device)
         self.target_mean_, self.target_scale_ = standardizer(y)
-        x = torch.as_tensor(np.require(X, requirements="W"), dtype=torch.float64, device=self.device_)
-        z = torch.as_tensor((y - self.target_mean_) / self.target_scale_, dtype=torch.float64, device=self.device_)
-        mean = x.mean(0)
-        xc = x - mean
+        z = ((y - self.target_mean_) / self.target_scale_).astype(X.dtype)
+        mean = X.mean(axis=0, dtype=np.float64)  # a float64 sum: float32 ones drift over many rows
+        shift = mean.astype(X.dtype)
         alpha = 1.0 / (2.0 * self.C)
-        if xc.shape[1] <= xc.shape[0]:  # (X'X + aI) w = X'z
-            gram = xc.T @ xc
-            w = torch.cholesky_solve((xc.T @ z)[:, None], _cholesky(gram, alpha))[:, 0]
-        else:  # w = X' (XX' + aI)^-1 z
-            gram = xc @ xc.T
-            w = xc.T @ torch.cholesky_solve(z[:, None], _cholesky(gram, alpha))[:, 0]
-        self.coef_ = (w * self.target_scale_).cpu().numpy()
-        self.intercept_ = float(self.target_mean_ - (mean @ w).item() * self.target_scale_)
+        if self.device_.type == "cpu":
+            w = _ridge_on_cpu(X, shift, z, alpha)
+        else:
+            x = torch.as_tensor(np.require(X, requirements="W"), device=self.device_) - torch.as_tensor(shift, device=self.device_)
+            w = _ridge_in_torch(x, torch.as_tensor(z, device=self.device_), alpha, _lift(X.dtype)).cpu().numpy()
+        self.coef_ = w * self.target_scale_
+        self.intercept_ = float(self.target_mean_ - mean @ self.coef_)
         return self
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "coef_")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
+        return (X @ self.coef_.astype(X.dtype)).astype(np.float64) + self.intercept_
 
     def __sklearn_tags__(self):
+        """Deterministic: the same rows give the same coefficients, and each prediction is its
+        row's product alone (float64 throughout for float64 input; float32 products for float32)."""
         tags = super().__sklearn_tags__()
-        tags.non_deterministic = False  # float64 throughout
+        tags.non_deterministic = False
         return tags
 
 
-def _cholesky(gram: torch.Tensor, alpha: float) -> torch.Tensor:
+# rows centered at a time for the Gram matrix on the CPU: a buffer the cache and the BLAS like
+GRAM_ROWS = 2048
+
+
+def _lift(dtype: np.dtype) -> float:
+    """Where the Cholesky factorization fails (alpha far below the rounding of the Gram matrix),
+    the diagonal is lifted by this fraction of its largest entry: about the relative rounding of
+    a Gram matrix computed in ``dtype``."""
+    return 1e-12 if dtype == np.float64 else 1e-6
+
+
+def _ridge_on_cpu(X: np.ndarray, shift: np.ndarray, z: np.ndarray, alpha: float) -> np.ndarray:
+    """Ridge's w (float64) for xc = X - shift and targets z, by scipy's BLAS and LAPACK (OpenBLAS,
+    with AVX-512 kernels on AMD CPUs too, where torch's MKL runs AVX2: its Cholesky
+    factorizations took about half torch's time). The (d x d) form centers the rows
+    ``GRAM_ROWS`` at a time into one buffer and adds each block's Gram matrix by BLAS's
+    symmetric rank-k update (half a general product's arithmetic; torch has none), with no
+    centered copy of X; its products stay in scipy's BLAS, as alternating with numpy's (another
+    library, its own threads) left each library's threads waiting on the other's (1.8 s against
+    1.45 s for the 20,000 x 3,500 Gram matrix)."""
+    n, d = X.shape
+    if d > n:  # w = X' (XX' + aI)^-1 z: fewer rows than features
+        xc = X - shift
+        dual = _cholesky_solve_on_cpu(xc @ xc.T, z, alpha, _lift(X.dtype))  # numpy's product: a syrk too
+        return (xc.T @ dual.astype(X.dtype)).astype(np.float64)
+    syrk, gemv = (blas.ssyrk, blas.sgemv) if X.dtype == np.float32 else (blas.dsyrk, blas.dgemv)
+    gram = np.zeros((d, d), dtype=X.dtype, order="F")  # its lower triangle filled: all the factorization reads
+    xtz = np.zeros(d, dtype=X.dtype)
+    buffer = np.empty((min(GRAM_ROWS, n), d), dtype=X.dtype)
+    for start in range(0, n, GRAM_ROWS):
+        block = np.subtract(X[start : start + GRAM_ROWS], shift, out=buffer[: min(GRAM_ROWS, n - start)])
+        gram = syrk(1.0, block.T, beta=1.0, c=gram, trans=0, lower=1, overwrite_c=1)  # block.T: Fortran order, no copy
+        xtz = gemv(1.0, block.T, z[start : start + GRAM_ROWS], beta=1.0, y=xtz, overwrite_y=1)
+    return _cholesky_solve_on_cpu(gram, xtz, alpha, _lift(X.dtype))  # (X'X + aI) w = X'z
+
+
+def _cholesky_solve_on_cpu(gram: np.ndarray, rhs: np.ndarray, alpha: float, lift: float) -> np.ndarray:
+    """(gram + alpha I)^-1 rhs in float64 by LAPACK's Cholesky, reading gram's lower triangle. A
+    float32 gram is factorized in float32 and the solution refined once against the system in
+    float64: the float64 solve's accuracy at the float32 factorization's cost. Where that
+    factorization fails (gram, rounded to float32, barely positive definite), float64."""
+    rhs = rhs.astype(np.float64)
+    diagonal = np.diag_indices_from(gram)
+    if gram.dtype == np.float32:
+        a = np.array(gram, order="F")
+        a[diagonal] += alpha
+        factor, info = lapack.spotrf(a, lower=1, overwrite_a=1, clean=0)
+        if info == 0:
+            w = lapack.spotrs(factor, rhs.astype(np.float32), lower=1)[0].astype(np.float64)
+            system = np.array(gram, dtype=np.float64, order="F")
+            system[diagonal] += alpha
+            residual = blas.dsymv(-1.0, system, w, beta=1.0, y=rhs, lower=1)  # rhs - system w
+            return w + lapack.spotrs(factor, residual.astype(np.float32), lower=1)[0]
+    for extra in (0.0, lift * np.abs(np.diagonal(gram)).max()):
+        a = np.array(gram, dtype=np.float64, order="F")
+        a[diagonal] += alpha + extra
+        factor, info = lapack.dpotrf(a, lower=1, overwrite_a=1, clean=0)
+        if info == 0:
+            return lapack.dpotrs(factor, rhs, lower=1)[0]
+    raise np.linalg.LinAlgError(f"the ridge system is not positive definite (LAPACK dpotrf info {info})")
+
+
+def _ridge_in_torch(xc: torch.Tensor, z: torch.Tensor, alpha: float, lift: float) -> torch.Tensor:
+    """Ridge's w (float64) for the centered rows xc and targets z, in torch on their device."""
+    if xc.shape[1] <= xc.shape[0]:  # (X'X + aI) w = X'z
+        return torch.cholesky_solve((xc.T @ z).double()[:, None], _cholesky((xc.T @ xc).double(), alpha, lift))[:, 0]
+    dual = torch.cholesky_solve(z.double()[:, None], _cholesky((xc @ xc.T).double(), alpha, lift))[:, 0]
+    return (xc.T @ dual.to(xc.dtype)).double()
+
+
+def _cholesky(gram: torch.Tensor, alpha: float, lift: float) -> torch.Tensor:
     gram.diagonal().add_(alpha)
     factor, info = torch.linalg.cholesky_ex(gram)
     if int(info) != 0:  # only where alpha is far below the rounding of gram: lift the diagonal
-        gram.diagonal().add_(gram.diagonal().abs().max() * 1e-12)
+        gram.diagonal().add_(gram.diagonal().abs().max() * lift)
         factor = torch.linalg.cholesky(gram)
     return factor
