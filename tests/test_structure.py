@@ -65,7 +65,7 @@ def test_no_module_imports_one_that_imports_it_back():
 # The package's parts from the bottom up (ARCHITECTURE.md draws them): a module imports from its
 # own part or from parts below it, never above.
 LAYERS = [
-    {"config", "devices", "resources"},  # what every part shares: the config's composition and errors, devices, data files
+    {"config", "devices", "products", "resources"},  # what every part shares: the config's composition and errors, devices, matrix products, data files
     {"stores", "sound"},  # files, caches, MLflow; decoding, resampling, spectrograms
     {"datasets"},
     {"frontends"},

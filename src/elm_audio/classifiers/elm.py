@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
 from .kinds import TaggerMixin, check_tags, check_targets, standardizer
-from .products import linear
+from ..products import linear
 
 # scipy <= 1.6's pinv2, which the original called: singular values below 1e6 eps max(s) are cut.
 PINV_RTOL = 1e6 * torch.finfo(torch.float64).eps

@@ -36,7 +36,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .kinds import TaggerMixin, check_tags, check_targets
-from .products import linear
+from ..products import linear
 
 # the most bytes one chunk of queries' similarities to the training rows may take
 CHUNK_BYTES = 64 * 2**20

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
 from .kinds import TaggerMixin, check_tags, check_targets, constant_tags, standardizer
-from .products import linear
+from ..products import linear
 
 KERNELS = ("rbf", "linear")
 _GRAM_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()

@@ -1,4 +1,4 @@
-"""Matrix products for the classifiers, at the CPU's float32 limit.
+"""Matrix products at the CPU's float32 limit, for the classifiers and the front-ends' 1-frame filters.
 
 torch.matmul on the CPU calls MKL's sgemm, which picks its kernels by the CPU's vendor: on AMD
 processors it runs AVX2 code even where they have AVX-512 (a Zen 5 reaches about half its
@@ -32,7 +32,7 @@ def mkl_runs_avx2_only() -> bool:
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x @ weight.T + bias for 2-D x (n, k) and weight (m, k), like torch.nn.functional.linear,
     through whichever library is faster on this CPU."""
-    if x.device.type == "cpu" and x.dtype == torch.float32 and mkl_runs_avx2_only() and torch.backends.mkldnn.is_available():
+    if x.device.type == "cpu" and x.dtype == torch.float32 and x.shape[0] and mkl_runs_avx2_only() and torch.backends.mkldnn.is_available():
         return onednn_linear(x, weight, bias)
     return F.linear(x, weight, bias)
 
