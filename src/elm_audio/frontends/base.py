@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..products import linear
 from ..sound.decode import SAMPLE_RATE
 from ..sound.dsp import LogMel
 
@@ -195,8 +196,10 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor:
     return F.pad(x, (total // 2, total - total // 2))
 
 
-# 1-frame filters are computed this many frames at a time (the offsets' products of a chunk stay in cache)
-ONE_FRAME_CHUNK = 64
+# 1-frame filters are computed a few frames at a time: each chunk's products (every frame's
+# bands at every offset times every filter) take about this many bytes, what stays in a core's
+# L2 cache while they are maximized (measured on a Zen 4: 1.7x the rate of 4x larger chunks)
+ONE_FRAME_BYTES = 3 << 20
 
 
 def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -> torch.Tensor:
@@ -296,12 +299,20 @@ def banded_max_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
 
 def one_frame_max(spec: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """frequency_max_conv of 1-frame filters ``weight`` (filters, bands): (batch, filters, frames)."""
-    bands = weight.shape[1]
-    kernel = weight.t().contiguous()
+    filters, bands = weight.shape
+    batch, frames, mels = spec.shape
+    offsets = mels - bands + 1
+    step = max(1, ONE_FRAME_BYTES // (max(batch, 1) * offsets * filters * spec.element_size()))
+    kernel = weight.contiguous()
     pooled = []
-    for t0 in range(0, spec.shape[1], ONE_FRAME_CHUNK):
-        windows = spec[:, t0 : t0 + ONE_FRAME_CHUNK].unfold(-1, bands, 1)  # (batch, frames, offsets, bands)
-        pooled.append(torch.matmul(windows, kernel).amax(dim=2))
+    for t0 in range(0, frames, step):
+        windows = spec[:, t0 : t0 + step].unfold(-1, bands, 1)  # (batch, frames, offsets, bands)
+        if batch:  # one 2-D product of the windows' rows through the CPU's faster library
+            # (products.linear), where torch.matmul of the 4-D view ran at half the rate
+            products = linear(windows.reshape(-1, bands), kernel).view(*windows.shape[:3], filters)
+        else:  # profile's empty batch: a product whose output keeps the batch axis FlopCount reads
+            products = torch.matmul(windows, kernel.t())
+        pooled.append(products.amax(dim=2))
     out = torch.cat(pooled, dim=1).transpose(1, 2)  # (batch, filters, frames), channels-last
     return out if bias is None else out + bias[:, None]
 
