@@ -31,7 +31,7 @@ from sklearn.datasets import make_classification
 from sklearn.svm import SVC
 
 from elm_audio.classifiers import ELMClassifier, KernelSVC, svm
-from elm_audio.classifiers.products import mkl_runs_avx2_only, onednn_linear
+from elm_audio.products import mkl_runs_avx2_only, onednn_linear
 from elm_audio.config import compose, native_frontends
 from elm_audio.datasets import Clip
 from elm_audio.datasets.synth import synth_clip
@@ -89,6 +89,10 @@ NOTES = {
     "three-sample frames, the max-pool as a maximum over a reshaped view (1.4x).",
     "frame_level": "the residual back-end's 7-tap convolutions over 896 channels are GEMM-bound; the frame "
     "convolution (one input channel, stride 32) is not.",
+    "small_frontends": "each small front-end's extraction (batch 8, one decoding thread: the CPU's defaults) "
+    "on WAV and MP3 clips (29.5 s, 44.1 kHz stereo) against decoding alone (decode, resample to 12 kHz, fit: "
+    "the decoding thread's work, in one thread) and its network alone on the clips decoded beforehand; bound: "
+    "the slower of the two; of_decoding: extraction / decoding alone.",
     "end_to_end": "decoding (soundfile) and resampling (soxr) run in a decoding thread at low priority, "
     "outside the GIL, while the network computes. ratio: the median over rounds of extraction / network-only "
     "clips/s, each round's two runs adjacent in time; steady_ratio: the same once the pipeline runs (median "
@@ -305,6 +309,7 @@ class RssSampler(threading.Thread):
 def write_folder(root: Path, n: int, kinds: tuple[str, ...] = ("wav", "mp3")) -> list[Clip]:
     """n clips of 29.2 s (the input length), 44.1 kHz stereo, in turn of each format of ``kinds``
     (WAV, MP3)."""
+    root.mkdir(parents=True, exist_ok=True)
     clips = []
     for i in range(n):
         mono = synth_clip(("straight", "waltz")[i % 2], ("tone", "noise")[i % 2], i, 29.5, sr=44_100)
@@ -400,6 +405,44 @@ def end_to_end(name: str, clips: list[Clip], batch: int, rounds: int) -> dict:
         "peak_rss_first_half_mb": round(max(during[:middle]) / 1024),
         "peak_rss_second_half_mb": round(max(during[middle:]) / 1024),
     }
+
+
+def small_frontends(names: tuple[str, ...], clips: list[Clip], batch: int = 8) -> dict:
+    """What bounds the small front-ends (about 120 values a clip): each one's extraction with the
+    default settings (batch 8, one decoding thread) against decoding alone (decode, resample, fit:
+    the decoding thread's work, in this thread) and against its network alone on the same clips
+    decoded beforehand (two torch threads). ``bound`` is the slower of the two; ``of_decoding``
+    is extraction over the decoder's own rate."""
+    from elm_audio.extraction.inputs import InputSettings
+
+    rows = {}
+    for name in names:
+        release_memory()
+        front = build_frontend(compose([f"frontend={name}", "feature_size=small"])).eval()
+        audio = ClipAudio(clips, front, InputSettings())
+        start = time.perf_counter()
+        waves = torch.from_numpy(np.stack([audio[i][1] for i in range(len(clips))]))
+        decode_s = time.perf_counter() - start
+        with torch.inference_mode():
+            front(waves[:batch])  # warm-up
+            start = time.perf_counter()
+            for i in range(0, len(clips), batch):
+                front(waves[i : i + batch])
+            network_s = time.perf_counter() - start
+        out = np.empty((len(clips), profile(front)["feature_dim"]), dtype=np.float32)
+        start = time.perf_counter()
+        extract(front, clips, out, CPU, ExtractSettings(batch_size=batch, num_workers=1, progress=False))
+        extract_s = time.perf_counter() - start
+        decode, network, extraction = len(clips) / decode_s, len(clips) / network_s, len(clips) / extract_s
+        rows[name] = {
+            "decode_clips_per_s": round(decode, 1),
+            "network_clips_per_s": round(network, 1),
+            "clips_per_s": round(extraction, 1),
+            "bound": "decoding" if decode < network else "network",
+            "of_decoding": round(extraction / decode, 2),
+            "of_bound": round(extraction / min(decode, network), 2),
+        }
+    return rows
 
 
 def classifiers(n_train: int = 3600, n_test: int = 900, dim: int = 3585) -> dict:
@@ -689,10 +732,17 @@ def main() -> None:
         e2e = end_to_end("vgg", clips, batch=2, rounds=2 if args.quick else 4)
         result["end_to_end"] = e2e
         result["peak_rss_mb"] = e2e["peak_rss_mb"]
+        small = ("mfcc", *REQUIRED) if args.quick else native_frontends()
+        result["small_frontends"] = small_frontends(small, write_folder(Path(tmp) / "small", 32 if args.quick else 64))
     print(f"end to end (vgg large, WAV + MP3, decoding included): {e2e['clips_per_s']} clips/s = "
           f"{e2e['ratio']:.2f} x the same clips decoded beforehand ({e2e['network_clips_per_s']}; rounds {e2e['round_ratios']}); "
           f"steady {e2e['steady_ratio']:.3f}, start {e2e['start_s']} s; peak RSS {e2e['peak_rss_mb']} MB "
           f"(first half {e2e['peak_rss_first_half_mb']} MB, second half {e2e['peak_rss_second_half_mb']} MB)")  # fmt: skip
+
+    for name, row in result["small_frontends"].items():
+        print(f"  small {name:18s} extraction {row['clips_per_s']} clips/s; decoding alone {row['decode_clips_per_s']} "
+              f"(one thread), network alone {row['network_clips_per_s']}: bound by {row['bound']}, extraction = "
+              f"{row['of_decoding']:.2f} of decoding, {row['of_bound']:.2f} of the bound")  # fmt: skip
 
     result["classifiers"] = classifiers()
     c = result["classifiers"]
