@@ -35,8 +35,8 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .kinds import TaggerMixin, check_tags, check_targets
 from ..products import linear
+from .kinds import TaggerMixin, check_tags, check_targets
 
 # the most bytes one chunk of queries' similarities to the training rows may take
 CHUNK_BYTES = 64 * 2**20
