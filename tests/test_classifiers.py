@@ -210,7 +210,7 @@ def test_the_run_device_reaches_both_classifiers():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_the_classifiers_product_is_torch_linear_in_float32_arithmetic(product, dtype, with_bias):
-    from elm_audio.classifiers import products
+    from elm_audio import products
 
     linear = getattr(products, product)
     gen = torch.Generator().manual_seed(0)
