@@ -37,6 +37,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
+from ..products import linear
 from .kinds import TaggerMixin, check_tags, check_targets, constant_tags, standardizer
 
 
@@ -53,22 +54,32 @@ def logistic_lbfgs(x: torch.Tensor, targets: torch.Tensor, loss: str, C: float, 
         k = targets.shape[1]
         p = targets.mean(0).clamp(1e-6, 1 - 1e-6)
         b0 = (p / (1 - p)).log()
-    w = torch.zeros(d, k, dtype=x.dtype, device=x.device, requires_grad=True)
-    b = b0.clone().requires_grad_(True)
+    w = torch.zeros(d, k, dtype=x.dtype, device=x.device)
+    b = b0.clone()
     penalty = 1.0 / (2.0 * C * n)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, max_eval=max_iter * 5 // 4, tolerance_grad=tol,
                             tolerance_change=1e-12, history_size=10, line_search_fn="strong_wolfe")  # fmt: skip
 
+    rows = torch.arange(n, device=x.device)
+
+    @torch.no_grad()
     def closure():
-        opt.zero_grad()
-        logits = torch.addmm(b, x, w)
+        """The objective, and its gradients written by hand rather than by autograd, whose
+        backward took x.T @ grad: with (n, d) x and few columns, MKL computed that product 6x
+        more slowly than grad.T @ x, the same numbers (half of scikit-learn's speed overall)."""
+        logits = linear(x, w.T) + b
         if loss == "softmax":
-            value = F.cross_entropy(logits, targets)
+            log_p = F.log_softmax(logits, dim=1)
+            value = -log_p[rows, targets].mean()
+            residual = log_p.exp_()
+            residual[rows, targets] -= 1.0
         else:
             value = F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / n
-        value = value + penalty * (w * w).sum()
-        value.backward()
-        return value
+            residual = torch.sigmoid(logits).sub_(targets)
+        residual /= n  # d(mean loss) / d(logits)
+        w.grad = (residual.T @ x).T.contiguous().add_(w, alpha=2.0 * penalty)
+        b.grad = residual.sum(0)
+        return value + penalty * (w * w).sum()
 
     opt.step(closure)
     iterations = int(opt.state[w].get("n_iter", 0))
