@@ -170,9 +170,18 @@ class LinearProbeTagger(TaggerMixin, ClassifierMixin, _LinearBase):
     """One-vs-rest logistic regression for tags, every tag in one batched L-BFGS problem in torch
     on ``device``. ``decision_function`` returns the logits (n_samples, n_tags); ``predict`` 1
     where a logit is positive. A tag with one value only in the training rows scores a constant,
-    -1 (never present) or +1 (always)."""
+    -1 (never present) or +1 (always).
+
+    ``tol`` is 1e-5 by default, a tenth of the one-label probe's: one L-BFGS over every tag, its
+    curvature history shared by all of them, met 1e-4 with the rare tags short of their optimum
+    (50 tags, 20,000 clips: held-out mAP 0.809 against scikit-learn's one-vs-rest 0.836, and its
+    rarest tag's objective 17.7 against 10.6 at the optimum); at 1e-5 it reached 0.881, still
+    1.4x faster than scikit-learn (benchmarks/probes.py)."""
 
     kind = "multilabel"
+
+    def __init__(self, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-5, device: str = "cpu", random_state=None):
+        super().__init__(C=C, max_iter=max_iter, tol=tol, device=device, random_state=random_state)
 
     def fit(self, X, y) -> "LinearProbeTagger":
         self._validate_params()
