@@ -230,13 +230,7 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -
         if (x.shape[1] - bands + 1) * weight.shape[0] <= BANDED_COLUMNS:
             return banded_max_conv(x, weight, conv.bias)
         return FrequencyMaxConv.apply(x, weight, conv.bias)
-    if spec.dtype != torch.float32:
-        return channels_last_max(x, weight, conv.bias)
-    out = None
-    for f0 in range(x.shape[1] - bands + 1):
-        h = F.conv1d(x[:, f0 : f0 + bands], weight, conv.bias)
-        out = h if out is None else torch.maximum(out, h, out=out)
-    return out
+    return channels_last_max(x, weight, conv.bias)
 
 
 def plain_frequency_max_conv(
@@ -318,8 +312,10 @@ def one_frame_max(spec: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 
 
 def channels_last_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """frequency_max_conv's running maximum with channels-last maps, the layout oneDNN's bf16
-    kernels take without reordering: x (batch, mels, frames), weight (filters, bands, frames)."""
+    """frequency_max_conv's running maximum with channels-last maps, the layout oneDNN's kernels
+    take without reordering (bf16's, and float32's: 3% faster than 1-D convolutions on
+    channels-first slices, which oneDNN copied at every offset): x (batch, mels, frames), weight
+    (filters, bands, frames)."""
     bands = weight.shape[1]
     kernel = weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (filters, bands, 1, frames)
     image = x.unsqueeze(2)  # (batch, mels, 1, frames)
