@@ -166,3 +166,26 @@ def test_a_clip_rewritten_with_its_size_and_mtime_kept_is_extracted_again(tones,
 
     monkeypatch.setattr(contents, "file_sha256", reread)  # unchanged files: their digests are remembered
     assert make_plan(load(compose(folder_run(tmp_path, tones)))).key == second.key
+
+
+def test_ctrl_c_between_a_checked_file_and_its_checksum_waits_for_both(tmp_path, monkeypatch):
+    """An interrupted training's checkpoint is written with write_checked: Ctrl-C landing after
+    the file is renamed into place but before its checksum is must not leave the new file beside
+    the old checksum (the resume would set the checkpoint aside and train from epoch 1)."""
+    from elm_audio.stores import cache as cache_module
+    from elm_audio.stores.cache import read_checked, write_checked
+
+    path = tmp_path / "last.pt"
+    write_checked(path, b"epoch 7")
+    real_write_new = cache_module.write_new
+
+    def interrupted_after_the_file(target, data):
+        real_write_new(target, data)
+        if target == path:  # the file is in place, its checksum not yet
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(cache_module, "write_new", interrupted_after_the_file)
+    with pytest.raises(KeyboardInterrupt):
+        write_checked(path, b"epoch 8")
+    assert read_checked(path) == b"epoch 8"  # both written, then the interrupt delivered
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler put back

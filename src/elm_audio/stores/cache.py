@@ -18,7 +18,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -256,9 +258,34 @@ class FeatureCache:
 def write_checked(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` with its SHA-256 beside it (``<name>.sha256``, in sha256sum's
     format), each through a fresh temporary file renamed into place (never through a link
-    planted under either name): read it back with read_checked."""
-    write_new(path, data)
-    write_new(checksum_of(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
+    planted under either name): read it back with read_checked. Ctrl-C or SIGTERM waits for
+    both: between the two renames it would leave a file that no longer matches its checksum
+    (an interrupted training's last checkpoint, set aside as damaged by the resume)."""
+    with interrupts_held():
+        write_new(path, data)
+        write_new(checksum_of(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """SIGINT and SIGTERM arriving inside are delivered when it ends (in the main thread, where
+    Python runs signal handlers; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler is not None:  # None: a handler installed outside Python, left alone
+            previous[signum] = signal.signal(signum, lambda received, frame: held.append(received))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in held:
+            signal.raise_signal(signum)
 
 
 def read_checked(path: Path) -> bytes:
