@@ -18,7 +18,7 @@ networks' 474 to 1,039 clips/s in bf16), and it ran with 16 decoding threads and
 - batch: the largest power of two, at most CUDA_MOST_BATCH, whose estimated peak memory fits in
   MEMORY_SHARE of the GPU's *total* memory. Total, not free: every process on the same GPU model
   then picks the same batch, whatever else runs there, and the chunks of a shared extraction
-  record the batch they were computed with (chunks.py), so processes sharing one must agree.
+  are computed per batch size (chunks.py), so only processes of one batch size share them.
 
 The estimate is the front-end's own: one clip's forward pass (the log-mel included) traced on
 the meta device in the layer forms CUDA takes, counting the bytes of the maps held at once, in the

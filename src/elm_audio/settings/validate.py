@@ -93,21 +93,14 @@ def integer(cfg: DictConfig, key: str, minimum: int | None = None, maximum: int 
 
 
 def integer_or_auto(cfg: DictConfig, key: str, minimum: int, maximum: int) -> None:
-    """``auto`` (chosen for the device by settings.load: extraction/defaults.py) or a
-    whole number within bounds."""
-    v = value(cfg, key)
-    if isinstance(v, str) and v == AUTO:
+    """``auto`` (chosen for the device by settings.load: extraction/defaults.py) or what
+    ``integer`` takes, its message saying auto is the other choice."""
+    if value(cfg, key) == AUTO:
         return
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(
-            f"{key}={shown(v)} must be auto (chosen for the device) "
-            f"or a whole number from {minimum} to {maximum}"
-        )
-    if not minimum <= v <= maximum:
-        raise ConfigError(
-            f"{key}={v} must be at least {minimum}, at most {maximum}, "
-            "or auto (chosen for the device)"
-        )
+    try:
+        integer(cfg, key, minimum, maximum)
+    except ConfigError as err:
+        raise ConfigError(f"{err}, or auto (chosen for the device)") from None
 
 
 def device(cfg: DictConfig) -> None:
