@@ -98,14 +98,28 @@ def test_vgg_forms_agree() -> None:
     assert_near(plain, loops, 1e-5)
 
 
+def integer_valued(front: FrontEnd, x: torch.Tensor) -> torch.Tensor:
+    """The spectrogram and the frequency-max filters rounded to small integers, so that every
+    product and window sum is exact in float32 whatever the order of summation: both forms then
+    see the same maxima, ties included (the first offset wins them in both), where a near tie of
+    real values (a relative gap of 7e-7 in these clips) may go either way with the rounding."""
+    with torch.no_grad():
+        for conv in [*getattr(front, "timbral", []), *filter(None, [getattr(front, "conv", None)])]:
+            conv.weight.copy_((2 * conv.weight / conv.weight.std()).round())
+            conv.bias.zero_()
+    return (x / x.std()).mul(4).round()
+
+
 @pytest.mark.parametrize(
     "name, size",
-    # timbral_temporal small trains through banded_max_conv, large through FrequencyMaxConv
+    # timbral_temporal small trains through banded_max_conv, large through WindowMax
     [*((n, s) for n in ("timbral_temporal", "cnn_7x86") for s in ("small", "large")), ("vgg", "small")],
 )
 def test_training_forms_agree(name: str, size: str) -> None:
     front = build(name, size).trainable()
     x = spectrogram(front, 2, 1376 if name == "vgg" else SHORT)
+    if name != "vgg":
+        x = integer_valued(front, x)
     with forms(plain=False):
         loop_feats, loop_grads = gradients(front, x)
     with forms(plain=True):

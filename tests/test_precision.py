@@ -149,11 +149,18 @@ def test_bf16_that_computes_in_float32_shares_float32s_cache_key(tmp_path, monke
     assert key("precision=bf16") == key()
 
 
-# few filters take the banded product (banded_max_conv), more the per-offset convolutions
-@pytest.mark.parametrize("frames,bands,pad,filters", [(7, 86, 3, 5), (3, 38, 1, 5), (1, 38, 0, 5), (7, 86, 3, 100), (3, 38, 1, 24)])
-def test_the_training_max_pool_has_the_plain_max_pools_gradient(frames, bands, pad, filters):
+# few filters take the banded product (banded_max_conv), more the window products (WindowMax);
+# a silent stretch (every band alike) makes exact ties between offsets: the first one wins them
+@pytest.mark.parametrize(
+    "frames,bands,pad,filters,silent",
+    [(7, 86, 3, 5, False), (3, 38, 1, 5, False), (1, 38, 0, 5, False), (7, 86, 3, 100, False),
+     (3, 38, 1, 24, False), (1, 38, 0, 5, True), (3, 38, 1, 24, True), (1, 86, 0, 128, True)],
+)  # fmt: skip
+def test_the_training_max_pool_has_the_plain_max_pools_gradient(frames, bands, pad, filters, silent):
     g = torch.Generator().manual_seed(frames)
     spec = torch.randn(2, 40, 96, generator=g, dtype=torch.float64)
+    if silent:
+        spec[:, 10:30] = -4.0
     conv = torch.nn.Conv2d(1, filters, kernel_size=(frames, bands)).double()
     assert ((96 - bands + 1) * filters <= BANDED_COLUMNS) == (filters == 5)  # both forms are tested
     upstream = torch.randn(2, filters, 40 + 2 * pad - frames + 1, generator=g, dtype=torch.float64)
@@ -173,16 +180,17 @@ def test_the_training_max_pool_has_the_plain_max_pools_gradient(frames, bands, p
         torch.testing.assert_close(ours, plain, rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("filters", [8, 128])
-def test_under_autocast_the_training_max_pool_returns_float32_gradients_close_to_float32s(filters):
+# the banded product, the per-offset convolutions (few filters for their window) and WindowMax
+@pytest.mark.parametrize("filters,frames,bands", [(8, 7, 86), (128, 7, 86), (512, 1, 38)])
+def test_under_autocast_the_training_max_pool_returns_float32_gradients_close_to_float32s(filters, frames, bands):
     g = torch.Generator().manual_seed(0)
     spec = torch.randn(2, 64, 96, generator=g)
-    conv = torch.nn.Conv2d(1, filters, kernel_size=(7, 86))
+    conv = torch.nn.Conv2d(1, filters, kernel_size=(frames, bands))
 
     def weight_grad(reduced: bool) -> torch.Tensor:
         conv.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=reduced):
-            out = frequency_max_conv(spec, conv, 3)
+            out = frequency_max_conv(spec, conv, (frames - 1) // 2)
         out.float().sum().backward()
         return conv.weight.grad.clone()
 

@@ -196,41 +196,71 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int = 1) -> torch.Tensor:
     return F.pad(x, (total // 2, total - total // 2))
 
 
-# 1-frame filters are computed a few frames at a time: each chunk's products (every frame's
-# bands at every offset times every filter) take about this many bytes, what stays in a core's
-# L2 cache while they are maximized (measured on a Zen 4: 1.7x the rate of 4x larger chunks)
-ONE_FRAME_BYTES = 3 << 20
+# The window products are computed a few frames at a time: each chunk's windows and products
+# take about this many bytes (measured on a Zen 4: 10-30% faster than chunks of 1 or 32 MB)
+WINDOW_BYTES = 8 << 20
+# Window products replace the per-offset convolutions where a window's values (frames x bands)
+# are few for the filters: products of few outputs per row, with a long inner dimension, ran
+# below oneDNN's convolution kernels. Measured on a Zen 4 at batch 2 (GFLOP/s, convolutions
+# against products): inference fp32 1x38, 512 filters 129 vs 160; 7x86, 3,585 filters 174 vs
+# 179; 7x86, 128 filters 211 vs 196; 3x38, 256 filters 192 vs 185 (bf16 alike). Training
+# builds one gradient product where the convolutions build two, so there the products win more:
+# always in float32 and float64 (1x38: 1.7x, 3x38: 1.2x, 7x86 1.0-1.1x), in 16-bit floats
+# down to twice the window (bf16: 1x38 1.9x, 3x38 1.3x; 7x86, 128 filters 0.7x; 3,585 1.3x).
+INFERENCE_PRODUCTS = 4
+TRAINING_HALF_PRODUCTS = 2
 
 
 def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -> torch.Tensor:
     """max over frequency positions of a one-channel (frames x bands) convolution of a
     spectrogram (batch, frames, mels), valid in frequency: (batch, filters, frames').
 
-    Computed with the mel bands as input channels: at each frequency offset the filter is a
-    1-D convolution over time with ``bands`` input channels, and a running maximum replaces
-    the max-pool, so the unpooled map (filters x frames x offsets) is never held. This runs
-    near the matmul rate where a one-input-channel 2-D convolution does not. 1-frame filters
-    (inner dimension 38 or 86, memory-bound as convolutions) are one product of every frame's
-    bands at every offset, a few frames at a time, maximized at once. Under autograd,
-    FrequencyMaxConv keeps only which offset won. Apply the activation after: ReLU and ELU
-    commute with the maximum. Off the CPU, all of this is plain_frequency_max_conv.
+    The unpooled map (filters x frames x offsets) is never held whole. Two forms on the CPU,
+    chosen by the layer's shape (INFERENCE_PRODUCTS, TRAINING_HALF_PRODUCTS): window products
+    (window_max), every frame's window at every offset times every filter, a few frames at a
+    time, maximized at once; or per-offset convolutions (channels_last_max) with the mel bands
+    as input channels, a 1-D convolution over time at each offset and a running maximum. Both
+    run near the matmul rate where a one-input-channel 2-D convolution does not. Under
+    autograd, WindowMax and FrequencyMaxConv keep only which offset won; few filters take
+    banded_max_conv. Apply the activation after: ReLU and ELU commute with the maximum. Off the
+    CPU, all of this is plain_frequency_max_conv.
     """
     if plain_forms(spec):
         return plain_frequency_max_conv(spec, conv.weight, conv.bias, pad_time)
     frames, bands = conv.kernel_size
-    training = under_autograd(spec, conv.weight)
-    if frames == 1 and not pad_time and not training:
-        return one_frame_max(spec, conv.weight[:, 0, 0], conv.bias)
-    weight = conv.weight[:, 0].transpose(1, 2)  # (filters, bands, frames)
-    x = spec.transpose(1, 2)  # (batch, mels, frames)
-    if pad_time:
-        x = F.pad(x, (pad_time, pad_time))
-    x = x.contiguous()
-    if training:
-        if (x.shape[1] - bands + 1) * weight.shape[0] <= BANDED_COLUMNS:
-            return banded_max_conv(x, weight, conv.bias)
-        return FrequencyMaxConv.apply(x, weight, conv.bias)
-    return channels_last_max(x, weight, conv.bias)
+    filters, offsets, window = conv.out_channels, spec.shape[2] - bands + 1, frames * bands
+    weight = conv.weight[:, 0]  # (filters, frames, bands)
+    if under_autograd(spec, conv.weight):
+        if offsets * filters <= BANDED_COLUMNS:
+            return banded_max_conv(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias)
+        if computing_dtype(conv.weight).itemsize > 2 or filters >= TRAINING_HALF_PRODUCTS * window:
+            return WindowMax.apply(time_padded(spec, pad_time), weight, conv.bias)
+        return FrequencyMaxConv.apply(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias)
+    if filters >= INFERENCE_PRODUCTS * window:
+        return window_max(time_padded(spec, pad_time), weight, conv.bias)
+    return channels_last_max(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias)
+
+
+def time_padded(spec: torch.Tensor, pad: int, channels_first: bool = False) -> torch.Tensor:
+    """spec (batch, frames, mels) zero-padded by ``pad`` frames at each end: as it is, or
+    (batch, mels, frames) contiguous for the per-offset convolutions (mels as channels)."""
+    if channels_first:
+        return F.pad(spec.transpose(1, 2), (pad, pad)).contiguous()
+    return F.pad(spec, (0, 0, pad, pad)) if pad else spec
+
+
+def autocasting(device: torch.device) -> bool:
+    return torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type)
+
+
+def computing_dtype(weight: torch.Tensor) -> torch.dtype:
+    """The dtype a layer with ``weight`` computes in: autocast's where it is on."""
+    return torch.get_autocast_dtype(weight.device.type) if autocasting(weight.device) else weight.dtype
+
+
+def autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off while inside, where it was on: a Function computing in computing_dtype."""
+    return torch.autocast(device.type, enabled=False) if autocasting(device) else contextlib.nullcontext()
 
 
 def plain_frequency_max_conv(
@@ -291,24 +321,106 @@ def banded_max_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     return out if bias is None else out + bias[:, None]
 
 
-def one_frame_max(spec: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """frequency_max_conv of 1-frame filters ``weight`` (filters, bands): (batch, filters, frames)."""
-    filters, bands = weight.shape
-    batch, frames, mels = spec.shape
-    offsets = mels - bands + 1
-    step = max(1, ONE_FRAME_BYTES // (max(batch, 1) * offsets * filters * spec.element_size()))
-    kernel = weight.contiguous()
-    pooled = []
-    for t0 in range(0, frames, step):
-        windows = spec[:, t0 : t0 + step].unfold(-1, bands, 1)  # (batch, frames, offsets, bands)
-        if batch:  # one 2-D product of the windows' rows through the CPU's faster library
-            # (products.linear), where torch.matmul of the 4-D view ran at half the rate
-            products = linear(windows.reshape(-1, bands), kernel).view(*windows.shape[:3], filters)
-        else:  # profile's empty batch: a product whose output keeps the batch axis FlopCount reads
-            products = torch.matmul(windows, kernel.t())
-        pooled.append(products.amax(dim=2))
-    out = torch.cat(pooled, dim=1).transpose(1, 2)  # (batch, filters, frames), channels-last
-    return out if bias is None else out + bias[:, None]
+def window_products(x: torch.Tensor, kernel: torch.Tensor, frames: int, t0: int, t1: int) -> torch.Tensor:
+    """Every window of ``frames`` x bands of x (batch, frames', mels) starting at frames t0 to t1
+    and at every frequency offset, times every filter of ``kernel`` (filters, frames * bands):
+    (batch, t1 - t0, offsets, filters), one 2-D product through the CPU's faster library
+    (products.linear), where torch.matmul of the window view ran at half the rate."""
+    bands = kernel.shape[1] // frames
+    windows = x[:, t0 : t1 + frames - 1].unfold(1, frames, 1).unfold(2, bands, 1)  # (batch, t, offsets, frames, bands)
+    if not x.shape[0]:  # profile's empty batch: a product whose output keeps the batch axis FlopCount reads
+        return torch.matmul(windows.flatten(3), kernel.t())
+    return linear(windows.reshape(-1, kernel.shape[1]), kernel).view(*windows.shape[:3], -1)
+
+
+def chunk_frames(x: torch.Tensor, weight: torch.Tensor) -> int:
+    """How many frames of x (batch, frames', mels) window_products takes at once for filters
+    ``weight`` (filters, frames, bands): about WINDOW_BYTES of windows and their products."""
+    filters, frames, bands = weight.shape
+    per_frame = max(x.shape[0], 1) * (x.shape[2] - bands + 1) * (filters + frames * bands) * x.element_size()
+    return max(1, WINDOW_BYTES // per_frame)
+
+
+def window_chunks(x: torch.Tensor, weight: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """window_products of x (batch, frames', mels), time already padded, and ``weight``
+    (filters, frames, bands), chunk by chunk: (t0, t1, products of frames t0 to t1)."""
+    filters, frames, _ = weight.shape
+    kernel = weight.reshape(filters, -1)
+    length, step = x.shape[1] - frames + 1, chunk_frames(x, weight)
+    for t0 in range(0, length, step):
+        t1 = min(t0 + step, length)
+        yield t0, t1, window_products(x, kernel, frames, t0, t1)
+
+
+def window_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """frequency_max_conv's products form: x (batch, frames', mels), time already padded;
+    weight (filters, frames, bands): (batch, filters, frames' - frames + 1)."""
+    out = torch.cat([products.amax(dim=2) for _, _, products in window_chunks(x, weight)], dim=1).transpose(1, 2)
+    return out if bias is None else out + bias[:, None]  # (batch, filters, frames), channels-last
+
+
+class WindowMax(torch.autograd.Function):
+    """window_max for training: forward keeps, per output, the frequency offset that won (one
+    byte), not the products; backward builds each chunk's gradient of the products (the output's
+    gradient at the offset that won, zero elsewhere) and multiplies it with the chunk's windows
+    for the filters' gradient: one product as large as the forward's, where gradients through
+    the convolution at every offset cost two. The first offset wins ties, as in max_pool2d.
+    Under autocast it computes in the autocast dtype and returns gradients in the inputs' own
+    (master) dtypes."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        dtype = computing_dtype(weight)
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        offsets = x.shape[2] - weight.shape[2] + 1
+        with autocast_off(x.device):
+            xc, wc = x.to(dtype), weight.to(dtype)
+            # offsets counted down, so the largest of them where a product equals the maximum
+            # marks the first offset that reached it (argmax ran 3 times slower on the CPU)
+            small = torch.uint8 if offsets < 256 else torch.int16
+            countdown = torch.arange(offsets, 0, -1, dtype=small, device=x.device)[:, None]
+            pooled, won = [], []
+            for _, _, products in window_chunks(xc, wc):
+                top = products.amax(dim=2)
+                won.append(torch.eq(products, top[:, :, None]).to(small).mul_(countdown).amax(dim=2))
+                pooled.append(top)
+            out = torch.cat(pooled, dim=1).transpose(1, 2)
+            if bias is not None:
+                out = out + bias.to(dtype)[:, None]
+        # a NaN product equals nothing: its output's gradient goes to the last offset
+        ctx.save_for_backward(xc, wc, torch.cat(won, dim=1).clamp_(min=1).neg_().add_(offsets))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        xc, wc, won = ctx.saved_tensors
+        x_dtype, w_dtype, b_dtype = ctx.dtypes
+        filters, frames, bands = wc.shape
+        kernel = wc.reshape(filters, -1)
+        batch, padded, mels = xc.shape
+        offsets, length, step = mels - bands + 1, padded - frames + 1, chunk_frames(xc, wc)
+        g = grad.to(kernel.dtype).transpose(1, 2)  # (batch, frames, filters)
+        accumulate = torch.promote_types(kernel.dtype, torch.float32)
+        grad_w = kernel.new_zeros(kernel.shape[::-1], dtype=accumulate) if ctx.needs_input_grad[1] else None
+        grad_x = torch.zeros_like(xc, dtype=accumulate) if ctx.needs_input_grad[0] else None
+        for t0 in range(0, length, step):
+            t1 = min(t0 + step, length)
+            per_product = g.new_zeros(batch, t1 - t0, offsets, filters)
+            per_product.scatter_(2, won[:, t0:t1, None].long(), g[:, t0:t1, None])
+            per_product = per_product.view(-1, filters)
+            windows = xc[:, t0 : t1 + frames - 1].unfold(1, frames, 1).unfold(2, bands, 1)
+            if grad_w is not None:  # windows.T @ per_product: MKL's faster order of the two
+                grad_w += windows.reshape(per_product.shape[0], -1).T @ per_product
+            if grad_x is not None:  # each window's gradient, summed back where the windows overlap
+                per_window = (per_product @ kernel).view(batch, t1 - t0, offsets, frames * bands)
+                columns = per_window.permute(0, 3, 1, 2).reshape(batch, frames * bands, -1)
+                grad_x[:, t0 : t1 + frames - 1] += F.fold(columns, (t1 - t0 + frames - 1, mels), (frames, bands))[:, 0]
+        grad_b = grad.sum(dim=(0, 2), dtype=torch.promote_types(grad.dtype, torch.float32)).to(b_dtype) if b_dtype is not None and ctx.needs_input_grad[2] else None
+        return (
+            None if grad_x is None else grad_x.to(x_dtype),
+            None if grad_w is None else grad_w.T.reshape(-1, frames, bands).to(w_dtype),
+            grad_b,
+        )
 
 
 def channels_last_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -336,11 +448,9 @@ class FrequencyMaxConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        kind = x.device.type
-        autocasting = torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
-        dtype = torch.get_autocast_dtype(kind) if autocasting else weight.dtype
+        dtype = computing_dtype(weight)
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
-        with torch.autocast(kind, enabled=False) if autocasting else contextlib.nullcontext():
+        with autocast_off(x.device):
             xc, wc = x.to(dtype), weight.to(dtype)
             bc = None if bias is None else bias.to(dtype)
             bands = weight.shape[1]
