@@ -207,7 +207,8 @@ ONE_FRAME_BYTES = 3 << 20
 # are few for the filters: products of few outputs per row, with a long inner dimension, ran
 # below oneDNN's convolution kernels. Measured on a Zen 4 at batch 2 (GFLOP/s, convolutions
 # against products): inference fp32 1x38, 512 filters 129 vs 160; 7x86, 3,585 filters 174 vs
-# 179; 7x86, 128 filters 211 vs 196; 3x38, 256 filters 192 vs 185 (bf16 alike). Training
+# 179; 7x86, 128 filters 211 vs 196; 3x38, 256 filters 192 vs 185 (bf16 alike); 1-frame
+# filters take the products however few (1x86, 16 filters at batch 8: 18 vs 37). Training
 # builds one gradient product where the convolutions build two, so there the products win more:
 # always in float32 and float64 (1x38: 1.7x, 3x38: 1.2x, 7x86 1.0-1.1x), in 16-bit floats
 # down to twice the window (bf16: 1x38 1.9x, 3x38 1.3x; 7x86, 128 filters 0.7x; 3,585 1.3x).
@@ -240,7 +241,7 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -
         if computing_dtype(conv.weight).itemsize > 2 or filters >= TRAINING_HALF_PRODUCTS * window:
             return WindowMax.apply(time_padded(spec, pad_time), weight, conv.bias)
         return FrequencyMaxConv.apply(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias)
-    if filters >= INFERENCE_PRODUCTS * window:
+    if frames == 1 or filters >= INFERENCE_PRODUCTS * window:
         return window_max(time_padded(spec, pad_time), weight, conv.bias)
     return channels_last_max(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias)
 
