@@ -326,13 +326,18 @@ def banded_max_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     return out if bias is None else out + bias[:, None]
 
 
+def windows_of(x: torch.Tensor, frames: int, bands: int, t0: int, t1: int) -> torch.Tensor:
+    """The frames x bands windows of x (batch, frames', mels) starting at frames t0 to t1, at
+    every frequency offset: a view (batch, t1 - t0, offsets, frames, bands)."""
+    return x[:, t0 : t1 + frames - 1].unfold(1, frames, 1).unfold(2, bands, 1)
+
+
 def window_products(x: torch.Tensor, kernel: torch.Tensor, frames: int, t0: int, t1: int) -> torch.Tensor:
     """Every window of ``frames`` x bands of x (batch, frames', mels) starting at frames t0 to t1
     and at every frequency offset, times every filter of ``kernel`` (filters, frames * bands):
     (batch, t1 - t0, offsets, filters), one 2-D product through the CPU's faster library
     (products.linear), where torch.matmul of the window view ran at half the rate."""
-    bands = kernel.shape[1] // frames
-    windows = x[:, t0 : t1 + frames - 1].unfold(1, frames, 1).unfold(2, bands, 1)  # (batch, t, offsets, frames, bands)
+    windows = windows_of(x, frames, kernel.shape[1] // frames, t0, t1)
     if not x.shape[0]:  # profile's empty batch: a product whose output keeps the batch axis FlopCount reads
         return torch.matmul(windows.flatten(3), kernel.t())
     return linear(windows.reshape(-1, kernel.shape[1]), kernel).view(*windows.shape[:3], -1)
@@ -347,21 +352,20 @@ def chunk_frames(x: torch.Tensor, weight: torch.Tensor) -> int:
     return max(1, (ONE_FRAME_BYTES if frames == 1 else WINDOW_BYTES) // per_frame)
 
 
-def window_chunks(x: torch.Tensor, weight: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
+def window_chunks(x: torch.Tensor, weight: torch.Tensor) -> Iterator[torch.Tensor]:
     """window_products of x (batch, frames', mels), time already padded, and ``weight``
-    (filters, frames, bands), chunk by chunk: (t0, t1, products of frames t0 to t1)."""
+    (filters, frames, bands), chunk_frames frames at a time."""
     filters, frames, _ = weight.shape
     kernel = weight.reshape(filters, -1)
     length, step = x.shape[1] - frames + 1, chunk_frames(x, weight)
     for t0 in range(0, length, step):
-        t1 = min(t0 + step, length)
-        yield t0, t1, window_products(x, kernel, frames, t0, t1)
+        yield window_products(x, kernel, frames, t0, min(t0 + step, length))
 
 
 def window_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """frequency_max_conv's products form: x (batch, frames', mels), time already padded;
     weight (filters, frames, bands): (batch, filters, frames' - frames + 1)."""
-    out = torch.cat([products.amax(dim=2) for _, _, products in window_chunks(x, weight)], dim=1).transpose(1, 2)
+    out = torch.cat([products.amax(dim=2) for products in window_chunks(x, weight)], dim=1).transpose(1, 2)
     return out if bias is None else out + bias[:, None]  # (batch, filters, frames), channels-last
 
 
@@ -386,7 +390,7 @@ class WindowMax(torch.autograd.Function):
             small = torch.uint8 if offsets < 256 else torch.int16
             countdown = torch.arange(offsets, 0, -1, dtype=small, device=x.device)[:, None]
             pooled, won = [], []
-            for _, _, products in window_chunks(xc, wc):
+            for products in window_chunks(xc, wc):
                 top = products.amax(dim=2)
                 won.append(torch.eq(products, top[:, :, None]).to(small).mul_(countdown).amax(dim=2))
                 pooled.append(top)
@@ -414,7 +418,7 @@ class WindowMax(torch.autograd.Function):
             per_product = g.new_zeros(batch, t1 - t0, offsets, filters)
             per_product.scatter_(2, won[:, t0:t1, None].long(), g[:, t0:t1, None])
             per_product = per_product.view(-1, filters)
-            windows = xc[:, t0 : t1 + frames - 1].unfold(1, frames, 1).unfold(2, bands, 1)
+            windows = windows_of(xc, frames, bands, t0, t1)
             if grad_w is not None:  # windows.T @ per_product: MKL's faster order of the two
                 grad_w += windows.reshape(per_product.shape[0], -1).T @ per_product
             if grad_x is not None:  # each window's gradient, summed back where the windows overlap
