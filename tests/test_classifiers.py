@@ -206,6 +206,19 @@ def test_the_run_device_reaches_both_classifiers():
                 cuda.fit(*blobs())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_kernels_gram_matrix_is_the_product_of_the_rows_with_themselves(dtype):
+    from elm_audio.products import gram
+
+    x = torch.randn(300, 500, generator=torch.Generator().manual_seed(0), dtype=dtype)[:, ::2]  # strided
+    exact = x.double() @ x.double().T
+    out = gram(x)
+    assert out.shape == (300, 300) and out.dtype == dtype
+    assert torch.equal(out, out.T)  # both triangles, as libsvm reads the whole matrix
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert (out.double() - exact).abs().max() <= tol * exact.abs().max()
+
+
 @pytest.mark.parametrize("product", ["linear", "onednn_linear"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("with_bias", [True, False])

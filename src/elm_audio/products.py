@@ -44,3 +44,13 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     image = x.contiguous().view(1, n, 1, k).permute(0, 3, 1, 2)
     out = F.conv2d(image, weight.contiguous().view(m, k, 1, 1), bias)
     return out.permute(0, 2, 3, 1).reshape(n, m)
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """x @ x.T for 2-D x. On the CPU by BLAS's symmetric rank-k update, which numpy's matmul
+    takes for a product of an array with its own transpose: half a general product's arithmetic
+    (torch has none; the SVM's 3,600 x 3,585 training kernel 0.30 s against 0.51 s)."""
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.shape[0]:
+        rows = x.detach().contiguous().numpy()
+        return torch.from_numpy(rows @ rows.T)
+    return linear(x, x)

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
 from .kinds import TaggerMixin, check_tags, check_targets, constant_tags, standardizer
-from ..products import linear
+from ..products import gram, linear
 
 KERNELS = ("rbf", "linear")
 _GRAM_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
@@ -33,7 +33,7 @@ _GRAM_CACHE_BYTES = 2 * 1024**3
 
 def kernel_matrix(a: torch.Tensor, b: torch.Tensor, kernel: str, gamma: float) -> torch.Tensor:
     """K[i, j] = exp(-gamma ||a_i - b_j||^2), or a_i . b_j; computed in the inputs' dtype."""
-    dot = linear(a, b)
+    dot = gram(a) if a is b else linear(a, b)
     if kernel == "linear":
         return dot
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * dot
@@ -64,11 +64,11 @@ class _KernelBase(BaseEstimator):
             _GRAM_CACHE.move_to_end(key)
             return _GRAM_CACHE[key]
         x = self._tensor(X)
-        gram = kernel_matrix(x, x, self.kernel, self.gamma_).double().cpu().numpy()
-        _GRAM_CACHE[key] = gram
+        matrix = kernel_matrix(x, x, self.kernel, self.gamma_).double().cpu().numpy()
+        _GRAM_CACHE[key] = matrix
         while sum(g.nbytes for g in _GRAM_CACHE.values()) > _GRAM_CACHE_BYTES and len(_GRAM_CACHE) > 1:
             _GRAM_CACHE.popitem(last=False)
-        return gram
+        return matrix
 
     def _cross(self, X) -> np.ndarray:
         check_is_fitted(self, "X_fit_")
