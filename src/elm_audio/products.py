@@ -1,4 +1,4 @@
-"""Matrix products at the CPU's float32 limit, for the classifiers and the front-ends' 1-frame filters.
+"""Matrix products at the CPU's float32 limit, for the classifiers and the spectrogram filters' window products.
 
 torch.matmul on the CPU calls MKL's sgemm, which picks its kernels by the CPU's vendor: on AMD
 processors it runs AVX2 code even where they have AVX-512 (a Zen 5 reaches about half its

@@ -17,7 +17,8 @@ FIRST_BLOCK_CHUNK = 32
 # 256 KB in float32, stay in the core's cache while they are maximized. bf16 products go
 # through oneDNN's matmul, whose cost per call wants larger chunks (vgg large on a Zen 4: 1.18 s
 # a batch of two at 1 << 16, 1.07 s at 1 << 19).
-FIRST_BLOCK_VALUES = {torch.float32: 1 << 16, torch.bfloat16: 1 << 19}
+FIRST_BLOCK_VALUES = 1 << 16
+BF16_FIRST_BLOCK_VALUES = 1 << 19
 
 
 def max_pool(h: torch.Tensor, pool: tuple[int, int]) -> torch.Tensor:
@@ -79,7 +80,8 @@ class VGG(FrontEnd):
         batch, frames, mels = windows.shape[:3]
         windows = windows.reshape(-1, wt * wf)
         out = None
-        step = max(1, FIRST_BLOCK_VALUES.get(computing_dtype(conv.weight), 1 << 16) // kernels.shape[1])
+        values = BF16_FIRST_BLOCK_VALUES if computing_dtype(conv.weight) == torch.bfloat16 else FIRST_BLOCK_VALUES
+        step = max(1, values // kernels.shape[1])
         for r0 in range(0, windows.shape[0], step):
             products = windows[r0 : r0 + step] @ kernels  # (rows, 8 x width)
             if out is None:  # in the products' dtype: bf16 under autocast (weights=trained's predictions)
