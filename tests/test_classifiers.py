@@ -142,8 +142,10 @@ def features_like(n=900, d=600, seed=0, class_sep=1.5):
 
 @pytest.mark.parametrize("kernel,gamma", [("rbf", "auto"), ("rbf", 0.0005), ("rbf", "scale"), ("linear", "auto")])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_kernel_svc_predicts_as_libsvms_own_kernel_does(kernel, gamma, dtype):
+@pytest.mark.parametrize("features", [np.float64, np.float32])  # float32: what the extracted features are
+def test_kernel_svc_predicts_as_libsvms_own_kernel_does(kernel, gamma, dtype, features):
     Xtr, ytr, Xte, yte = features_like()
+    Xtr, Xte = Xtr.astype(features), Xte.astype(features)
     plain = SVC(C=2.0, kernel=kernel, gamma=gamma).fit(Xtr, ytr)
     fast = KernelSVC(C=2.0, kernel=kernel, gamma=gamma, dtype=dtype).fit(Xtr, ytr)
     agree = np.mean(plain.predict(Xte) == fast.predict(Xte))
@@ -207,10 +209,15 @@ def test_the_run_device_reaches_both_classifiers():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_the_kernels_gram_matrix_is_the_product_of_the_rows_with_themselves(dtype):
+@pytest.mark.parametrize("view", ["strided", "transposed"])  # transposed: the ELM's h'h as gram(h.T)
+def test_the_kernels_gram_matrix_is_the_product_of_the_rows_with_themselves(dtype, view):
     from elm_audio.products import gram
 
-    x = torch.randn(300, 500, generator=torch.Generator().manual_seed(0), dtype=dtype)[:, ::2]  # strided
+    gen = torch.Generator().manual_seed(0)
+    if view == "strided":
+        x = torch.randn(300, 500, generator=gen, dtype=dtype)[:, ::2]
+    else:  # Fortran order
+        x = torch.randn(250, 300, generator=gen, dtype=dtype).T
     exact = x.double() @ x.double().T
     out = gram(x)
     assert out.shape == (300, 300) and out.dtype == dtype
@@ -228,7 +235,7 @@ def test_the_classifiers_product_is_torch_linear_in_float32_arithmetic(product, 
     linear = getattr(products, product)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(300, 500, generator=gen, dtype=dtype)
-    weight = torch.randn(700, 1000, generator=gen, dtype=dtype)[:, ::2]  # a strided view, as the ELM's blocks
+    weight = torch.randn(700, 1000, generator=gen, dtype=dtype)[:, ::2]  # a strided view
     bias = torch.randn(700, generator=gen, dtype=dtype) if with_bias else None
     exact = x.double() @ weight.double().T + (bias.double() if with_bias else 0)
     out = linear(x, weight, bias)

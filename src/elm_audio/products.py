@@ -47,10 +47,11 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
 
 def gram(x: torch.Tensor) -> torch.Tensor:
-    """x @ x.T for 2-D x. On the CPU by BLAS's symmetric rank-k update, which numpy's matmul
-    takes for a product of an array with its own transpose: half a general product's arithmetic
-    (torch has none; the SVM's 3,600 x 3,585 training kernel 0.30 s against 0.51 s)."""
+    """x @ x.T for 2-D x, symmetric to the last bit. On the CPU by BLAS's symmetric rank-k
+    update, which numpy's matmul takes for a product of an array with its own transpose (x may
+    be a transposed view, as h.T for h'h): half a general product's arithmetic (torch has none;
+    the SVM's 3,600 x 3,585 training kernel 0.30 s against 0.51 s)."""
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.shape[0]:
-        rows = x.detach().contiguous().numpy()
+        rows = (x if x.T.is_contiguous() else x.contiguous()).detach().numpy()  # BLAS takes either order
         return torch.from_numpy(rows @ rows.T)
     return linear(x, x)

@@ -14,24 +14,10 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
 from .kinds import TaggerMixin, check_tags, check_targets, standardizer
-from ..products import linear
+from ..products import gram, linear
 
 # scipy <= 1.6's pinv2, which the original called: singular values below 1e6 eps max(s) are cut.
 PINV_RTOL = 1e6 * torch.finfo(torch.float64).eps
-
-
-def lower_gram(h: torch.Tensor, blocks: int = 4) -> torch.Tensor:
-    """The lower block triangle of h'h, all that a Cholesky factorization reads: 10 of 16 block
-    products instead of the full product. The blocks above the diagonal are left as zeros."""
-    ht = h.T.contiguous()
-    n = ht.shape[0]
-    edges = [n * i // blocks for i in range(blocks + 1)]
-    gram = torch.zeros(n, n, dtype=h.dtype, device=h.device)
-    for i in range(blocks):
-        rows = ht[edges[i] : edges[i + 1]]
-        for j in range(i + 1):
-            gram[edges[i] : edges[i + 1], edges[j] : edges[j + 1]] = linear(rows, ht[edges[j] : edges[j + 1]])
-    return gram
 
 
 def largest_eigenvalue(h: torch.Tensor, steps: int = 4) -> float:
@@ -63,17 +49,16 @@ def solver_for(h: torch.Tensor, alpha: float) -> str:
     return "lstsq"
 
 
-def ridge_solve(gram: torch.Tensor, rhs: torch.Tensor, alpha: float, solver: str) -> torch.Tensor:
-    """(gram + alpha I)^-1 rhs, reading gram's lower triangle: by Cholesky in gram's precision
-    or, for ``lstsq``, by least squares. A float32 factorization can still fail just inside the
+def ridge_solve(products: torch.Tensor, rhs: torch.Tensor, alpha: float, solver: str) -> torch.Tensor:
+    """(products + alpha I)^-1 rhs for a symmetric matrix of products: by Cholesky in its
+    precision or, for ``lstsq``, by least squares. A float32 factorization can still fail just inside the
     bound (a system whose rounding errors all point one way): it is then solved by least squares."""
-    gram.diagonal().add_(alpha)
+    products.diagonal().add_(alpha)
     if solver != "lstsq":
-        factor, info = torch.linalg.cholesky_ex(gram)
+        factor, info = torch.linalg.cholesky_ex(products)
         if int(info) == 0:
             return torch.cholesky_solve(rhs, factor)
-    full = (gram.tril() + gram.tril(-1).T).double()
-    return torch.linalg.lstsq(full.cpu(), rhs.double().cpu()).solution.to(rhs.device, rhs.dtype)
+    return torch.linalg.lstsq(products.double().cpu(), rhs.double().cpu()).solution.to(rhs.device, rhs.dtype)
 
 
 class _ELMBase(BaseEstimator):
@@ -112,9 +97,9 @@ class _ELMBase(BaseEstimator):
         if self.solver_ == "pinv":
             self.w2_ = torch.linalg.pinv(h, rtol=PINV_RTOL) @ targets
         elif not dual:  # primal: (H'H + aI) W2 = H'Y
-            self.w2_ = ridge_solve(lower_gram(h), h.T @ targets, self.alpha, self.solver_)
+            self.w2_ = ridge_solve(gram(h.T), h.T @ targets, self.alpha, self.solver_)
         else:  # dual: W2 = H' (HH' + aI)^-1 Y
-            self.w2_ = h.T @ ridge_solve(linear(h, h), targets, self.alpha, self.solver_)
+            self.w2_ = h.T @ ridge_solve(gram(h), targets, self.alpha, self.solver_)
         return self
 
     def _outputs(self, X) -> np.ndarray:
