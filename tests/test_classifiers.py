@@ -242,3 +242,18 @@ def test_the_classifiers_product_is_torch_linear_in_float32_arithmetic(product, 
     assert out.shape == (300, 700) and out.dtype == dtype
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     assert (out.double() - exact).abs().max() <= tol * exact.abs().max()
+
+
+@pytest.mark.parametrize("rows", [40, 640, 7919])  # under 64; a multiple of 64; 123 x 64 + 47
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_gradient_product_is_the_rows_sum_x_transposed_times_g(rows, dtype):
+    from elm_audio.products import transposed_product
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, 2 * 86, generator=gen, dtype=dtype)[:, ::2]  # a strided view
+    g = torch.randn(rows, 128, generator=gen, dtype=dtype)
+    exact = x.double().T @ g.double()
+    out = transposed_product(x, g)
+    assert out.shape == (86, 128) and out.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert (out.double() - exact).abs().max() <= tol * exact.abs().max()

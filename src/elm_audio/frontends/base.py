@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..products import linear
+from ..products import linear, transposed_product
 from ..sound.decode import SAMPLE_RATE
 from ..sound.dsp import LogMel
 
@@ -392,7 +392,9 @@ class WindowMax(torch.autograd.Function):
             pooled, won = [], []
             for products in window_chunks(xc, wc):
                 top = products.amax(dim=2)
-                won.append(torch.eq(products, top[:, :, None]).to(small).mul_(countdown).amax(dim=2))
+                hits = torch.eq(products, top[:, :, None])
+                hits = hits.view(small) if small == torch.uint8 else hits.to(small)  # bool as bytes: no copy
+                won.append(hits.mul_(countdown).amax(dim=2))
                 pooled.append(top)
             out = torch.cat(pooled, dim=1).transpose(1, 2)
             if bias is not None:
@@ -419,8 +421,8 @@ class WindowMax(torch.autograd.Function):
             per_product.scatter_(2, won[:, t0:t1, None].long(), g[:, t0:t1, None])
             per_product = per_product.view(-1, filters)
             windows = windows_of(xc, frames, bands, t0, t1)
-            if grad_w is not None:  # windows.T @ per_product: MKL's faster order of the two
-                grad_w += windows.reshape(per_product.shape[0], -1).T @ per_product
+            if grad_w is not None:
+                grad_w += transposed_product(windows.reshape(per_product.shape[0], -1), per_product)
             if grad_x is not None:  # each window's gradient, summed back where the windows overlap
                 per_window = (per_product @ kernel).view(batch, t1 - t0, offsets, frames * bands)
                 columns = per_window.permute(0, 3, 1, 2).reshape(batch, frames * bands, -1)
