@@ -6,19 +6,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import N_MELS, FrontEnd, computing_dtype, plain_forms, under_autograd
+from .base import N_MELS, FrontEnd, plain_forms, under_autograd
 
 # (time, frequency) pool of each block: 1,376 x 96 -> 1 x 1
 POOLS = ((4, 2), (4, 3), (5, 2), (4, 2), (4, 4))
 # Under autograd (and while traced) the first block's map (width x 1,376 x 96) is computed
 # this many frames at a time.
 FIRST_BLOCK_CHUNK = 32
-# Otherwise it is computed a few pooling windows at a time: the products of this many values,
-# 256 KB in float32, stay in the core's cache while they are maximized. bf16 products go
-# through oneDNN's matmul, whose cost per call wants larger chunks (vgg large on a Zen 4: 1.18 s
-# a batch of two at 1 << 16, 1.07 s at 1 << 19).
-FIRST_BLOCK_VALUES = 1 << 16
-BF16_FIRST_BLOCK_VALUES = 1 << 19
+# Otherwise it is computed some pooling windows at a time, the products of this many values
+# (2 MB in float32) maximized while they are in the cache. Each chunk costs a product call and
+# a max call: vgg large's first block on a Zen 4, batch of two, took 320 ms in float32 at 1 << 16
+# (256 KB), 216 ms at 1 << 19, 210 at 1 << 20, 235 at 1 << 22; in bf16 (oneDNN's
+# matmul) the whole network 1.18 s at 1 << 16, 1.07 s at 1 << 19.
+FIRST_BLOCK_VALUES = 1 << 19
 
 
 def max_pool(h: torch.Tensor, pool: tuple[int, int]) -> torch.Tensor:
@@ -80,8 +80,7 @@ class VGG(FrontEnd):
         batch, frames, mels = windows.shape[:3]
         windows = windows.reshape(-1, wt * wf)
         out = None
-        values = BF16_FIRST_BLOCK_VALUES if computing_dtype(conv.weight) == torch.bfloat16 else FIRST_BLOCK_VALUES
-        step = max(1, values // kernels.shape[1])
+        step = max(1, FIRST_BLOCK_VALUES // kernels.shape[1])
         for r0 in range(0, windows.shape[0], step):
             products = windows[r0 : r0 + step] @ kernels  # (rows, 8 x width)
             if out is None:  # in the products' dtype: bf16 under autocast (weights=trained's predictions)
