@@ -73,16 +73,18 @@ NOTES = {
     "convolution (oneDNN, AVX-512 where the CPU has it), the float32 limit the convolutions really "
     "run against: ratio_onednn is gflops over that rate. The classifiers use the oneDNN product on AMD CPUs "
     "and torch.matmul elsewhere (machine.classifier_product).",
-    "timbral_temporal": "vertical filters run as 1-D convolutions over time with the mel bands as channels, one "
-    "per frequency offset, with a running maximum for the frequency max-pool (tried first: 2-D convolution "
-    "with one input channel, 0.2 of the GEMM rate; unfold + matmul, held back by im2col copies). The 1-frame "
-    "filters (inner dimension 38 or 86) stay below the GEMM rate whatever the formulation.",
+    "timbral_temporal": "vertical filters take one of two forms by shape: window products (every window at "
+    "every frequency offset times every filter, one 2-D product per cache-sized chunk, maximized in the cache) "
+    "for the 1-frame and many-filter layers, and in training for all (the filters' gradient one product, "
+    "through oneDNN's backward-weights kernel on AMD); 1-D convolutions over time with the mel bands as "
+    "channels, one per offset, with a running maximum, for the others. The 1-frame filters (inner dimension "
+    "38 or 86) stay below the GEMM rate whatever the formulation.",
     "vgg": "the first block (one input channel, 717 maps of 1,376 x 96) is memory-bound as a convolution: "
     "written as 2-D convolutions 32 frames at a time, pooled at once, it took 0.74 s of a 2-clip batch (a third "
     "of vgg, under 1% of its FLOPs), because the unpooled map is written and read back. It is now one product per "
     "few pooling windows (each window's 6 x 4 inputs times the kernel placed at its 8 positions), maximized while "
-    "the products are in the cache: 0.33 s, the same outputs to 1e-7, maps handed on in the next convolution's "
-    "layout (channels-last in bf16).",
+    "the products are in the cache (2 MB chunks): 0.22 s, the same outputs to 1e-7, maps handed on in the next "
+    "convolution's layout (channels-last in bf16).",
     "sample_level": "its 3-tap convolutions over 512 x 116,666 maps ran as 1-D convolutions on channels-first "
     "maps, which oneDNN reorders to its own layout and back on every call (0.48 of the oneDNN rate). The maps "
     "are now kept channels-last: channels-last 2-D convolutions, the stride-3 stem as a product over "
