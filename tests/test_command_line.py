@@ -69,6 +69,17 @@ def test_describe_refuses_a_mistyped_option_in_one_line(tmp_path):
     assert proc.stderr.strip() == "elm_audio.describe: frontend=vggg: frontend has no option vggg; did you mean vgg?"
 
 
+@pytest.mark.parametrize(
+    "frontend,needs",
+    [("hear", "frontend.module=<importable HEAR module>, e.g. frontend.module=hearbaseline"),
+     ("embeddings", "frontend.path=<folder of <clip id>.npy, or an .npz of clip_ids and embeddings>")],
+)  # fmt: skip
+def test_describe_names_the_key_an_imported_front_end_needs(tmp_path, frontend, needs):
+    proc = run_cli("elm_audio.describe", f"frontend={frontend}", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and not proc.stdout and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"elm_audio.describe: frontend={frontend} needs {needs}"
+
+
 def test_describe_prints_a_table_and_with_json_the_same_figures(tmp_path):
     args = ("frontend=cnn_7x96", "feature_size=small")
     lines = run_cli("elm_audio.describe", *args, cwd=tmp_path).stdout.splitlines()

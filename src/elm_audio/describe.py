@@ -21,6 +21,7 @@ from .config import ConfigError, choices, compose, native_frontends
 from .frontends.profile import profile
 from .settings.components import build_frontend
 from .settings.unknown_keys import check
+from .settings.validate import imported_frontend
 
 USAGE = "python -m elm_audio.describe [--json] [frontend=<name|all>] [feature_size=<small|large>] [key=value ...]"
 DESCRIPTION = """\
@@ -38,6 +39,7 @@ NUMERIC = {3, 4, 5}  # the columns right-aligned
 
 
 def describe(cfg: DictConfig) -> dict[str, Any]:
+    imported_frontend(cfg)  # frontend=hear or embeddings: the key each needs is given (a ConfigError names it)
     return {"frontend": cfg.frontend.name, "feature_size": cfg.feature_size.name, **profile(build_frontend(cfg))}
 
 
