@@ -69,6 +69,15 @@ def test_describe_refuses_a_mistyped_option_in_one_line(tmp_path):
     assert proc.stderr.strip() == "elm_audio.describe: frontend=vggg: frontend has no option vggg; did you mean vgg?"
 
 
+@pytest.mark.parametrize("command,override", [("elm_audio", "frontend=vgg,"), ("elm_audio.describe", "classifier.C=[1")])
+def test_an_override_hydra_cannot_read_is_refused_in_one_line(tmp_path, command, override):
+    proc = run_cli(command, override, cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and not proc.stdout and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        f"{command}: {override}: not an override Hydra can read; the grammar: https://hydra.cc/docs/advanced/override_grammar/basic"
+    )
+
+
 @pytest.mark.parametrize(
     "frontend,needs",
     [("hear", "frontend.module=<importable HEAR module>, e.g. frontend.module=hearbaseline"),

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from hydra.errors import HydraException, OverrideParseException
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from .config import ConfigError, choices, compose, native_frontends
@@ -33,7 +33,6 @@ EXAMPLES = """examples:
   python -m elm_audio.describe frontend=all                 every front-end at both sizes
   python -m elm_audio.describe frontend=temporal            one front-end at both sizes
   python -m elm_audio.describe frontend=vgg feature_size=large --json"""
-GRAMMAR = "the grammar: https://hydra.cc/docs/advanced/override_grammar/basic"
 HEADER = ("front-end", "size", "input", "feature_dim", "parameters", "GFLOP/clip", "layers tapped")
 NUMERIC = {3, 4, 5}  # the columns right-aligned
 
@@ -111,8 +110,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(list(sys.argv[1:] if argv is None else argv))
     try:
         out = rows(args.overrides)
-    except OverrideParseException as err:  # Hydra's message: three lines, every override as a Python list
-        raise SystemExit(f"elm_audio.describe: {err.override}: not an override Hydra can read; {GRAMMAR}") from None
     except (ConfigError, HydraException) as err:  # a mistyped option or key; what Hydra refuses
         raise SystemExit(f"elm_audio.describe: {err}") from None
     if args.json:

@@ -20,11 +20,12 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
-from hydra.errors import HydraException
+from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, ListConfig
 
 from ..config import CONFIG_DIR, ConfigError, compose
 
+GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic"
 # Options Hydra accepts that are not meant to be chosen (docs/sweeps.md): never suggested or listed.
 INTERNAL_OPTIONS = {"hydra/sweeper": ("optuna", "elm_audio_optuna")}
 
@@ -122,8 +123,8 @@ def check(overrides: Sequence[str]) -> None:
     config does not define."""
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except HydraException:
-        return  # a syntax error: Hydra's own message says where
+    except OverrideParseException as err:  # Hydra's message: three lines, every override as a Python list
+        raise ConfigError(f"{err.override}: not an override Hydra can read; the grammar: {GRAMMAR}") from None
     check_options(parsed)
     parsed = [o for o in parsed if o.key_or_group != "hydra" and not o.key_or_group.startswith(("hydra.", "hydra/"))]
     chosen = [o for o in parsed if is_group(o.key_or_group) and not o.is_delete()]
