@@ -46,8 +46,22 @@ def cluster():
         pytest.skip(f"no SLURM cluster here: {err}")
 
 
-def _slurm(env, *cmd: str) -> str:
-    return subprocess.run(list(cmd), env=env, capture_output=True, text=True, check=True, timeout=30).stdout
+def _slurm(env, *cmd: str, attempts: int = 5) -> str:
+    """A SLURM client command's output. While slurmctld is busy starting or ending jobs on two
+    loaded cores, a query can fail ("Socket timed out on send/recv operation"; squeue exited 1 in
+    one CI run): as a user would, it is retried a few times before the test fails with its stderr."""
+    why = ""
+    for attempt in range(attempts):
+        try:
+            proc = subprocess.run(list(cmd), env=env, capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            why = "no answer in 30 s"
+        else:
+            if proc.returncode == 0:
+                return proc.stdout
+            why = proc.stderr.strip() or f"exit status {proc.returncode}"
+        time.sleep(1 + attempt)
+    raise AssertionError(f"{' '.join(cmd)} failed {attempts} times; the last: {why}")
 
 
 def _wait_for(what: str, check, seconds: float, proc: subprocess.Popen | None = None):
