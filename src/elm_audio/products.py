@@ -54,8 +54,7 @@ def transposed_product(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     whole = n - n % 64
     if not whole or not onednn_is_faster(x):
         return x.T @ g
-    image = x[:whole].contiguous().view(1, whole, 1, k).permute(0, 3, 1, 2)  # as onednn_linear's: no copy
-    grad_out = g[:whole].contiguous().view(1, whole, 1, m).permute(0, 3, 1, 2)
+    image, grad_out = channels_last_image(x[:whole]), channels_last_image(g[:whole])
     shape_only = x.new_empty(m, k, 1, 1)  # the kernel's values do not enter its gradient
     _, grad_weight, _ = torch.ops.aten.convolution_backward(
         grad_out, image, shape_only, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [False, True, False]
@@ -69,10 +68,15 @@ def transposed_product(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The same product as a 1x1 convolution, which oneDNN computes (float32 on the CPU)."""
     (n, k), m = x.shape, weight.shape[0]
-    # (1, k, n, 1) in NCHW order with channels-last strides: x's own memory, no copy
-    image = x.contiguous().view(1, n, 1, k).permute(0, 3, 1, 2)
-    out = F.conv2d(image, weight.contiguous().view(m, k, 1, 1), bias)
+    out = F.conv2d(channels_last_image(x), weight.contiguous().view(m, k, 1, 1), bias)
     return out.permute(0, 2, 3, 1).reshape(n, m)
+
+
+def channels_last_image(x: torch.Tensor) -> torch.Tensor:
+    """2-D x (n, k) as the image of a 1x1 convolution: (1, k, n, 1) in NCHW order with
+    channels-last strides, x's own memory where x is contiguous (no copy)."""
+    n, k = x.shape
+    return x.contiguous().view(1, n, 1, k).permute(0, 3, 1, 2)
 
 
 def gram(x: torch.Tensor) -> torch.Tensor:
