@@ -369,6 +369,15 @@ def window_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None)
     return out if bias is None else out + bias[:, None]  # (batch, filters, frames), channels-last
 
 
+def bias_gradient(ctx, grad: torch.Tensor) -> torch.Tensor | None:
+    """The bias's gradient for the max-pool Functions (ctx.dtypes: the inputs' dtypes), where it
+    is asked for: the output's gradient (batch, filters, frames) summed in float32 at least."""
+    bias_dtype = ctx.dtypes[2]
+    if bias_dtype is None or not ctx.needs_input_grad[2]:
+        return None
+    return grad.sum(dim=(0, 2), dtype=torch.promote_types(grad.dtype, torch.float32)).to(bias_dtype)
+
+
 class WindowMax(torch.autograd.Function):
     """window_max for training: forward keeps, per output, the frequency offset that won (one
     byte), not the products; backward builds each chunk's gradient of the products (the output's
@@ -406,7 +415,7 @@ class WindowMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         xc, wc, won = ctx.saved_tensors
-        x_dtype, w_dtype, b_dtype = ctx.dtypes
+        x_dtype, w_dtype, _ = ctx.dtypes
         filters, frames, bands = wc.shape
         kernel = wc.reshape(filters, -1)
         batch, padded, mels = xc.shape
@@ -427,11 +436,10 @@ class WindowMax(torch.autograd.Function):
                 per_window = (per_product @ kernel).view(batch, t1 - t0, offsets, frames * bands)
                 columns = per_window.permute(0, 3, 1, 2).reshape(batch, frames * bands, -1)
                 grad_x[:, t0 : t1 + frames - 1] += F.fold(columns, (t1 - t0 + frames - 1, mels), (frames, bands))[:, 0]
-        grad_b = grad.sum(dim=(0, 2), dtype=torch.promote_types(grad.dtype, torch.float32)).to(b_dtype) if b_dtype is not None and ctx.needs_input_grad[2] else None
         return (
             None if grad_x is None else grad_x.to(x_dtype),
             None if grad_w is None else grad_w.T.reshape(-1, frames, bands).to(w_dtype),
-            grad_b,
+            bias_gradient(ctx, grad),
         )
 
 
@@ -483,7 +491,7 @@ class FrequencyMaxConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         xc, wc, won = ctx.saved_tensors
-        x_dtype, w_dtype, b_dtype = ctx.dtypes
+        x_dtype, w_dtype, _ = ctx.dtypes
         bands = wc.shape[1]
         grad = grad.to(wc.dtype)
         grad_x = torch.zeros_like(xc) if ctx.needs_input_grad[0] else None
@@ -498,9 +506,8 @@ class FrequencyMaxConv(torch.autograd.Function):
                 grad_x[:, f0 : f0 + bands] += torch.nn.grad.conv1d_input(window.shape, wc, g)
             if grad_w is not None:
                 grad_w += torch.nn.grad.conv1d_weight(window, wc.shape, g)
-        grad_b = grad.sum(dim=(0, 2), dtype=torch.promote_types(grad.dtype, torch.float32)).to(b_dtype) if b_dtype is not None and ctx.needs_input_grad[2] else None
         return (
             None if grad_x is None else grad_x.to(x_dtype),
             None if grad_w is None else grad_w.to(w_dtype),
-            grad_b,
+            bias_gradient(ctx, grad),
         )
