@@ -35,6 +35,7 @@ from elm_audio.products import mkl_runs_avx2_only, onednn_linear
 from elm_audio.config import compose, native_frontends
 from elm_audio.datasets import Clip
 from elm_audio.datasets.synth import synth_clip
+from elm_audio.devices import convolutions_tuned
 from elm_audio.evaluation.protocols import evaluate, make_splits
 from elm_audio.extraction.extract import ClipAudio, ExtractSettings, _batches, extract
 from elm_audio.extraction.inputs import InputSettings
@@ -522,8 +523,12 @@ CUDA_NOTES = {
     "the best of two sizes; bf16_limit_gflops: the same product in bf16. Every fp32 figure here has TF32 off "
     "for products and cuDNN convolutions.",
     "frontends": "each large front-end's network (from its input, the log-mel or waveform, computed once) "
-    "at batch 64, fp32 and bf16 autocast (extraction's path on CUDA), alternating rounds: medians and the "
-    "spread. gflops counts the network's multiply-adds x 2 as the CPU's table does (frontends.profile).",
+    "at batch 64, fp32 and bf16 autocast (extraction's path on CUDA: cuDNN's autotuner on, "
+    "devices.convolutions_tuned), alternating rounds: medians and the spread. gflops counts the network's "
+    "multiply-adds x 2 as the CPU's table does (frontends.profile).",
+    "kernels": "each large front-end's forward at batch 64 per precision: best of 3 with cuDNN's heuristic pick "
+    "of algorithms (heuristic_s) and with its autotuner (autotuned_s), and the autotuned forward's CUDA kernels "
+    "with the most self time (the profiler's), each with its share of all kernels' time (kernels_ms).",
     "correctness": "max over two clips of |cuda - cpu| / |cpu| (per clip, Frobenius norm) of every front-end's "
     "features from the same waveforms, the CPU's in fp32: CUDA fp32 (TF32 off) and bf16 autocast.",
     "vgg_kernels": "the profiler's count of operator calls and CUDA kernels in one forward of vgg large "
@@ -598,6 +603,43 @@ def vgg_kernels(device: torch.device, batch: int = 2) -> dict:
     return {"batch": batch, **out}
 
 
+def cuda_kernels(name: str, device: torch.device, batch: int = 64, top: int = 6) -> dict:
+    """Where a large front-end's network spends the GPU's time at ``batch``, per precision: its
+    forward's seconds (best of 3) with cuDNN's heuristic pick of algorithms and with its
+    autotuner (extraction's setting: devices.convolutions_tuned), and the autotuned forward's
+    ``top`` CUDA kernels by the profiler's self time, with their share of all kernels' time."""
+    release_memory()
+    front = build_frontend(compose([f"frontend={name}", "feature_size=large"])).eval().to(device)
+    x = (torch.randn(batch, front.input_samples) * 0.1).to(device)
+    on_gpu = device.type == "cuda"  # elsewhere (a trial run on the CPU): the CPU's operators
+    activity = torch.profiler.ProfilerActivity.CUDA if on_gpu else torch.profiler.ProfilerActivity.CPU
+    kind = torch.autograd.DeviceType.CUDA if on_gpu else torch.autograd.DeviceType.CPU
+
+    def self_time(event) -> float:
+        return event.self_device_time_total if on_gpu else event.self_cpu_time_total
+
+    out = {}
+    with torch.inference_mode():
+        spec = front.prepare(x)
+        for p in ("fp32", "bf16"):
+            compute = computing(front, device, p)
+            row = {"heuristic_s": round(best_time(lambda: compute(spec), 3, device), 4)}
+            with convolutions_tuned(device):
+                row["autotuned_s"] = round(best_time(lambda: compute(spec), 3, device), 4)
+                with torch.profiler.profile(activities=[activity]) as prof:
+                    compute(spec)
+                    finish(device)
+            kernels = {e.key: (e.count, self_time(e)) for e in prof.key_averages() if e.device_type == kind}
+            total = sum(t for _, t in kernels.values()) or 1.0
+            row["kernels_ms"] = round(total / 1e3, 2)
+            row["top_kernels"] = [
+                {"kernel": key[:120], "calls": n, "share": round(t / total, 3)}
+                for key, (n, t) in sorted(kernels.items(), key=lambda kv: -kv[1][1])[:top]
+            ]
+            out[p] = row
+    return {"batch": batch, **out}
+
+
 def cuda_extraction(
     name: str, clips: list[Clip], device: torch.device, batch: int, workers: int, network: dict[str, float]
 ) -> dict:
@@ -647,14 +689,24 @@ def cuda_main(json_path: str) -> None:
     save()
     result["frontends"] = {}
     for name in REQUIRED:
-        r = result["frontends"][name] = network_rates(name, batch=64, rounds=3, limits=result, device=device)
+        with convolutions_tuned(device):  # as extraction computes
+            r = result["frontends"][name] = network_rates(name, batch=64, rounds=3, limits=result, device=device)
         print(f"  {name:18s} fp32 {r['gflops'] / 1e3:.1f} TFLOP/s {r['gflops_spread']} = {r['ratio']:.2f} of the limit; "
               f"bf16 {r['bf16_gflops'] / 1e3:.1f} TFLOP/s = {r['bf16_ratio']:.2f}, {r['bf16_speedup']:.2f}x fp32")  # fmt: skip
         save()
 
+    result["kernels"] = {}
+    for name in REQUIRED:
+        k = result["kernels"][name] = cuda_kernels(name, device)
+        for p in ("fp32", "bf16"):
+            print(f"  {name} {p}: forward {k[p]['heuristic_s']} s with cuDNN's heuristic, {k[p]['autotuned_s']} s "
+                  f"autotuned; top kernels: " + "; ".join(f"{t['share']:.0%} {t['kernel'][:60]}" for t in k[p]["top_kernels"][:3]))  # fmt: skip
+        save()
+
     result["correctness"] = {}
     for name in native_frontends():
-        result["correctness"][name] = {size: cuda_correctness(name, size, device) for size in ("small", "large")}
+        with convolutions_tuned(device):
+            result["correctness"][name] = {size: cuda_correctness(name, size, device) for size in ("small", "large")}
         save()
     print("\ncorrectness, max relative error of CUDA's features against the CPU's (fp32 TF32 off; bf16):")
     for name, sizes in result["correctness"].items():

@@ -16,6 +16,7 @@ from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook impor
 
 from ..config import ConfigError, shown
 from ..datasets.index import BAD_CLIP_POLICIES, Clip
+from ..devices import convolutions_tuned
 from ..frontends import FrontEnd
 from ..frontends.imported import Embeddings
 from ..sound.decode import SILENCE, AudioError, load
@@ -149,7 +150,7 @@ def extract(
     reduced = contextlib.nullcontext() if device.type == "cpu" else autocast(device, precision)
     # on the CPU, bf16 weights ahead of time and bf16 inputs rather than autocast's casts per call
     compute = compute or network_features(frontend, device, precision)
-    with torch.inference_mode(), tqdm(
+    with torch.inference_mode(), convolutions_tuned(device), tqdm(
         total=len(clips),
         desc=f"extracting {settings.label or type(frontend).__name__}",
         unit="clip",

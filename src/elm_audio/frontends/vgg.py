@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import N_MELS, FrontEnd, plain_forms, under_autograd
+from .base import N_MELS, FrontEnd, padded_filters, plain_forms, under_autograd
 
 # (time, frequency) pool of each block: 1,376 x 96 -> 1 x 1
 POOLS = ((4, 2), (4, 3), (5, 2), (4, 2), (4, 4))
@@ -107,14 +107,17 @@ class VGG(FrontEnd):
         return torch.cat(pooled, dim=2)
 
     def block(self, i: int, h: torch.Tensor) -> torch.Tensor:
-        """Block ``i`` (from 0) on (batch, channels, frames, mels) maps: conv, max-pool, ELU."""
-        plain = plain_forms(h)
-        if i == 0 and not plain:
+        """Block ``i`` (from 0) on (batch, channels, frames, mels) maps: conv, max-pool, ELU. In
+        the plain forms the maps carry zero channels up to a multiple of 8 (``padded_filters``)
+        from block to block."""
+        if plain_forms(h):  # with the filters padded to a multiple of 8 (base.padded_filters)
+            weight, bias = padded_filters(self.convs[i].weight, self.convs[i].bias, in_channels=h.shape[1])
+            h = F.conv2d(h, weight.contiguous(memory_format=torch.channels_last), bias, padding=1)
+            pooled = max_pool(h, POOLS[i]).contiguous(memory_format=torch.channels_last)  # amax writes channels-first
+        elif i == 0:
             pooled = self.first_block(h)
         else:
             pooled = max_pool(self.convs[i](h), POOLS[i])
-            if plain:  # amax writes channels-first
-                pooled = pooled.contiguous(memory_format=torch.channels_last)
         # in place where nothing is trained; autograd needs the max-pool's own output
         return F.elu(pooled) if under_autograd(pooled) else F.elu_(pooled)
 
@@ -125,7 +128,7 @@ class VGG(FrontEnd):
         means = []
         for i in range(len(self.convs)):
             h = self.block(i, h)
-            means.append(self.tap(f"pool{i + 1}", h))
+            means.append(self.tap(f"pool{i + 1}", h[:, : self.convs[i].out_channels]))  # without padded_filters' maps
         return torch.cat(means, dim=1)
 
 
