@@ -69,47 +69,52 @@ def gradients(front: FrontEnd, x: torch.Tensor) -> tuple[torch.Tensor, dict[str,
     return feats, {name: p.grad for name, p in front.named_parameters() if p.grad is not None}
 
 
-class ConvolutionShapes(TorchFunctionMode):
-    """The weight shapes of every 2-D convolution called while inside."""
+class WeightShapes(TorchFunctionMode):
+    """The weight shapes of every 2-D convolution and every F.linear called while inside."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.weights: list[tuple[int, ...]] = []
+        self.weights: dict[object, list[tuple[int, ...]]] = {F.conv2d: [], F.linear: []}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func is F.conv2d:
-            self.weights.append(tuple(args[1].shape))
+        if func in self.weights:
+            self.weights[func].append(tuple(args[1].shape))
         return func(*args, **(kwargs or {}))
 
 
-def plain_and_loops(front: FrontEnd, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, ...]]]:
+def plain_and_loops(front: FrontEnd, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, WeightShapes]:
     """The features in the plain forms and in the CPU's loops, and the weight shapes of the
-    plain forms' convolutions."""
+    plain forms' convolutions and products."""
     with torch.inference_mode():
         with forms(plain=False):
             loops = front.features(x)
-        with forms(plain=True), ConvolutionShapes() as shapes:
+        with forms(plain=True), WeightShapes() as shapes:
             plain = front.features(x)
-    return plain, loops, shapes.weights
+    return plain, loops, shapes
 
 
 @pytest.mark.parametrize("size", ["small", "large"])
-@pytest.mark.parametrize("name", [n for n in LOOPED if n != "vgg"])
-def test_frequency_max_forms_agree(name: str, size: str) -> None:
+@pytest.mark.parametrize("name", [*(n for n in LOOPED if n != "vgg"), "temporal"])
+def test_spectrogram_forms_agree(name: str, size: str) -> None:
     front = build(name, size)
-    plain, loops, weights = plain_and_loops(front, spectrogram(front, 2, SHORT))
+    plain, loops, shapes = plain_and_loops(front, spectrogram(front, 2, SHORT))
     assert_near(plain, loops, 1e-5)
     # cuDNN's tensor-core kernels are handed filters and bands in multiples of 8 (cnn_7x86
-    # large: 3,585 filters over 86 bands), the padding's zeros changing no feature
-    assert weights and all(w[0] % 8 == 0 and w[1] % 8 == 0 for w in weights), weights
+    # large: 3,585 filters over 86 bands), the padding's zeros changing no feature; the temporal
+    # filters' products (one_channel_conv1d), taps in multiples of 8 (165 -> 168)
+    convolutions, products = shapes.weights[F.conv2d], shapes.weights[F.linear]
+    assert all(w[0] % 8 == 0 and w[1] % 8 == 0 for w in convolutions), convolutions
+    assert all(w[1] % 8 == 0 for w in products), products
+    assert (len(convolutions) > 0, len(products)) == (name != "temporal", 4 if name in ("temporal", "timbral_temporal", "timbral_time") else 0)
 
 
 @pytest.mark.parametrize("size", ["small", "large"])
 def test_vgg_forms_agree(size: str) -> None:
     """Every block (large: 717 filters a layer, 720 in the plain forms; one clip, 1.4 s)."""
     front = build("vgg", size)
-    plain, loops, weights = plain_and_loops(front, spectrogram(front, 1 if size == "large" else 2, 1376))
+    plain, loops, shapes = plain_and_loops(front, spectrogram(front, 1 if size == "large" else 2, 1376))
     assert_near(plain, loops, 1e-5)
+    weights = shapes.weights[F.conv2d]
     assert [w[0] % 8 for w in weights] == [0] * 5, weights
     assert [w[1] for w in weights] == [1] + [weights[0][0]] * 4  # the next layer takes the padded maps
 

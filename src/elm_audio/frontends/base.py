@@ -291,6 +291,23 @@ def padded_filters(
     return weight, None if bias is None else F.pad(bias, (0, extra))
 
 
+def one_channel_conv1d(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """``conv(x)`` for a one-channel signal x (batch, 1, samples), a convolution of stride 1
+    without padding: (batch, filters, positions). Its plain form (see ``plain_forms``) is one
+    product of every window of the kernel's taps, padded with zeros to a multiple of
+    CHANNEL_MULTIPLE, (batch, positions, taps), with the filters (filters, taps): a GEMM with
+    the taps as its inner dimension, which tensor cores take, where the one-input-channel
+    convolution gives cuDNN rows one value wide. On the CPU it stays the convolution: oneDNN's
+    ran as fast as the product in inference (temporal filters, Zen 4) and 1.7x as fast under
+    autograd, where the windows' backward adds overlapping gradients one by one."""
+    if not plain_forms(x):
+        return conv(x)
+    weight = conv.weight[:, 0]
+    extra = -weight.shape[-1] % CHANNEL_MULTIPLE
+    windows = F.pad(x[:, 0].unfold(-1, weight.shape[-1], 1), (0, extra))
+    return F.linear(windows, F.pad(weight, (0, extra)), conv.bias).transpose(1, 2)
+
+
 def plain_frequency_max_conv(
     spec: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pad_time: int = 0
 ) -> torch.Tensor:

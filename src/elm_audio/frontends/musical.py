@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import N_MELS, FrontEnd, frequency_max_conv, pad_same
+from .base import N_MELS, FrontEnd, frequency_max_conv, one_channel_conv1d, pad_same
 
 # (frames, share of the 96 bands, width multiple): heights int(0.9 * 96) = 86, int(0.4 * 96) = 38
 TIMBRAL_FILTERS = ((7, 0.9, 1), (3, 0.9, 2), (1, 0.9, 4), (7, 0.4, 1), (3, 0.4, 2), (1, 0.4, 4))
@@ -57,6 +57,6 @@ class Musical(FrontEnd):
             envelope = x.mean(dim=-1).unsqueeze(1)  # (batch, 1, frames)
             for conv in self.temporal:
                 (length,) = conv.kernel_size
-                h = F.relu_(conv(pad_same(envelope, length)))
+                h = F.relu_(one_channel_conv1d(pad_same(envelope, length), conv))
                 means.append(self.tap(f"temporal_{length}", h))
         return torch.cat(means, dim=1)
