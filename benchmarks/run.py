@@ -37,7 +37,8 @@ from elm_audio.datasets import Clip
 from elm_audio.datasets.synth import synth_clip
 from elm_audio.devices import convolutions_tuned
 from elm_audio.evaluation.protocols import evaluate, make_splits
-from elm_audio.extraction.extract import ClipAudio, ExtractSettings, _batches, extract
+from elm_audio.extraction.chunks import layout
+from elm_audio.extraction.extract import ClipAudio, Decoder, ExtractSettings, extract
 from elm_audio.extraction.inputs import InputSettings
 from elm_audio.extraction.precision import (
     autocast,
@@ -535,9 +536,12 @@ CUDA_NOTES = {
     "(batch 2) in the plain forms CUDA takes and in the CPU's loops forced on CUDA "
     "(frontends.base.forms), each with its time.",
     "extraction": "extract() on the same WAV clips (44.1 kHz stereo, 29.5 s) with num_workers decoding "
-    "threads and batch_size clips a batch, against decoding alone: the same decoding threads and batches "
-    "(extract._batches) with nothing computed. ratio: extraction over decoding alone; network_clips_per_s: "
-    "the network and its input at batch 64 (frontends); bound: the slower of the two, per precision.",
+    "threads and batch_size clips a batch, in the chunks a run cuts them into (chunks.layout) with one "
+    "extract.Decoder across them, as a run computes them, against decoding alone: the same decoding threads "
+    "and batches with nothing computed. ratio: extraction over decoding alone; network_clips_per_s: the "
+    "network and its input at batch 64 (frontends); bound: the slower of the two, per precision; "
+    "bf16_threads_per_chunk_clips_per_s: bf16 with decoding threads of each chunk's own (before the Decoder "
+    "outlived a chunk).",
 }
 
 
@@ -640,26 +644,47 @@ def cuda_kernels(name: str, device: torch.device, batch: int = 64, top: int = 6)
     return {"batch": batch, **out}
 
 
+def extract_in_chunks(front, clips: list[Clip], out: np.ndarray, device: torch.device, settings: ExtractSettings,
+                      shared: bool = True) -> None:  # fmt: skip
+    """extract() over the chunks a run cuts ``clips`` into (chunks.layout), as a run computes them
+    (run.features.Extraction): one Decoder across the chunks, each naming the next (``shared``),
+    or, as before that, decoding threads of each chunk's own."""
+    chunks = layout(len(clips), settings.batch_size)
+    with Decoder(front, settings) as decoder:
+        for chunk, after in zip(chunks, [*chunks[1:], None]):
+            then = clips[after.start : after.stop] if shared and after else ()
+            extract(front, clips[chunk.start : chunk.stop], out[chunk.start : chunk.stop], device, settings,
+                    decoder=decoder if shared else None, then=then)  # fmt: skip
+
+
 def cuda_extraction(
     name: str, clips: list[Clip], device: torch.device, batch: int, workers: int, network: dict[str, float]
 ) -> dict:
-    """Extraction's clips/s in fp32 and bf16 against decoding alone with the same threads and
-    batches, and which bounds it: decoding, or the network (its clips/s per precision: ``network``)."""
+    """Extraction's clips/s in fp32 and bf16, in chunks as a run computes them, against decoding
+    alone with the same threads and batches, and which bounds it: decoding, or the network (its
+    clips/s per precision: ``network``); in bf16 also with decoding threads of each chunk's own
+    (before extract.Decoder outlived a chunk)."""
     release_memory()
     front = build_frontend(compose([f"frontend={name}", "feature_size=large"])).eval()
     out = np.empty((len(clips), profile(front)["feature_dim"]), np.float32)
+    settings = ExtractSettings(batch_size=batch, num_workers=workers, progress=False)
     start = time.perf_counter()
-    for _ in _batches(ClipAudio(clips, front, InputSettings()), batch, workers):
-        pass
-    row = {"decode_clips_per_s": round(len(clips) / (time.perf_counter() - start), 1)}
-    for p in ("fp32", "bf16"):
+    with Decoder(front, settings) as decoder:
+        for _ in decoder.batches(clips):
+            pass
+    row = {"decode_clips_per_s": round(len(clips) / (time.perf_counter() - start), 1), "chunks": len(layout(len(clips), batch))}
+    for p, shared in (("fp32", True), ("bf16", True), ("bf16", False)):
         settings = ExtractSettings(batch_size=batch, num_workers=workers, progress=False, precision=p)
         extract(front, clips[:batch], out[:batch], device, settings)  # warm-up: this batch's shapes
         finish(device)
         start = time.perf_counter()
-        extract(front, clips, out, device, settings)
-        row[f"{p}_clips_per_s"] = round(len(clips) / (time.perf_counter() - start), 1)
-        row[f"{p}_ratio"] = round(row[f"{p}_clips_per_s"] / row["decode_clips_per_s"], 2)
+        extract_in_chunks(front, clips, out, device, settings, shared)
+        rate = round(len(clips) / (time.perf_counter() - start), 1)
+        if not shared:
+            row[f"{p}_threads_per_chunk_clips_per_s"] = rate
+            continue
+        row[f"{p}_clips_per_s"] = rate
+        row[f"{p}_ratio"] = round(rate / row["decode_clips_per_s"], 2)
         row[f"{p}_network_clips_per_s"] = network[p]
         row[f"{p}_bound"] = "decoding" if row["decode_clips_per_s"] <= network[p] else "network"
     return row

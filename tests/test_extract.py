@@ -1,6 +1,8 @@
 """Extraction with decoding workers: the same features and the same bad-clip handling as
 decoding in the main process, whichever batch a bad clip falls in."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from helpers.audio import tone, write_audio
 
 from elm_audio.config import compose
 from elm_audio.datasets import Clip
-from elm_audio.extraction.extract import ExtractSettings, extract
+from elm_audio.extraction.extract import Decoder, ExtractSettings, extract
 from elm_audio.frontends.profile import profile
 from elm_audio.settings.components import build_frontend
 from elm_audio.sound.decode import AudioError
@@ -65,3 +67,71 @@ def test_the_progress_bar_names_the_front_end_as_the_config_does(clips, capsys, 
     shown = ExtractSettings(num_workers=0, on_bad_clip="skip", progress=True, label="temporal (small)")
     extract(front, clips[1:3], out, torch.device("cpu"), shown)
     assert "extracting temporal (small)" in capsys.readouterr().err
+
+
+def good_clips(tmp_path, n: int) -> list[Clip]:
+    out = []
+    for i in range(n):
+        path = tmp_path / f"tone{i}.wav"
+        write_audio(path, tone(110.0 * (i + 2), 0.5, 16_000, seed=i), 16_000)
+        out.append(Clip(f"tone{i}", str(path), "x"))
+    return out
+
+
+def test_the_next_chunk_decodes_while_this_one_computes_and_is_decoded_once(tmp_path, monkeypatch):
+    """A run's chunks share one Decoder: while a chunk's last batch computes, the first batches
+    of the chunk named next (``then``) are decoding, and that chunk's extraction takes them
+    rather than decoding its clips again; its rows are its own clips' features."""
+    from elm_audio.extraction import extract as extraction
+
+    clips = good_clips(tmp_path, 8)
+    first, second = clips[:4], clips[4:]
+    decoded: list[str] = []  # the first clip of each batch, as its decoding starts
+    second_started = threading.Event()
+    real_decode = extraction._decode
+
+    def decode(audio, start, stop):
+        decoded.append(audio.clips[start].clip_id)
+        if audio.clips[start].clip_id == "tone4":
+            second_started.set()
+        return real_decode(audio, start, stop)
+
+    monkeypatch.setattr(extraction, "_decode", decode)
+    front = build_frontend(compose(["frontend=temporal", "feature_size=small"]))
+    width = profile(front)["feature_dim"]
+    settings = ExtractSettings(batch_size=2, num_workers=1, progress=False)
+    started_while_computing = []
+
+    def compute(x):
+        if len(started_while_computing) == 1:  # the first chunk's second (last) batch
+            started_while_computing.append(second_started.wait(timeout=30))
+        else:
+            started_while_computing.append(None)
+        return front.features(x)
+
+    rows = np.full((8, width), np.nan, np.float32)
+    with extraction.Decoder(front, settings) as decoder:
+        extract(front, first, rows[:4], torch.device("cpu"), settings, compute, decoder=decoder, then=second)
+        extract(front, second, rows[4:], torch.device("cpu"), settings, compute, decoder=decoder)
+    assert started_while_computing[1] is True
+    assert decoded == ["tone0", "tone2", "tone4", "tone6"]  # every batch decoded once
+    alone = np.full((8, width), np.nan, np.float32)
+    extract(front, clips, alone, torch.device("cpu"), ExtractSettings(batch_size=2, num_workers=0, progress=False))
+    np.testing.assert_allclose(rows, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_batches_decoded_for_a_chunk_another_process_took_are_dropped(tmp_path, monkeypatch):
+    """The chunk named next was claimed elsewhere meanwhile: this process computes another, whose
+    rows are its own clips' (nothing decoded for the first is taken for it)."""
+    clips = good_clips(tmp_path, 6)
+    front = build_frontend(compose(["frontend=temporal", "feature_size=small"]))
+    width = profile(front)["feature_dim"]
+    settings = ExtractSettings(batch_size=2, num_workers=2, progress=False)
+    rows = np.full((6, width), np.nan, np.float32)
+    with Decoder(front, settings) as decoder:
+        extract(front, clips[:2], rows[:2], torch.device("cpu"), settings, decoder=decoder, then=clips[2:4])
+        extract(front, clips[4:], rows[4:], torch.device("cpu"), settings, decoder=decoder, then=clips[2:4])
+        extract(front, clips[2:4], rows[2:4], torch.device("cpu"), settings, decoder=decoder)
+    alone = np.full((6, width), np.nan, np.float32)
+    extract(front, clips, alone, torch.device("cpu"), ExtractSettings(batch_size=2, num_workers=0, progress=False))
+    np.testing.assert_allclose(rows, alone, rtol=1e-5, atol=1e-6)

@@ -275,6 +275,37 @@ def test_claims_of_dead_and_silent_jobs_are_taken_over_and_live_ones_waited_for(
     assert log[-1] == chunks[2].start and entry.computed == len(chunks)
 
 
+def test_the_chunk_guessed_next_is_the_one_computed_next(tmp_path):
+    """While a chunk computes, its clips' successor is guessed (its decoding starts then,
+    extract.Decoder): the next chunk with neither a claim nor a record, which is the one this
+    process goes on to compute where no other takes it meanwhile."""
+    root = tmp_path / "cache"
+    entry = entry_of(root)
+    partial(root).mkdir(parents=True)
+    chunks = layout(N, BATCH)
+    elsewhere = {**identity(), "host": "another-node", "boot_id": "another-boot"}
+    claims = [partial(root) / f"{c.name}.claim" for c in chunks]
+    for i, claim in enumerate(claims):
+        if i != 1:
+            claim.write_text(json.dumps(elsewhere))
+    entry.share(fake_fill, wait=False, progress=False)  # chunk 1 complete, the others claimed elsewhere
+    for i, claim in enumerate(claims):
+        if i not in (1, 3):
+            claim.unlink()
+
+    computed, guessed = [], []
+
+    def fill(chunk, rows, advance):
+        computed.append(chunk.start)
+        guess = entry.likely_next(chunk)
+        guessed.append(None if guess is None else guess.start)
+        return fake_fill(chunk, rows, advance)
+
+    assert not entry.share(fill, wait=False, progress=False)  # chunk 3's claim is live elsewhere
+    assert computed == [chunks[i].start for i in (0, 2, 4, 5)]
+    assert guessed == [*computed[1:], None]
+
+
 @pytest.mark.skipif(shutil.which("mount") is None, reason="no mount command")
 def test_a_full_disk_mid_chunk_is_one_line_and_leaves_no_chunk_that_reads_as_complete(tmp_path):
     disk = tmp_path / "disk"

@@ -314,6 +314,13 @@ class ChunkedEntry:
         inode = create_claim(path)
         return None if inode is None else Claim(path, inode)
 
+    def likely_next(self, chunk: Chunk) -> Chunk | None:
+        """The chunk this process will likely compute after ``chunk``, asked while computing it
+        (its clips' decoding can then start): the first after it with neither a claim nor a
+        record. A guess: another process may claim it first."""
+        after = self.chunks[self.chunks.index(chunk) + 1 :]
+        return next((c for c in after if not any(os.path.lexists(self._path(c, s)) for s in ("claim", "json"))), None)
+
     def _take(self, chunk: Chunk, fill: Fill, advance: Callable[[int], Any]) -> bool | None:
         """Compute ``chunk`` where no live process has claimed it: True where this process
         computed it, False where it was found complete once claimed, None where it is another's."""

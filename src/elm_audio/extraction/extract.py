@@ -6,9 +6,9 @@ import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
+from functools import partial
 
 import numpy as np
 import torch
@@ -78,32 +78,95 @@ def _collate(items):
     return rows, signals or None, bad, silent
 
 
-def _batches(audio: ClipAudio, batch_size: int, num_workers: int) -> Iterator[tuple]:
-    """(rows, batch, failed, silent) for consecutive batches of clips.
+def _decode(audio: ClipAudio, start: int, stop: int) -> tuple:
+    return _collate([audio[i] for i in range(start, stop)])
 
-    With num_workers > 0, that many threads decode the next batches while the network computes
-    this one: libsndfile and soxr decode outside the GIL, and a thread costs nothing to start.
-    A forked worker process cost every extraction 0.3 to 0.7 s at its start (vgg large), the
-    main process paying copy-on-write faults on its own memory after the fork.
+
+Job = tuple[tuple, Callable[[], tuple]]  # ((its first position, its clip ids), what decodes the batch)
+
+
+class Decoder:
+    """Threads that decode batches of clips ahead of the network, kept across the extractions
+    of one run's chunks (a context manager: leaving it stops them).
+
+    With ``num_workers`` > 0, that many threads decode the next batches while the network
+    computes this one: libsndfile and soxr decode outside the GIL, and a thread costs nothing to
+    start. A forked worker process cost every extraction 0.3 to 0.7 s at its start (vgg large),
+    the main process paying copy-on-write faults on its own memory after the fork. The threads
+    outlive a chunk so that, while its last batches compute, the first batches of the chunk
+    likely to come next (``then``) are decoded: a pool per chunk decoded a chunk, then idled
+    while the network computed it (on a GPU, where 16 threads decode a 256-clip chunk in one
+    batch each, about as long as the network takes for it: the two in turn, not side by side).
     """
 
-    def decode(start: int) -> tuple:
-        return _collate([audio[i] for i in range(start, min(start + batch_size, len(audio)))])
+    def __init__(self, frontend: FrontEnd, settings: ExtractSettings):
+        self.frontend, self.settings = frontend, settings
+        self.pool = (
+            ThreadPoolExecutor(settings.num_workers, thread_name_prefix="elm_audio-decode", initializer=_quiet_thread)
+            if settings.num_workers > 0
+            else None
+        )
+        self.ahead: deque[tuple[tuple, Future]] = deque()  # the next clips' batches, decoding
 
-    starts = iter(range(0, len(audio), batch_size))
-    if num_workers == 0:
-        yield from map(decode, starts)
-        return
-    with ThreadPoolExecutor(num_workers, thread_name_prefix="elm_audio-decode", initializer=_quiet_thread) as pool:
-        ahead = deque(pool.submit(decode, s) for s in islice(starts, PREFETCH * num_workers))
+    def __enter__(self) -> Decoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._drop()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _drop(self, keep: set[tuple] = frozenset()) -> dict[tuple, Future]:
+        """What was asked for ahead of the batches ``keep``; the rest decodes nothing more."""
+        kept = {key: future for key, future in self.ahead if key in keep}
+        for key, future in self.ahead:
+            if key not in keep:
+                future.cancel()
+        self.ahead.clear()
+        return kept
+
+    def _jobs(self, clips: Sequence[Clip]) -> Iterator[Job]:
+        audio = ClipAudio(clips, self.frontend, self.settings.inputs)
+        size = self.settings.batch_size
+        for start in range(0, len(clips), size):
+            stop = min(start + size, len(clips))
+            yield (start, *(c.clip_id for c in clips[start:stop])), partial(_decode, audio, start, stop)
+
+    def batches(self, clips: Sequence[Clip], then: Sequence[Clip] = ()) -> Iterator[tuple]:
+        """(rows, batch, failed, silent) for consecutive batches of ``clips`` (rows: positions in
+        ``clips``); once all of them are on their way, the first batches of ``then`` are decoded
+        for the next call. A batch decoded ahead for other clips than those asked for is dropped."""
+        jobs = deque(self._jobs(clips))
+        if self.pool is None:
+            yield from (decode() for _, decode in jobs)
+            return
+        early = self._drop(keep={key for key, _ in jobs})
+        following = self._jobs(then)
+        mine: deque[Future] = deque()
+
+        def submit() -> None:
+            if jobs:
+                key, decode = jobs.popleft()
+                mine.append(early.pop(key, None) or self.pool.submit(decode))
+                return
+            job = next(following, None)
+            if job is not None:
+                self.ahead.append((job[0], self.pool.submit(job[1])))
+
+        for _ in range(PREFETCH * self.settings.num_workers):
+            submit()
+        finished = False
         try:
-            while ahead:
-                done = ahead.popleft().result()
-                ahead.extend(pool.submit(decode, s) for s in islice(starts, 1))
+            while mine:
+                done = mine.popleft().result()
+                submit()
                 yield done
-        finally:  # an extraction that stops early (an error, Ctrl-C) decodes nothing more
-            for pending in ahead:
-                pending.cancel()
+            finished = True
+        finally:  # stopped early (an error, Ctrl-C): decode nothing more
+            if not finished:
+                for future in mine:
+                    future.cancel()
+                self._drop()
 
 
 @dataclass
@@ -125,6 +188,8 @@ def extract(
     settings: ExtractSettings,
     compute: Callable[[torch.Tensor], torch.Tensor] | None = None,
     advance: Callable[[int], object] | None = None,
+    decoder: Decoder | None = None,
+    then: Sequence[Clip] = (),
 ) -> tuple[dict[str, str], list[str]]:
     """Write one feature row per clip into ``out``; return the clips left out and why (their
     rows hold NaN), and the silent clips (kept, but worth a look).
@@ -133,7 +198,9 @@ def extract(
     ``compute`` maps a batch of the front-end's inputs to the rows (default: its features;
     weights=trained stores the inputs themselves, flattened). ``advance`` is told how many
     clips each batch completes, where a caller shows the progress (chunks.py: one bar across
-    chunks); without it, ``settings.progress`` shows a bar of these clips.
+    chunks); without it, ``settings.progress`` shows a bar of these clips. ``decoder``: the
+    decoding threads of a run's extractions (one of its own where None), which start on the
+    clips ``then`` (those likely extracted next) once these are all on their way.
     """
     if settings.on_bad_clip not in BAD_CLIP_POLICIES:
         raise ConfigError(f"dataset.on_bad_clip={shown(settings.on_bad_clip)} must be one of {', '.join(BAD_CLIP_POLICIES)}")
@@ -142,7 +209,9 @@ def extract(
         if advance is not None:
             advance(len(clips))
         return {}, []
-    loader = _batches(ClipAudio(clips, frontend, settings.inputs), settings.batch_size, settings.num_workers)
+    if decoder is None:
+        with Decoder(frontend, settings) as own:
+            return extract(frontend, clips, out, device, settings, compute, advance, own, then)
     bad: dict[str, str] = {}
     silent: list[str] = []
     frontend = frontend.to(device).eval()
@@ -150,7 +219,7 @@ def extract(
     reduced = contextlib.nullcontext() if device.type == "cpu" else autocast(device, precision)
     # on the CPU, bf16 weights ahead of time and bf16 inputs rather than autocast's casts per call
     compute = compute or network_features(frontend, device, precision)
-    with torch.inference_mode(), convolutions_tuned(device), tqdm(
+    with torch.inference_mode(), convolutions_tuned(device), contextlib.closing(decoder.batches(clips, then)) as loader, tqdm(
         total=len(clips),
         desc=f"extracting {settings.label or type(frontend).__name__}",
         unit="clip",

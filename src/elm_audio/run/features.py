@@ -3,9 +3,10 @@ processes share and a killed run resumes, chunks.py) and stored there."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ import torch
 from ..datasets import DatasetError
 from ..datasets.check import CheckReport
 from ..extraction.chunks import Chunk, ChunkedEntry
-from ..extraction.extract import ExtractSettings, extract
+from ..extraction.extract import Decoder, ExtractSettings, extract
 from ..frontends.imported import Imported
 from ..stores.cache import FeatureCache, Features
 from ..stores.contents import changed_since
@@ -98,15 +99,27 @@ class Extraction:
         self.chunks = ChunkedEntry(cache, key, ids, width, self.settings.batch_size, self.settings.label)
         self.device = device
         self.checked = False  # the headers, read before this process computes its first chunk
+        self.decoder: Decoder | None = None  # while computing chunks (decoding)
 
     def share(self, wait: bool) -> int:
         """The chunks no other process is computing, computed here (see ChunkedEntry.share); how many."""
-        self.chunks.share(self.fill, wait, self.settings.progress)
+        with self.decoding():
+            self.chunks.share(self.fill, wait, self.settings.progress)
         return self.chunks.computed
 
     def finish(self) -> Features:
         """Under the key's lock: what is left computed, the entry assembled."""
-        return self.chunks.finish(self.fill, [c.label for c in self.plan.index.clips], self.settings.progress)
+        with self.decoding():
+            return self.chunks.finish(self.fill, [c.label for c in self.plan.index.clips], self.settings.progress)
+
+    @contextlib.contextmanager
+    def decoding(self) -> Iterator[None]:
+        """One set of decoding threads for every chunk computed while inside (extract.Decoder)."""
+        with Decoder(self.plan.frontend, self.settings) as self.decoder:
+            try:
+                yield
+            finally:
+                self.decoder = None
 
     def fill(self, chunk: Chunk, rows: np.ndarray, advance: Callable[[int], object]) -> dict:
         """One chunk's rows; never rows of bytes other than the key's, nor non-finite ones."""
@@ -114,7 +127,9 @@ class Extraction:
             check_headers(self.settings.progress, self.plan)
             self.checked = True
         clips = self.plan.index.clips[chunk.start : chunk.stop]
-        bad, silent = extract(self.plan.frontend, clips, rows, self.device, self.settings, self.compute, advance)
+        after = self.chunks.likely_next(chunk)
+        then = self.plan.index.clips[after.start : after.stop] if after else ()
+        bad, silent = extract(self.plan.frontend, clips, rows, self.device, self.settings, self.compute, advance, self.decoder, then)
         changed = changed_since([c.path for c in clips], self.plan.contents[chunk.start : chunk.stop])
         if changed:  # its rows may be of other bytes than the key's digest: never cache them under it
             raise DatasetError(
