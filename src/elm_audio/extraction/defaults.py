@@ -51,9 +51,10 @@ CPU_WORKERS = 1
 MOST_WORKERS = 16
 # The network's figures on the H200 were taken at batch 64; past it no front-end computes faster.
 LARGEST_BATCH = 64
-# A chunk (at most CHUNK_CLIPS clips) is one extraction of its own, whose batches are decoded one
-# per thread: batches larger than CHUNK_CLIPS / MOST_WORKERS (16) leave threads without a batch
-# (at 64, a chunk's 4 batches keep 4 of 16 threads busy: a quarter of the decoding rate).
+# A chunk (at most CHUNK_CLIPS clips) is one extraction of its own, whose batches, and then the
+# next chunk's, are decoded one per thread (extract.Decoder): batches larger than CHUNK_CLIPS /
+# MOST_WORKERS (16) leave threads without a batch (at 64, the two chunks' 8 batches keep 8 of 16
+# threads busy: half the decoding rate).
 CUDA_MOST_BATCH = min(LARGEST_BATCH, CHUNK_CLIPS // MOST_WORKERS)
 # The share of the GPU's total memory a batch's estimated peak may take: room for up to four
 # processes on one GPU (a SLURM array's tasks, or a run beside an extraction), and for what else
