@@ -10,6 +10,7 @@ from helpers.audio import tone, write_audio
 
 from elm_audio.config import compose
 from elm_audio.datasets import Clip
+from elm_audio.extraction import extract as extraction
 from elm_audio.extraction.extract import Decoder, ExtractSettings, extract
 from elm_audio.frontends.profile import profile
 from elm_audio.settings.components import build_frontend
@@ -82,8 +83,6 @@ def test_the_next_chunk_decodes_while_this_one_computes_and_is_decoded_once(tmp_
     """A run's chunks share one Decoder: while a chunk's last batch computes, the first batches
     of the chunk named next (``then``) are decoding, and that chunk's extraction takes them
     rather than decoding its clips again; its rows are its own clips' features."""
-    from elm_audio.extraction import extract as extraction
-
     clips = good_clips(tmp_path, 8)
     first, second = clips[:4], clips[4:]
     decoded: list[str] = []  # the first clip of each batch, as its decoding starts
@@ -110,7 +109,7 @@ def test_the_next_chunk_decodes_while_this_one_computes_and_is_decoded_once(tmp_
         return front.features(x)
 
     rows = np.full((8, width), np.nan, np.float32)
-    with extraction.Decoder(front, settings) as decoder:
+    with Decoder(front, settings) as decoder:
         extract(front, first, rows[:4], torch.device("cpu"), settings, compute, decoder=decoder, then=second)
         extract(front, second, rows[4:], torch.device("cpu"), settings, compute, decoder=decoder)
     assert started_while_computing[1] is True
