@@ -64,17 +64,18 @@ def child(go: Path, args: list[str]) -> None:
     from elm_audio.config import compose
     from elm_audio.run.features import load_or_extract, share_extraction
     from elm_audio.run.plan import make_plan
+    from elm_audio.settings.settings import load
     from elm_audio.stores.cache import FeatureCache
 
-    cfg = compose(args)
-    plan, cache = make_plan(cfg), FeatureCache(cfg.cache.dir)
+    settings = load(compose(args))
+    plan, cache = make_plan(settings), FeatureCache(settings.cache_dir)
     print("ready", flush=True)
     while not go.exists():
         time.sleep(0.005)
     start, cpu = time.perf_counter(), time.process_time()
-    computed = share_extraction(cfg, plan, cache)
+    computed = share_extraction(settings.extraction, settings.device, plan, cache)
     with cache.lock(plan.key) as locked:
-        features, assembled = load_or_extract(cfg, plan, cache, locked)
+        features, assembled = load_or_extract(settings.extraction, settings.device, plan, cache, locked)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     digest = hashlib.sha256(features.matrix.tobytes()).hexdigest()
     print(json.dumps({"seconds": seconds, "cpu": cpu, "computed": computed, "assembled": assembled, "sha256": digest}),

@@ -15,7 +15,7 @@ import sys
 
 CHILD = """
 import resource, sys, torch
-from elm_audio.settings.config import compose
+from elm_audio.config import compose
 from elm_audio.settings.components import build_frontend
 front = build_frontend(compose(["frontend=" + sys.argv[1], "feature_size=large"])).eval()
 idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
