@@ -25,11 +25,10 @@ def convolutions_tuned(device: torch.device) -> Iterator[None]:
     """On CUDA, cuDNN's autotuner on while inside (``torch.backends.cudnn.benchmark``): the first
     call of each convolution shape times cuDNN's algorithms for it and keeps the fastest. An
     extraction or a training runs the same few shapes (one batch size, one input length) for
-    every batch, where the default, a heuristic's pick without timing, may take a kernel several
-    times slower for shapes unlike the common ones (one-frame-high filters over 88 channels, 3,592
-    filters). The pick may differ between runs, so features computed on CUDA may differ in their
-    last bits from one run to the next (float rounding; tests/test_device_paths.py). Elsewhere,
-    nothing changes."""
+    every batch, where the default, a heuristic's pick without timing, may pick a slower kernel
+    for shapes unlike the common ones (one-frame-high filters over 88 channels, 3,592 filters).
+    The pick may differ between runs, so features computed on CUDA may differ in their last bits
+    from one run to the next (the order of float sums). Elsewhere, nothing changes."""
     if device.type != "cuda":
         yield
         return
