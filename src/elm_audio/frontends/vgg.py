@@ -110,7 +110,7 @@ class VGG(FrontEnd):
         """Block ``i`` (from 0) on (batch, channels, frames, mels) maps: conv, max-pool, ELU. In
         the plain forms the maps carry zero channels up to a multiple of 8 (``padded_filters``)
         from block to block."""
-        if plain_forms(h):  # with the filters padded to a multiple of 8 (base.padded_filters)
+        if plain_forms(h):
             weight, bias = padded_filters(self.convs[i].weight, self.convs[i].bias, in_channels=h.shape[1])
             h = F.conv2d(h, weight.contiguous(memory_format=torch.channels_last), bias, padding=1)
             pooled = max_pool(h, POOLS[i]).contiguous(memory_format=torch.channels_last)  # amax writes channels-first
