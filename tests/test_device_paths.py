@@ -70,11 +70,11 @@ def gradients(front: FrontEnd, x: torch.Tensor) -> tuple[torch.Tensor, dict[str,
 
 
 class WeightShapes(TorchFunctionMode):
-    """The weight shapes of every 2-D convolution and every F.linear called while inside."""
+    """The weight shapes of every convolution and every F.linear called while inside."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.weights: dict[object, list[tuple[int, ...]]] = {F.conv2d: [], F.linear: []}
+        self.weights: dict[object, list[tuple[int, ...]]] = {F.conv1d: [], F.conv2d: [], F.linear: []}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func in self.weights:
@@ -117,6 +117,25 @@ def test_vgg_forms_agree(size: str) -> None:
     weights = shapes.weights[F.conv2d]
     assert [w[0] % 8 for w in weights] == [0] * 5, weights
     assert [w[1] for w in weights] == [1] + [weights[0][0]] * 4  # the next layer takes the padded maps
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_temporal_filters_on_the_cpu_a_product_in_inference_the_convolution_under_autograd(size: str) -> None:
+    """one_channel_conv1d's CPU forms: inference multiplies the windows of the envelope with the
+    filters (products.linear: F.linear, or a 1x1 F.conv2d where oneDNN is faster), no 1-D
+    convolution; weights=trained keeps the convolution. The same features."""
+    front = build("temporal", size)
+    x = spectrogram(front, 2, SHORT)
+    with forms(plain=False):
+        with torch.inference_mode(), WeightShapes() as inference:
+            products = front.features(x)
+        with WeightShapes() as training:
+            convolved = front.trainable().features(x)
+    taps = [conv.kernel_size[0] for conv in front.temporal]
+    assert not inference.weights[F.conv1d]
+    assert [w[1] for w in inference.weights[F.linear] + inference.weights[F.conv2d]] == taps
+    assert [w[2] for w in training.weights[F.conv1d]] == taps
+    assert_near(products, convolved, 1e-5)
 
 
 def integer_valued(front: FrontEnd, x: torch.Tensor) -> torch.Tensor:
