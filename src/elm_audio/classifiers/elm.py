@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
 from .kinds import TaggerMixin, check_tags, check_targets, standardizer
-from ..products import gram, linear
+from ..products import gram, linear, transposed_product
 
 # scipy <= 1.6's pinv2, which the original called: singular values below 1e6 eps max(s) are cut.
 PINV_RTOL = 1e6 * torch.finfo(torch.float64).eps
@@ -97,9 +97,9 @@ class _ELMBase(BaseEstimator):
         if self.solver_ == "pinv":
             self.w2_ = torch.linalg.pinv(h, rtol=PINV_RTOL) @ targets
         elif not dual:  # primal: (H'H + aI) W2 = H'Y
-            self.w2_ = ridge_solve(gram(h.T), h.T @ targets, self.alpha, self.solver_)
+            self.w2_ = ridge_solve(gram(h.T), transposed_product(h, targets), self.alpha, self.solver_)
         else:  # dual: W2 = H' (HH' + aI)^-1 Y
-            self.w2_ = h.T @ ridge_solve(gram(h), targets, self.alpha, self.solver_)
+            self.w2_ = transposed_product(h, ridge_solve(gram(h), targets, self.alpha, self.solver_))
         return self
 
     def _outputs(self, X) -> np.ndarray:
