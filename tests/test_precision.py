@@ -14,6 +14,7 @@ from elm_audio.config import compose, native_frontends
 from elm_audio.datasets import Clip
 from elm_audio.extraction import precision
 from elm_audio.extraction.extract import ExtractSettings, extract
+from elm_audio.frontends import base
 from elm_audio.frontends.base import BANDED_COLUMNS, frequency_max_conv
 from elm_audio.frontends.profile import profile
 from elm_audio.run.plan import make_plan
@@ -159,12 +160,28 @@ def test_bf16_that_computes_in_float32_shares_float32s_cache_key(tmp_path, monke
      (1, 38, 0, 16, True, 300)],
 )  # fmt: skip
 def test_the_training_max_pool_has_the_plain_max_pools_gradient(frames, bands, pad, filters, silent, mels):
+    assert ((mels - bands + 1) * filters <= BANDED_COLUMNS) == (filters == 5)  # both forms are tested
+    assert_plain_max_pools_gradient(frames, bands, pad, filters, silent, mels)
+
+
+@pytest.mark.parametrize("frames,bands,pad,filters", [(1, 38, 0, 24), (3, 38, 1, 24)])
+def test_the_training_max_pool_in_chunks_has_the_plain_max_pools_gradient(frames, bands, pad, filters, monkeypatch):
+    """WindowMax a few frames at a time, the last chunk shorter, as at full size (where the
+    cases above fit in one chunk): each chunk's gradients land on its own frames."""
+    monkeypatch.setattr(base, "ONE_FRAME_BYTES", 400_000)
+    monkeypatch.setattr(base, "WINDOW_BYTES", 400_000)
+    spec = torch.zeros(2, 40 + 2 * pad, 96, dtype=torch.float64)
+    assert (97 - bands) * filters > BANDED_COLUMNS  # WindowMax
+    assert 40 % base.chunk_frames(spec, torch.zeros(filters, frames, bands, dtype=torch.float64)) > 0
+    assert_plain_max_pools_gradient(frames, bands, pad, filters, True, 96)
+
+
+def assert_plain_max_pools_gradient(frames: int, bands: int, pad: int, filters: int, silent: bool, mels: int) -> None:
     g = torch.Generator().manual_seed(frames)
     spec = torch.randn(2, 40, mels, generator=g, dtype=torch.float64)
     if silent:
         spec[:, 10:30] = -4.0
     conv = torch.nn.Conv2d(1, filters, kernel_size=(frames, bands)).double()
-    assert ((mels - bands + 1) * filters <= BANDED_COLUMNS) == (filters == 5)  # both forms are tested
     upstream = torch.randn(2, filters, 40 + 2 * pad - frames + 1, generator=g, dtype=torch.float64)
 
     def grads(fn):
