@@ -299,10 +299,11 @@ def one_channel_conv1d(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     taps as its inner dimension, which tensor cores take, where the one-input-channel
     convolution gives cuDNN rows one value wide. On the CPU, in inference, the product goes
     through products.linear: 1.5 times oneDNN's convolution in float32 at batch 8 (as fast at
-    1 and 2), 1.2 to 1.7 times in bf16 at 2 to 16 (timbral_temporal large's temporal filters,
-    Zen 4). Under autograd the CPU
-    keeps the convolution, 1.3 to 1.5 times the product's rate in float32 training, and so does
-    profile's empty batch, whose FLOPs the convolution's count gives per position."""
+    1 and 2 alone, 4 times as fast in timbral_temporal's forward, where the convolution's output
+    came from freshly mapped memory at every call), 1.2 to 1.7 times in bf16 at 2 to 16
+    (timbral_temporal large's temporal filters, Zen 4). Under autograd the CPU keeps the
+    convolution, 1.3 to 1.5 times the product's rate in float32 training, and so does profile's
+    empty batch, whose FLOPs the convolution's count gives per position."""
     weight = conv.weight[:, 0]
     taps = weight.shape[-1]
     if plain_forms(x):
