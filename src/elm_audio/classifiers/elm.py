@@ -13,8 +13,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..devices import resolve_device
-from .kinds import TaggerMixin, check_tags, check_targets, standardizer
 from ..products import gram, linear, transposed_product
+from .kinds import TaggerMixin, check_tags, check_targets, standardizer
 
 # scipy <= 1.6's pinv2, which the original called: singular values below 1e6 eps max(s) are cut.
 PINV_RTOL = 1e6 * torch.finfo(torch.float64).eps
