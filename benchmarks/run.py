@@ -38,6 +38,7 @@ from elm_audio.datasets.synth import synth_clip
 from elm_audio.devices import convolutions_tuned
 from elm_audio.evaluation.protocols import evaluate, make_splits
 from elm_audio.extraction.chunks import layout
+from elm_audio.extraction.defaults import num_workers, usable_cores
 from elm_audio.extraction.extract import ClipAudio, Decoder, ExtractSettings, extract
 from elm_audio.extraction.inputs import InputSettings
 from elm_audio.extraction.precision import (
@@ -93,11 +94,15 @@ NOTES = {
     "three-sample frames, the max-pool as a maximum over a reshaped view (1.4x).",
     "frame_level": "the residual back-end's 7-tap convolutions over 896 channels are GEMM-bound; the frame "
     "convolution (one input channel, stride 32) is not.",
-    "small_frontends": "each small front-end's extraction (batch 8, one decoding thread: the CPU's defaults) "
-    "on WAV and MP3 clips (29.5 s, 44.1 kHz stereo) against decoding alone (decode, resample to 12 kHz, fit: "
-    "the decoding thread's work, in one thread) and its network alone on the clips decoded beforehand; bound: "
-    "the slower of the two; of_decoding: extraction / decoding alone.",
-    "end_to_end": "decoding (soundfile) and resampling (soxr) run in a decoding thread at low priority, "
+    "small_frontends": "each small front-end's extraction (batch 8, a decoding thread per core: the CPU's "
+    "defaults) on WAV and MP3 clips (29.5 s, 44.1 kHz stereo) against decoding alone (decode, resample to 12 kHz, "
+    "fit: a decoding thread's work, in one thread) and its network alone on the clips decoded beforehand (torch's "
+    "threads). bound: the lowest of decoding (one thread's rate times the threads, at most one a core), the "
+    "network alone, and the shared cores (the cores over a clip's core time: decoding's plus the network's "
+    "seconds a clip times its threads); of_decoding: extraction / one thread's decoding; of_bound: extraction / "
+    "the bound.",
+    "end_to_end": "decoding (soundfile) and resampling (soxr) run in decoding threads (the CPU's default: one a "
+    "core) at low priority, "
     "outside the GIL, while the network computes. ratio: the median over rounds of extraction / network-only "
     "clips/s, each round's two runs adjacent in time; steady_ratio: the same once the pipeline runs (median "
     "batch times after the first); start_s: what an extraction pays once (the first batch's decoding, which "
@@ -356,7 +361,7 @@ def end_to_end(name: str, clips: list[Clip], batch: int, rounds: int) -> dict:
     dim = profile(front)["feature_dim"]
     waves = torch.from_numpy(np.stack([fit_length(load(c.path), front.input_samples) for c in clips]))
     out = np.lib.format.open_memmap(Path(tempfile.mkdtemp()) / "f.npy", mode="w+", dtype=np.float32, shape=(len(clips), dim))
-    settings = ExtractSettings(batch_size=batch, num_workers=1, progress=False)
+    settings = ExtractSettings(batch_size=batch, num_workers=num_workers(), progress=False)
     sampler = RssSampler()
     sampler.start()
     with torch.inference_mode():
@@ -413,12 +418,13 @@ def end_to_end(name: str, clips: list[Clip], batch: int, rounds: int) -> dict:
 
 def small_frontends(names: tuple[str, ...], clips: list[Clip], batch: int = 8) -> dict:
     """What bounds the small front-ends (about 120 values a clip): each one's extraction with the
-    default settings (batch 8, one decoding thread) against decoding alone (decode, resample, fit:
-    the decoding thread's work, in this thread) and against its network alone on the same clips
-    decoded beforehand (two torch threads). ``bound`` is the slower of the two; ``of_decoding``
-    is extraction over the decoder's own rate."""
+    default settings (batch 8, a decoding thread per core) against decoding alone (decode,
+    resample, fit: a decoding thread's work, in this thread) and against its network alone on the
+    same clips decoded beforehand (torch's threads); ``bound``: the lowest of the three ceilings
+    (see NOTES); ``of_decoding`` is extraction over one thread's decoding rate."""
     from elm_audio.extraction.inputs import InputSettings
 
+    workers, cores, threads = num_workers(), usable_cores(), torch.get_num_threads()
     rows = {}
     for name in names:
         release_memory()
@@ -435,16 +441,24 @@ def small_frontends(names: tuple[str, ...], clips: list[Clip], batch: int = 8) -
             network_s = time.perf_counter() - start
         out = np.empty((len(clips), profile(front)["feature_dim"]), dtype=np.float32)
         start = time.perf_counter()
-        extract(front, clips, out, CPU, ExtractSettings(batch_size=batch, num_workers=1, progress=False))
+        extract(front, clips, out, CPU, ExtractSettings(batch_size=batch, num_workers=workers, progress=False))
         extract_s = time.perf_counter() - start
         decode, network, extraction = len(clips) / decode_s, len(clips) / network_s, len(clips) / extract_s
+        ceilings = {
+            "decoding": decode * min(workers, cores),
+            "network": network,
+            "shared cores": cores / (1 / decode + threads / network),
+        }
+        bound = min(ceilings, key=ceilings.get)
         rows[name] = {
             "decode_clips_per_s": round(decode, 1),
             "network_clips_per_s": round(network, 1),
             "clips_per_s": round(extraction, 1),
-            "bound": "decoding" if decode < network else "network",
+            "decoding_threads": workers,
+            "ceilings_clips_per_s": {k: round(v, 1) for k, v in ceilings.items()},
+            "bound": bound,
             "of_decoding": round(extraction / decode, 2),
-            "of_bound": round(extraction / min(decode, network), 2),
+            "of_bound": round(extraction / ceilings[bound], 2),
         }
     return rows
 
@@ -739,7 +753,7 @@ def cuda_main(json_path: str) -> None:
 
     # a decoding thread per CPU this process may use (at most 16), each decoding a batch of 16
     # clips: 1,024 clips are 4 batches a thread, the first decoded before anything is computed
-    workers, batch = min(16, len(os.sched_getaffinity(0))), 16
+    workers, batch = num_workers(), 16
     result["extraction"] = {"num_workers": workers, "batch_size": batch}
     with tempfile.TemporaryDirectory() as tmp:
         files = write_folder(Path(tmp), 32, kinds=("wav",))  # decoded over and over: as many clips
@@ -819,9 +833,10 @@ def main() -> None:
           f"(first half {e2e['peak_rss_first_half_mb']} MB, second half {e2e['peak_rss_second_half_mb']} MB)")  # fmt: skip
 
     for name, row in result["small_frontends"].items():
-        print(f"  small {name:18s} extraction {row['clips_per_s']} clips/s; decoding alone {row['decode_clips_per_s']} "
-              f"(one thread), network alone {row['network_clips_per_s']}: bound by {row['bound']}, extraction = "
-              f"{row['of_decoding']:.2f} of decoding, {row['of_bound']:.2f} of the bound")  # fmt: skip
+        print(f"  small {name:18s} extraction {row['clips_per_s']} clips/s ({row['decoding_threads']} decoding threads); "
+              f"decoding alone {row['decode_clips_per_s']} (one thread), network alone {row['network_clips_per_s']}; "
+              f"bound by {row['bound']} ({row['ceilings_clips_per_s'][row['bound']]}): extraction = "
+              f"{row['of_decoding']:.2f} of one thread's decoding, {row['of_bound']:.2f} of the bound")  # fmt: skip
 
     result["classifiers"] = classifiers()
     c = result["classifiers"]

@@ -14,12 +14,11 @@ from elm_audio.extraction.chunks import CHUNK_CLIPS
 from elm_audio.extraction.defaults import (
     AUTO,
     CPU_BATCH,
-    CPU_WORKERS,
     LARGEST_BATCH,
     MOST_WORKERS,
     clip_bytes,
     cuda_batch_size,
-    cuda_workers,
+    decoding_workers,
 )
 from elm_audio.settings.settings import load
 
@@ -46,13 +45,17 @@ def test_the_config_s_defaults_are_auto():
     assert (cfg.extract.batch_size, cfg.extract.num_workers) == (AUTO, AUTO)
 
 
-def test_auto_on_the_cpu_is_a_batch_of_8_and_one_decoding_thread(tmp_path):
+@pytest.mark.parametrize("cores", [1, 2, 6, 64])
+def test_auto_on_the_cpu_is_a_batch_of_8_and_a_decoding_thread_per_core(tmp_path, monkeypatch, cores):
+    """The cores the process may use (its affinity: SLURM's cpus_per_task), at most 16 threads."""
+    monkeypatch.setattr(defaults, "usable_cores", lambda: cores)
     settings = settings_for(tmp_path)
-    assert (settings.extraction.batch_size, settings.extraction.num_workers) == (8, 1)
-    assert (CPU_BATCH, CPU_WORKERS) == (8, 1)
+    threads = min(cores, MOST_WORKERS)
+    assert (settings.extraction.batch_size, settings.extraction.num_workers) == (8, threads)
+    assert CPU_BATCH == 8
     # what the run's params and config.yaml record: the values used, not "auto"
     extract = settings.config["extract"]
-    assert (extract["batch_size"], extract["num_workers"]) == (8, 1)
+    assert (extract["batch_size"], extract["num_workers"]) == (8, threads)
 
 
 def test_ints_given_pass_through(tmp_path):
@@ -158,8 +161,8 @@ def test_an_imported_front_end_keeps_the_cpu_s_batch():
     )
 
 
-def test_decoding_threads_on_cuda_follow_the_cores_up_to_16():
-    assert [cuda_workers(n) for n in (0, 1, 2, 15, 16, 17, 192)] == [
+def test_decoding_threads_follow_the_cores_up_to_16():
+    assert [decoding_workers(n) for n in (0, 1, 2, 15, 16, 17, 192)] == [
         1,
         1,
         2,
@@ -168,9 +171,8 @@ def test_decoding_threads_on_cuda_follow_the_cores_up_to_16():
         16,
         16,
     ]
-    assert defaults.num_workers(torch.device("cuda"), cores=4) == 4
-    assert defaults.num_workers(torch.device("cuda"), cores=64) == MOST_WORKERS
-    assert defaults.num_workers(torch.device("cpu"), cores=64) == CPU_WORKERS
+    assert defaults.num_workers(cores=4) == 4
+    assert defaults.num_workers(cores=64) == MOST_WORKERS
     assert 1 <= defaults.usable_cores()
 
 
@@ -178,9 +180,8 @@ def test_auto_on_cuda_chooses_by_the_gpu_s_total_memory_and_says_so(
     monkeypatch, capsys
 ):
     """resolve's CUDA path on any machine: the GPU's name and total memory as a 16 GB one's."""
-    gpu = types.SimpleNamespace(total_memory=16 * GB)
+    gpu = types.SimpleNamespace(name="Test GPU", total_memory=16 * GB)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: gpu)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Test GPU")
     monkeypatch.setattr(defaults, "usable_cores", lambda: 6)
     cuda, vgg_large = torch.device("cuda"), on_meta("vgg", "large")
     chosen = defaults.resolve(AUTO, AUTO, cuda, "fp32", lambda: vgg_large)

@@ -1,21 +1,25 @@
 """``extract.batch_size=auto`` and ``extract.num_workers=auto``: the batch size and decoding
 threads chosen for the device, once, by settings.load (an int given in the config is kept).
 
-On the CPU: batches of 8 clips and one decoding thread, the values before ``auto``. On this
-project's 2-core machines one thread decodes behind the network (51 clips/s on one core, against
-a large front-end's one or two clips/s: a few percent of a core; end to end vgg large kept 0.92
-to 0.997 of the rate on clips decoded beforehand), and the network's own threads want every
-core: more decoding threads would take cores from them. A larger batch would only hold more
-memory: the CPU table's rates, at batch 2, already reach 0.66 to 0.83 of the float32 limit.
+On the CPU: batches of 8 clips (a larger batch would only hold more memory: the CPU table's
+rates, at batch 2, already reach 0.66 to 0.83 of the float32 limit) and one decoding thread per
+core. The decoding threads run at a lower priority than the network's (extract.py), so they take
+the cycles it leaves. On this project's 2-core machines, two threads against one (extraction of
+32 WAV and MP3 clips, batch 8): small front-ends, which decoding dominates (51 clips/s on one
+core, against their networks' 47 to 123), 1.15 to 1.3 times as many clips/s (mfcc 29 -> 37, vgg
+33 -> 41, sample_level 32 -> 40, cnn_7x86 25 -> 30, timbral_temporal 25 -> 28); large front-ends,
+which need a few percent of a core for decoding, the same within the noise (vgg 1.0 -> 1.1,
+cnn_7x86 2.6 -> 2.6, timbral_temporal 6.2 -> 6.3).
 
 On CUDA the network runs on the GPU and the CPU's cores are free to decode: on an H200 with 16
 cores, extraction was bound by decoding (352 to 366 clips/s with 16 threads, against the
 networks' 474 to 1,039 clips/s in bf16), and it ran with 16 decoding threads and batches of 16
 (docs/performance.md). So:
 
-- threads: as many as the cores this process may use, at most MOST_WORKERS (16, the measured
-  count; with 16-clip batches a chunk of 256 clips holds 16 batches, one per thread);
-- batch: the largest power of two, at most CUDA_MOST_BATCH, whose estimated peak memory fits in
+- threads, on every device: as many as the cores this process may use, at most MOST_WORKERS (16,
+  the count measured on CUDA; with 16-clip batches a chunk of 256 clips holds 16 batches, one per
+  thread);
+- batch, on CUDA: the largest power of two, at most CUDA_MOST_BATCH, whose estimated peak memory fits in
   MEMORY_SHARE of the GPU's *total* memory. Total, not free: every process on the same GPU model
   then picks the same batch, whatever else runs there, and the chunks of a shared extraction
   are computed per batch size (chunks.py), so only processes of one batch size share them.
@@ -46,8 +50,7 @@ from .precision import PRECISIONS
 AUTO = "auto"  # the config's value for "chosen for the device"
 
 CPU_BATCH = 8
-CPU_WORKERS = 1
-# Decoding threads on CUDA, at most: the count the H200's extraction was measured with (16 cores).
+# Decoding threads, at most: the count the H200's extraction was measured with (16 cores).
 MOST_WORKERS = 16
 # The network's figures on the H200 were taken at batch 64; past it no front-end computes faster.
 LARGEST_BATCH = 64
@@ -90,9 +93,9 @@ def cuda_batch_size(
     return batch
 
 
-def cuda_workers(cores: int, most: int = MOST_WORKERS) -> int:
-    """Decoding threads beside a GPU: one per core this process may use, at most ``most``, at
-    least 1. They run at a lower priority than the thread that feeds the GPU (extract.py)."""
+def decoding_workers(cores: int, most: int = MOST_WORKERS) -> int:
+    """Decoding threads: one per core this process may use, at most ``most``, at least 1. They
+    run at a lower priority than the thread that computes the network (extract.py)."""
     return max(1, min(most, cores))
 
 
@@ -178,12 +181,10 @@ def batch_size(
     return cuda_batch_size(total_memory, per_clip, weights)
 
 
-def num_workers(device: torch.device, cores: int | None = None) -> int:
-    """``extract.num_workers=auto`` on ``device``: CPU_WORKERS on the CPU; on CUDA, cuda_workers
-    of the cores this process may use (``cores`` where given: a test's)."""
-    if device.type != "cuda":
-        return CPU_WORKERS
-    return cuda_workers(usable_cores() if cores is None else cores)
+def num_workers(cores: int | None = None) -> int:
+    """``extract.num_workers=auto``, on any device: decoding_workers of the cores this process
+    may use (``cores`` where given: a test's)."""
+    return decoding_workers(usable_cores() if cores is None else cores)
 
 
 _said: set[str] = set()
@@ -206,12 +207,11 @@ def resolve(
         batch = batch_size(
             device, precision, frontend() if device.type == "cuda" else None
         )
-    workers = num_workers(device) if given_workers == AUTO else given_workers
+    workers = num_workers() if given_workers == AUTO else given_workers
     if device.type == "cuda" and AUTO in (given_batch, given_workers):
-        name = torch.cuda.get_device_name(device)
-        total = torch.cuda.get_device_properties(device).total_memory / 1e9
+        gpu = torch.cuda.get_device_properties(device)
         line = (
-            f"elm_audio: extraction on {name} ({total:.0f} GB): batches of {batch} "
+            f"elm_audio: extraction on {gpu.name} ({gpu.total_memory / 1e9:.0f} GB): batches of {batch} "
             f"clip(s), {workers} decoding thread(s) (extract.batch_size={given_batch}, "
             f"extract.num_workers={given_workers})"
         )
