@@ -7,6 +7,8 @@ shows the data's contrast, and titles that name what they show."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import optuna
 import pandas as pd
@@ -409,3 +411,39 @@ def test_the_confusion_matrix_is_titled_with_the_front_end_and_the_accuracy():
     fig = confusion_figure(predictions, labels, "timbral_temporal (small, svm)", 0.7512)
     title = fig.axes[0].get_title()
     assert "timbral_temporal (small, svm)" in title and "75.1%" in title and "4 test clips" in title
+
+
+def test_long_front_end_names_keep_the_axes_and_stay_apart_on_one_line():
+    """Two imported front-ends named by long paths that differ only at their end, one with a line
+    break: their labels took the figures' room and collapsed the axes (matplotlib drew none). Each
+    axes keeps at least 80% of the width and height (in inches) it has with the built-in names."""
+    long_a = "imported:/home/someone/experiments/2026/models/pretrained_audio_model_a.py"
+    long_b = "imported:/home/someone/experiments/2026/models/pretrained\naudio_model_b.py"
+
+    def made(summary: pd.DataFrame) -> dict[str, Figure]:
+        order = figures.frontend_order(summary)
+        return {
+            "bars": figures.bars(summary, "large", "synth: feature size large", 4),
+            "cost": figures.cost(summary, "synth: accuracy against cost", 4),
+            "significance": figures.significance(pairs_of(order), order, "synth: large · svm"),
+        }
+
+    def inches(fig: Figure) -> tuple[float, float]:
+        box = fig.axes[0].get_position()
+        return box.width * fig.get_figwidth(), box.height * fig.get_figheight()
+
+    usual = {name: inches(fig) for name, fig in made(summary_of(3)).items() if drawn(fig)}
+    renamed = summary_of(3).replace({"frontend": {FRONTENDS[0]: long_a, FRONTENDS[1]: long_b}})
+    for name, fig in made(renamed).items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "constrained_layout not applied because axes sizes collapsed"
+            drawn(fig)
+        (width, height), (usual_width, usual_height) = inches(fig), usual[name]
+        assert width >= 0.8 * usual_width and height >= 0.8 * usual_height, (name, inches(fig), usual[name])
+        ax = fig.axes[0]
+        texts = [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels() + ax.texts]
+        mine = [t for t in texts if t.startswith("imported:")]
+        assert len(mine) >= 2, (name, texts)
+        for text in mine:
+            assert "\n" not in text and len(text) <= figures.LABEL_CHARS, (name, text)
+        assert any(t.endswith("model_a.py") for t in mine) and any(t.endswith("model_b.py") for t in mine), (name, mine)

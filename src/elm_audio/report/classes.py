@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..stores import tracking
-from .figures import classifier_colour, classifier_order
+from .figures import classifier_colour, classifier_order, short
 from .stats import ALPHA, LEVEL, holm, mcnemar_exact
 
 
@@ -100,7 +100,7 @@ def figure(d: ClassDifference, title: str) -> Figure:
     significant = t["p_holm"] < ALPHA
     ax.barh(y, 100 * t["mean_diff"], xerr=[100 * (t["mean_diff"] - t["ci_low"]), 100 * (t["ci_high"] - t["mean_diff"])],
             color=np.where(significant, "tab:red", "tab:grey"), capsize=2)  # fmt: skip
-    ax.set_yticks(y, [f"{c}{' *' if s else ''} (n={n})" for c, s, n in zip(t.index, significant, t["n"])], fontsize=8)
+    ax.set_yticks(y, [f"{short(c)}{' *' if s else ''} (n={n})" for c, s, n in zip(t.index, significant, t["n"])], fontsize=8)
     ax.axvline(0, color="0.3", lw=0.8)
     reach = 100 * float(np.nanmax(np.abs(t[["ci_low", "ci_high", "mean_diff"]].to_numpy(dtype=float)), initial=0.01))
     ax.set_xlim(-1.1 * reach, 1.1 * reach)  # 0 in the middle: the sign reads at a glance
@@ -112,7 +112,7 @@ def figure(d: ClassDifference, title: str) -> Figure:
             column = cell_name(fe, clf)
             if column in d.recall:
                 recall = 100 * d.recall[column].reindex(t.index).to_numpy(dtype=float)
-                facet.plot(recall, y, "o", color=colour, mfc=fill, ms=size, label=fe, zorder=z)
+                facet.plot(recall, y, "o", color=colour, mfc=fill, ms=size, label=short(fe), zorder=z)
         pair = [cell_name(fe, clf) for fe in fronts]
         if all(c in d.recall for c in pair):
             ends = 100 * d.recall[pair].reindex(t.index).to_numpy(dtype=float)
@@ -123,7 +123,7 @@ def figure(d: ClassDifference, title: str) -> Figure:
         facet.tick_params(axis="y", left=False)
         facet.grid(axis="x", color="0.9", lw=0.6)
     if len(facets):
-        markers = [Line2D([], [], ls="", marker="o", color="0.3", mfc=fill, label=fe) for fe, fill in zip(fronts, ("0.3", "white"))]
+        markers = [Line2D([], [], ls="", marker="o", color="0.3", mfc=fill, label=short(fe)) for fe, fill in zip(fronts, ("0.3", "white"))]
         facets[-1].legend(handles=markers, title="front-end", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
                           title_fontsize=8)  # fmt: skip
     fig.suptitle(title, fontsize=9)

@@ -96,6 +96,29 @@ def ranked_order(summary: pd.DataFrame) -> list[str]:
     return sorted(kinds.index, key=lambda fe: (group_rank(kinds[fe]), -top[fe], fe))
 
 
+# The most characters a tick, a point label or a legend entry shows of a name
+LABEL_CHARS = 30
+
+
+def short(name: object, most: int = LABEL_CHARS) -> str:
+    """``name`` as one line of at most ``most`` characters, for a tick, a point label or a legend
+    entry: white space (line breaks too) collapsed and, where longer, its start and its end
+    around an ellipsis. A long name (an imported front-end's path, a forged tag) took the figure's
+    whole width and collapsed its axes; the end is kept because such names often differ there
+    (model_a.py, model_b.py). The tables keep names whole."""
+    text = " ".join(str(name).split())
+    if len(text) <= most:
+        return text
+    head = 2 * (most - 1) // 3
+    return text[:head] + "…" + text[len(text) - (most - 1 - head) :]
+
+
+def label_room(labels: list[str]) -> float:
+    """Inches to add to a figure for tick labels longer than the built-in front-ends' names
+    (timbral_temporal's 16 characters), so that they do not take the axes' room."""
+    return 0.07 * max(0, max(map(len, labels), default=0) - 16)
+
+
 def wrapped(text: str, width_inches: float, fontsize: float) -> str:
     """``text`` broken into lines that fit ``width_inches`` at ``fontsize`` points."""
     chars = max(20, int(width_inches * 72 / (0.6 * fontsize)))
@@ -190,7 +213,8 @@ def bars(summary: pd.DataFrame, feature_size: str, title: str, n_classes: Chance
         pos += 1.0
         last = kinds[fe]
     width = 0.8 / max(len(classifiers), 1)
-    fig = Figure(figsize=(max(6.0, 0.75 * len(order) + 3.0), 4.6), layout="constrained")
+    labels = [short(fe) for fe in order]
+    fig = Figure(figsize=(max(6.0, 0.75 * len(order) + 3.0), 4.6 + label_room(labels)), layout="constrained")
     ax = fig.subplots()
     for i, clf in enumerate(classifiers):
         rows = part[part["classifier"] == clf].set_index("frontend").reindex(order)
@@ -201,7 +225,7 @@ def bars(summary: pd.DataFrame, feature_size: str, title: str, n_classes: Chance
         ax.bar(np.array(x) + (i - (len(classifiers) - 1) / 2) * width, mean, width, yerr=yerr, capsize=3,
                color=classifier_colour(clf), label=clf.upper(), error_kw={"elinewidth": 1})  # fmt: skip
     chance_line(ax, n_classes, k)
-    ax.set_xticks(x, order, rotation=35, ha="right")
+    ax.set_xticks(x, labels, rotation=35, ha="right")
     ax.set_xlim(min(x[0] - 0.7, (x[0] + x[-1]) / 2 - 2), max(x[-1] + 0.7, (x[0] + x[-1]) / 2 + 2))  # no bar wider than a slot
     groups = list(dict.fromkeys(kinds[order]))
     where = {kind: [xi for xi, fe in zip(x, order) if kinds[fe] == kind] for kind in groups}
@@ -264,7 +288,9 @@ def significance(pairs: pd.DataFrame, order: list[str], title: str, metric: kind
         matrix[i, j] = matrix[j, i] = r["p_holm"]
         diffs[i, j], diffs[j, i] = r["mean_diff"], -r["mean_diff"]
     cell = 0.72
-    fig = Figure(figsize=(max(5.2, 2.6 + cell * n), max(4.2, 2.2 + cell * n)), layout="constrained")
+    labels = [short(fe) for fe in order]
+    room = label_room(labels)
+    fig = Figure(figsize=(max(5.2, 2.6 + cell * n) + room, max(4.2, 2.2 + cell * n) + room), layout="constrained")
     ax = fig.subplots()
     cmap, norm = SIGNIFICANCE_COLOURS, TwoSlopeNorm(np.log10(ALPHA), np.log10(FLOOR_P), 0.0)
     image = ax.imshow(np.log10(np.clip(matrix, FLOOR_P, 1)), norm=norm, cmap=cmap)
@@ -274,8 +300,8 @@ def significance(pairs: pd.DataFrame, order: list[str], title: str, metric: kind
                 p = matrix[i, j]
                 ax.text(j, i, f"{p_text(p)}{stars(p)}\n{points(metric.scale * diffs[i, j], metric.digits)}", ha="center", va="center", fontsize=7,
                         fontweight="bold" if p < ALPHA else "normal", color=text_colour(cmap(norm(np.log10(max(p, FLOOR_P))))))  # fmt: skip
-    ax.set_xticks(range(n), order, rotation=40, ha="right")
-    ax.set_yticks(range(n), order)
+    ax.set_xticks(range(n), labels, rotation=40, ha="right")
+    ax.set_yticks(range(n), labels)
     ax.set_xlabel(wrapped(f"cell: Holm-corrected p, * below {ALPHA}, ** 0.01, *** 0.001 (red: the test tells the pair apart; "
                           f"grey: it cannot), then row - column {'in points' if metric.percent else '(' + metric.label + ')'}",
                           fig.get_figwidth() - 1.0, 8),
@@ -309,7 +335,7 @@ def cost(summary: pd.DataFrame, title: str, n_classes: Chance | int | None = Non
         for clf in classifier_order(part["classifier"]):
             mine = shown[shown["classifier"] == clf]
             ax.scatter(mine["gflops_per_clip"], k * mine["mean"], color=classifier_colour(clf), s=28, label=clf.upper(), zorder=3)
-        names = [r["frontend"] + ("" if r.get("experiment", "default") == "default" else f" ({r['experiment']})") for _, r in shown.iterrows()]
+        names = [short(r["frontend"]) + ("" if r.get("experiment", "default") == "default" else f" ({short(r['experiment'])})") for _, r in shown.iterrows()]
         if len(shown):
             label_points(ax, shown["gflops_per_clip"], k * shown["mean"], names, log_x=True)
         chance_line(ax, n_classes, k)
@@ -344,14 +370,14 @@ def tag_ap(table: pd.DataFrame, title: str, prevalence: pd.Series | None = None)
     ax = fig.subplots()
     y = np.arange(n)
     clf = str(first).rsplit(" · ", 1)[-1]
-    ax.barh(y, 100 * table.loc[order, first].to_numpy(dtype=float), color=classifier_colour(clf), alpha=0.45, label=str(first))
+    ax.barh(y, 100 * table.loc[order, first].to_numpy(dtype=float), color=classifier_colour(clf), alpha=0.45, label=short(first, 2 * LABEL_CHARS))
     for column in table.columns[1:]:  # a dark-edged diamond: it reads on a bar of its own colour too
         colour = classifier_colour(str(column).rsplit(" · ", 1)[-1])
-        ax.plot(100 * table.loc[order, column].to_numpy(dtype=float), y, "D", mfc=colour, mec="0.15", ms=5, ls="", label=str(column))
+        ax.plot(100 * table.loc[order, column].to_numpy(dtype=float), y, "D", mfc=colour, mec="0.15", ms=5, ls="", label=short(column, 2 * LABEL_CHARS))
     if prevalence is not None:
         known = prevalence.reindex(order).to_numpy(dtype=float)
         ax.plot(100 * known, y, "|", color="black", ms=9, mew=1.5, label="chance: the tag's prevalence")
-    ax.set_yticks(y, [t if len(str(t)) <= 30 else str(t)[:29] + "…" for t in order], fontsize=7)
+    ax.set_yticks(y, [short(t) for t in order], fontsize=7)
     ax.invert_yaxis()  # best at the top
     ax.set_xlim(0, 100)
     ax.set_xlabel("test average precision (%)")

@@ -15,7 +15,7 @@ from scipy import stats
 
 from ..stores.tracking import TRAINED_SCORER
 from . import kinds
-from .figures import label_points
+from .figures import label_points, short
 from .stats import ALPHA, metric_of, scores
 
 MIN_FRONTENDS = 3
@@ -169,7 +169,7 @@ def figure(p: Premise, title: str) -> Figure:
     yerr = [y - k * p.trained_ci.loc[p.frontends, "low"], k * p.trained_ci.loc[p.frontends, "high"] - y]
     ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=5, elinewidth=0.8, capsize=2, label="mean, 95% interval over folds")
     rank_r, rank_t = x.rank(ascending=False).astype(int), y.rank(ascending=False).astype(int)
-    label_points(ax, x, y, [f"{fe} ({rank_r[fe]}→{rank_t[fe]})" for fe in p.frontends])
+    label_points(ax, x, y, [f"{short(fe)} ({rank_r[fe]}→{rank_t[fe]})" for fe in p.frontends])
     pad = 3 * k / 100  # 3 points of a percentage; 0.03 of R²
     low = min(k * p.random_ci["low"].min(), k * p.trained_ci["low"].min()) - pad
     high = max(k * p.random_ci["high"].max(), k * p.trained_ci["high"].max()) + pad

@@ -29,7 +29,7 @@ from scipy.spatial.distance import squareform
 
 from ..stores import tracking
 from ..stores.cache import FeatureCache
-from .figures import text_colour
+from .figures import short, text_colour
 from .stats import LEVEL
 
 BOOTSTRAP = 200  # draws of clips per interval
@@ -211,7 +211,7 @@ def figure(s: Similarity, title: str) -> Figure:
     off = s.matrix.to_numpy(dtype=float).copy()
     np.fill_diagonal(off, np.nan)
     image = heat.imshow(off, norm=norm, cmap=cmap)
-    labels = [f"{fe} (baseline)" if fe == "mfcc" else fe for fe in s.matrix.index]
+    labels = [f"{fe} (baseline)" if fe == "mfcc" else short(fe) for fe in s.matrix.index]
     for i in range(n):
         for j in range(n):
             v = s.matrix.iat[i, j]
@@ -225,7 +225,7 @@ def figure(s: Similarity, title: str) -> Figure:
     err = [controls["cka"] - controls["ci_low"], controls["ci_high"] - controls["cka"]]
     colours = [SEED_COLOUR if k == "seeds" else SHUFFLED_COLOUR for k in controls["kind"]]
     bars.barh(y, controls["cka"], xerr=err, color=colours, capsize=2)
-    bars.set_yticks(y, [f"{a} vs {b.split(' ', 1)[1] if k == 'seeds' else 'shuffled'}" for a, b, k in
+    bars.set_yticks(y, [f"{short(a)} vs {b.split(' ', 1)[1] if k == 'seeds' else 'shuffled'}" for a, b, k in
                         zip(controls["a"], controls["b"], controls["kind"])], fontsize=7)  # fmt: skip
     bars.axvline(0, color="0.3", lw=0.8)
     bars.set_xlim(min(-0.1, float(controls["ci_low"].min()) - 0.05), 1.05)
