@@ -14,7 +14,6 @@ kernels vgg launches, and extraction against decoding alone.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import os
@@ -35,7 +34,7 @@ from elm_audio.products import mkl_runs_avx2_only, onednn_linear
 from elm_audio.config import compose, native_frontends
 from elm_audio.datasets import Clip
 from elm_audio.datasets.synth import synth_clip
-from elm_audio.devices import convolutions_tuned
+from elm_audio.devices import convolutions_tuned, give_back_memory, keep_freed_memory
 from elm_audio.evaluation.protocols import evaluate, make_splits
 from elm_audio.extraction.chunks import layout
 from elm_audio.extraction.defaults import num_workers, usable_cores
@@ -177,10 +176,7 @@ def release_memory() -> None:
     """Give freed memory back to the system between measurements, so that one front-end's
     large maps do not leave the next one with a fragmented heap to fault in again."""
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:  # not glibc
-        pass
+    give_back_memory()
     if torch.cuda.is_initialized():
         torch.cuda.empty_cache()
 
@@ -786,6 +782,7 @@ def main() -> None:
     parser.add_argument("--folder", help="a folder of recordings (one sub-folder per class) for the bf16 check")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: the GPU's table instead")
     args = parser.parse_args()
+    kept = keep_freed_memory()  # as the commands do (devices.keep_freed_memory)
     if args.device == "cuda":
         cuda_main(args.json)
         return
@@ -793,7 +790,8 @@ def main() -> None:
     result = {
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                     "processor": platform.processor() or platform.machine(), "cpu": cpu_model(),
-                    "classifier_product": "oneDNN" if mkl_runs_avx2_only() else "torch.matmul"},  # fmt: skip
+                    "classifier_product": "oneDNN" if mkl_runs_avx2_only() else "torch.matmul",
+                    "malloc_keeps_freed_memory": kept},  # fmt: skip
         "cpu_features": cpu_matrix_features(),
         "bf16_computes_in": effective_precision(torch.device("cpu"), "bf16"),
         **limits(),

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 
 from .config import ConfigError, compose
 from .datasets import DatasetError
+from .devices import keep_freed_memory
 from .run.features import load_or_extract, share_extraction
 from .run.plan import make_plan
 from .settings.settings import load
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)  # a job's time limit: its claims released, its chunks kept
     try:
         check(args)
+        keep_freed_memory()  # large maps reuse memory: faster, at the peak's size (devices.py)
         jobs = [compose(job) for job in combinations(args)]
         computed = [compute_unclaimed(cfg) for cfg in jobs]
         for cfg, n in zip(jobs, computed):

@@ -13,6 +13,7 @@ import optuna
 from omegaconf import DictConfig
 
 from ..datasets.check import survey_incomplete
+from ..devices import give_back_memory, keep_freed_memory
 from ..evaluation.protocols import evaluate, knn_probe
 from ..evaluation.scoring import objective, primary
 from ..extraction.proxies import proxies
@@ -44,6 +45,7 @@ def run(cfg: DictConfig) -> float:
     settings = load(cfg)  # a bad value stops here, before anything is read or logged
     plan = make_plan(settings)  # bad data stops here, before anything is logged
     uri = tracking.connect(settings.tracking_uri)
+    keep_freed_memory()  # large maps and the classifiers' matrices reuse memory: faster, at the peak's size
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends the run as Ctrl-C does
     try:
         experiment = tracking.experiment_id(tracking.experiment_name(settings.names.dataset), uri, primary(plan.index.kind))
@@ -56,6 +58,7 @@ def run(cfg: DictConfig) -> float:
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+        give_back_memory()  # a sweep's next trial, in this process, starts from the memory it needs
 
 
 def _random_weights(settings: Settings, plan: Plan, cache: FeatureCache, uri: str, experiment: str):
