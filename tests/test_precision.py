@@ -164,19 +164,29 @@ def test_the_training_max_pool_has_the_plain_max_pools_gradient(frames, bands, p
     assert_plain_max_pools_gradient(frames, bands, pad, filters, silent, mels)
 
 
+@pytest.mark.parametrize("input_grad", [True, False])
 @pytest.mark.parametrize("frames,bands,pad,filters", [(1, 38, 0, 24), (3, 38, 1, 24)])
-def test_the_training_max_pool_in_chunks_has_the_plain_max_pools_gradient(frames, bands, pad, filters, monkeypatch):
+def test_the_training_max_pool_in_chunks_has_the_plain_max_pools_gradient(frames, bands, pad, filters, input_grad, monkeypatch):
     """WindowMax a few frames at a time, the last chunk shorter, as at full size (where the
-    cases above fit in one chunk): each chunk's gradients land on its own frames."""
+    cases above fit in one chunk): each chunk's gradients land on its own frames. Where the
+    spectrogram needs no gradient (training), 1-frame filters over many offsets take the
+    filters' gradient from their winning windows alone (winning_windows_gradient), ties in the
+    silent frames included."""
     monkeypatch.setattr(base, "ONE_FRAME_BYTES", 400_000)
     monkeypatch.setattr(base, "WINDOW_BYTES", 400_000)
     spec = torch.zeros(2, 40 + 2 * pad, 96, dtype=torch.float64)
     assert (97 - bands) * filters > BANDED_COLUMNS  # WindowMax
     assert 40 % base.chunk_frames(spec, torch.zeros(filters, frames, bands, dtype=torch.float64)) > 0
-    assert_plain_max_pools_gradient(frames, bands, pad, filters, True, 96)
+    winners = []
+    gradient = base.winning_windows_gradient
+    monkeypatch.setattr(base, "winning_windows_gradient", lambda *a: winners.append(1) or gradient(*a))
+    assert_plain_max_pools_gradient(frames, bands, pad, filters, True, 96, input_grad)
+    assert bool(winners) == (frames == 1 and not input_grad)
 
 
-def assert_plain_max_pools_gradient(frames: int, bands: int, pad: int, filters: int, silent: bool, mels: int) -> None:
+def assert_plain_max_pools_gradient(
+    frames: int, bands: int, pad: int, filters: int, silent: bool, mels: int, input_grad: bool = True
+) -> None:
     g = torch.Generator().manual_seed(frames)
     spec = torch.randn(2, 40, mels, generator=g, dtype=torch.float64)
     if silent:
@@ -185,11 +195,11 @@ def assert_plain_max_pools_gradient(frames: int, bands: int, pad: int, filters: 
     upstream = torch.randn(2, filters, 40 + 2 * pad - frames + 1, generator=g, dtype=torch.float64)
 
     def grads(fn):
-        x = spec.clone().requires_grad_(True)
+        x = spec.clone().requires_grad_(input_grad)
         conv.zero_grad()
         out = fn(x)
         (out * upstream).sum().backward()
-        return out.detach(), x.grad, conv.weight.grad.clone(), conv.bias.grad.clone()
+        return [g for g in (out.detach(), x.grad, conv.weight.grad.clone(), conv.bias.grad.clone()) if g is not None]
 
     def reference(x):  # the plain layers: 2-D convolution, max-pool over every frequency position
         h = F.conv2d(F.pad(x.unsqueeze(1), (0, 0, pad, pad)), conv.weight, conv.bias)
