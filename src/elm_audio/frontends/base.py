@@ -436,22 +436,19 @@ def bias_gradient(ctx, grad: torch.Tensor) -> torch.Tensor | None:
 GATHERED_OFFSETS = 25
 
 
-def winning_windows_gradient(x: torch.Tensor, won: torch.Tensor, g: torch.Tensor, t0: int, frames: int, bands: int) -> torch.Tensor:
-    """The filters' gradient (filters, frames * bands) over the outputs at frames t0 to t0 + t
+def winning_windows_gradient(x: torch.Tensor, won: torch.Tensor, g: torch.Tensor, t0: int, bands: int) -> torch.Tensor:
+    """The gradient (filters, bands) of 1-frame filters over the outputs at frames t0 to t0 + t
     whose gradient is ``g`` (batch, t, filters): each output's gradient times the window that
-    won its maximum, x (batch, frames', mels) at offsets ``won`` (batch, t, filters). Each
-    window frame is a run of ``bands`` consecutive values of x, so the winners are rows picked
-    from one view of x (index_select copies whole rows: 10 times torch.gather's rate here)."""
+    won its maximum, x (batch, frames', mels) at offsets ``won`` (batch, t, filters). A window is
+    a run of ``bands`` consecutive values of x, so the winners are rows picked from one view of x
+    (index_select copies whole rows: 10 times torch.gather's rate here)."""
     batch, padded, mels = x.shape
     t, filters = won.shape[1:]
     rows = x.reshape(-1).unfold(0, bands, 1)  # every run of ``bands`` consecutive values
     first = (torch.arange(batch, device=x.device)[:, None] * padded + torch.arange(t0, t0 + t, device=x.device)) * mels
     starts = (first[:, :, None] + won.long()).reshape(-1)  # (batch * t * filters) windows' first values
-    weights = g.reshape(-1, 1)
-    return torch.cat(
-        [(rows.index_select(0, starts + s * mels) * weights).view(batch * t, filters, bands).sum(0) for s in range(frames)],
-        dim=1,
-    )
+    picked = rows.index_select(0, starts) * g.reshape(-1, 1)
+    return picked.view(batch * t, filters, bands).sum(0)
 
 
 class WindowMax(torch.autograd.Function):
@@ -504,7 +501,7 @@ class WindowMax(torch.autograd.Function):
         for t0 in range(0, length, step):
             t1 = min(t0 + step, length)
             if winners_only:
-                grad_w += winning_windows_gradient(xc, won[:, t0:t1], g[:, t0:t1], t0, frames, bands).T
+                grad_w += winning_windows_gradient(xc, won[:, t0:t1], g[:, t0:t1], t0, bands).T
                 continue
             per_product = g.new_zeros(batch, t1 - t0, offsets, filters)
             per_product.scatter_(2, won[:, t0:t1, None].long(), g[:, t0:t1, None])
