@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers.audio import clips
 from helpers.frontends import LENGTHS, frontend
 from torch import nn
@@ -187,7 +188,6 @@ def test_large_sample_level_runs_one_clip_at_batch_size_one():
 def plain_reference(front, spec: torch.Tensor) -> torch.Tensor:
     """The front-ends written directly from docs/method.md with plain convolutions and
     max-pools, against which the faster formulations are checked."""
-    import torch.nn.functional as F
 
     from elm_audio.frontends.vgg import POOLS
 
@@ -215,6 +215,22 @@ def plain_reference(front, spec: torch.Tensor) -> torch.Tensor:
         h = F.relu(F.conv2d(F.pad(x, (0, 0, half, half)), conv.weight, conv.bias))
         means.append(F.max_pool2d(h, (1, h.shape[-1])).mean(dim=(2, 3)))
     return torch.cat(means, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_vggs_max_pool_is_max_pool2d_on_either_layout(dtype):
+    """vgg.max_pool on channels-first maps (an amax over a reshaped view) and on channels-last
+    ones (what oneDNN returns in bf16), sizes the pools do not divide included (the floor of
+    max_pool2d): max_pool2d's values, in the layout it was given."""
+    from elm_audio.frontends.vgg import max_pool
+
+    h = torch.randn(2, 24, 17, 11, generator=torch.Generator().manual_seed(0)).to(dtype)
+    expected = F.max_pool2d(h.float(), (5, 2)).to(dtype)
+    with torch.inference_mode():
+        for layout in (torch.contiguous_format, torch.channels_last):
+            pooled = max_pool(h.contiguous(memory_format=layout), (5, 2))
+            assert torch.equal(pooled, expected)
+            assert pooled.is_contiguous(memory_format=layout)
 
 
 @pytest.mark.parametrize("name", ["vgg", "cnn_7x96", "cnn_7x86", "timbral", "sample_level"])
