@@ -244,6 +244,26 @@ def test_the_classifiers_product_is_torch_linear_in_float32_arithmetic(product, 
     assert (out.double() - exact).abs().max() <= tol * exact.abs().max()
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_a_reused_weight_keeps_its_values_in_the_layout_its_products_take(dtype):
+    """products.product_weight: bf16 weights as (k, m) row-major memory behind the same (m, k)
+    view, products with it those of the weight as it was; float32 weights untouched."""
+    from elm_audio.products import linear, product_weight
+
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(96, 38, generator=gen).to(dtype)
+    x = torch.randn(50, 38, generator=gen).to(dtype)
+    packed = product_weight(weight)
+    assert torch.equal(packed, weight) and packed.shape == weight.shape
+    if dtype == torch.float32:
+        assert packed is weight
+    else:
+        assert packed.T.is_contiguous() and not packed.is_contiguous()
+    exact = x.double() @ weight.double().T
+    tol = 1e-5 if dtype == torch.float32 else 1e-2  # bf16 products are summed in float32
+    assert (linear(x, packed).double() - exact).abs().max() <= tol * exact.abs().max()
+
+
 @pytest.mark.parametrize("rows", [40, 640, 7919])  # under 64; a multiple of 64; 123 x 64 + 47
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_the_gradient_product_is_the_rows_sum_x_transposed_times_g(rows, dtype):

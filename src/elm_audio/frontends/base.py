@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..products import linear, transposed_product
+from ..products import linear, product_weight, transposed_product
 from ..sound.decode import SAMPLE_RATE
 from ..sound.dsp import LogMel
 
@@ -212,7 +212,12 @@ ONE_FRAME_BYTES = 3 << 20
 # builds one gradient product where the convolutions build two, so there the products win more:
 # always in float32 and float64 (1x38: 1.7x, 3x38: 1.2x, 7x86 1.0-1.1x), in 16-bit floats
 # down to twice the window (bf16: 1x38 1.9x, 3x38 1.3x; 7x86, 128 filters 0.7x; 3,585 1.3x).
+# In bf16 and fp16 (weights in products.product_weight's layout), products win from as many
+# filters as a window has values: on an Intel Xeon with AMX, batch 2 (GFLOP/s, products against
+# convolutions), 3x86, 256 filters 728 vs 565; 3x38, 256: 442 vs 380; 7x38, 128: 558 vs 568;
+# 7x86, 128: 747 vs 841.
 INFERENCE_PRODUCTS = 4
+INFERENCE_HALF_PRODUCTS = 1
 TRAINING_HALF_PRODUCTS = 2
 
 
@@ -221,14 +226,17 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -
     spectrogram (batch, frames, mels), valid in frequency: (batch, filters, frames').
 
     The unpooled map (filters x frames x offsets) is never held whole. Two forms on the CPU,
-    chosen by the layer's shape (INFERENCE_PRODUCTS, TRAINING_HALF_PRODUCTS): window products
-    (window_max), every frame's window at every offset times every filter, a few frames at a
-    time, maximized at once; or per-offset convolutions (channels_last_max) with the mel bands
+    chosen by the layer's shape and precision (INFERENCE_PRODUCTS, INFERENCE_HALF_PRODUCTS,
+    TRAINING_HALF_PRODUCTS): window products (window_max), every frame's window at every
+    offset times every filter, a few frames at a time, maximized at once; or per-offset convolutions (channels_last_max) with the mel bands
     as input channels, a 1-D convolution over time at each offset and a running maximum. Both
     run near the matmul rate where a one-input-channel 2-D convolution does not. Under
     autograd, WindowMax and FrequencyMaxConv keep only which offset won; few filters take
-    banded_max_conv. Apply the activation after: ReLU and ELU commute with the maximum. Off the
-    CPU, all of this is plain_frequency_max_conv.
+    banded_max_conv. A filter as tall as the spectrogram (one offset) is one convolution over
+    time: cnn_7x96's, 3,585 filters, ran at 298 GFLOP/s in float32 and 1,951 in bf16 that way,
+    against 176 and 488 as window products (an Intel Xeon with AMX, batch 2). Apply the
+    activation after: ReLU and ELU commute with the maximum. Off the CPU, all of this is
+    plain_frequency_max_conv.
     """
     if plain_forms(spec):
         return plain_frequency_max_conv(spec, conv.weight, conv.bias, pad_time)
@@ -241,7 +249,8 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -
         if computing_dtype(conv.weight).itemsize > 2 or filters >= TRAINING_HALF_PRODUCTS * window:
             return WindowMax.apply(time_padded(spec, pad_time), weight, conv.bias)
         return FrequencyMaxConv.apply(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias)
-    if frames == 1 or filters >= INFERENCE_PRODUCTS * window:
+    products = INFERENCE_HALF_PRODUCTS if computing_dtype(conv.weight).itemsize == 2 else INFERENCE_PRODUCTS
+    if frames == 1 or (offsets > 1 and filters >= products * window):
         return window_max(time_padded(spec, pad_time), weight, conv.bias)
     return channels_last_max(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias)
 
@@ -405,7 +414,7 @@ def window_chunks(x: torch.Tensor, weight: torch.Tensor) -> Iterator[torch.Tenso
     """window_products of x (batch, frames', mels), time already padded, and ``weight``
     (filters, frames, bands), chunk_frames frames at a time."""
     filters, frames, _ = weight.shape
-    kernel = weight.reshape(filters, -1)
+    kernel = product_weight(weight.reshape(filters, -1))
     length, step = x.shape[1] - frames + 1, chunk_frames(x, weight)
     for t0 in range(0, length, step):
         yield window_products(x, kernel, frames, t0, min(t0 + step, length))
