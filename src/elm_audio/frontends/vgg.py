@@ -14,11 +14,13 @@ POOLS = ((4, 2), (4, 3), (5, 2), (4, 2), (4, 4))
 # this many frames at a time.
 FIRST_BLOCK_CHUNK = 32
 # Otherwise it is computed some pooling windows at a time, the products of this many values
-# (2 MB in float32) maximized while they are in the cache. Each chunk costs a product call and
-# a max call: vgg large's first block on a Zen 4, batch of two, took 320 ms in float32 at 1 << 16
-# (256 KB), 216 ms at 1 << 19, 210 at 1 << 20, 235 at 1 << 22; in bf16 (oneDNN's
-# matmul) the whole network 1.18 s at 1 << 16, 1.07 s at 1 << 19.
-FIRST_BLOCK_VALUES = 1 << 19
+# (4 MB in float32) maximized while they are in the cache. Each chunk costs a product call and
+# a max call: vgg large's first block, batch of two, took on a Zen 4 320 ms in float32 at 1 << 16
+# (256 KB), 216 ms at 1 << 19, 210 at 1 << 20, 235 at 1 << 22 (in bf16 the whole network 1.18 s
+# at 1 << 16, 1.07 s at 1 << 19); on an Intel Xeon with AMX (2 MB of L2 a core against 1) 153
+# ms at 1 << 19, 144-154 at 1 << 20, 135-141 at 1 << 21 and 22, 163 at 1 << 23 (bf16: 104, 90-94,
+# 79-84, 99).
+FIRST_BLOCK_VALUES = 1 << 20
 
 
 def max_pool(h: torch.Tensor, pool: tuple[int, int]) -> torch.Tensor:
