@@ -11,6 +11,7 @@ from torch import nn
 
 from ..config import shown
 from .base import FrontEnd, pad_same, under_autograd
+from .fused import relu_conv2d, relu_linear
 
 
 class SampleLevel(FrontEnd):
@@ -31,7 +32,7 @@ class SampleLevel(FrontEnd):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         # (batch, positions, channels): the first 3 x (input // 3) samples, three to a row
         frames = x[:, : x.shape[1] // 3 * 3].unflatten(1, (-1, 3))
-        h = F.relu_(F.linear(frames, self.stem.weight[:, 0], self.stem.bias))
+        h = relu_linear(frames, self.stem.weight[:, 0], self.stem.bias)
         means = [self.tap("conv0", h.transpose(1, 2))]
         for i, conv in enumerate(self.convs, start=1):
             # each step frees the previous map: at most two 116,666-long maps live at once
@@ -41,8 +42,8 @@ class SampleLevel(FrontEnd):
 
 
 def _block(h: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """Conv 3 same, ReLU, max-pool 3 of (batch, positions, channels) maps, in place."""
-    h = F.relu_(same_conv3(h, conv.weight, conv.bias))
+    """Conv 3 same, ReLU, max-pool 3 of (batch, positions, channels) maps."""
+    h = same_conv3(h, conv.weight, conv.bias, relu=True)
     return h[:, : h.shape[1] // 3 * 3].unflatten(1, (-1, 3)).amax(2)
 
 
@@ -55,10 +56,14 @@ def _trained_block(h: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     return F.max_pool2d(h.transpose(1, 2).unsqueeze(2), (1, 3)).squeeze(2).transpose(1, 2)
 
 
-def same_conv3(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """A 3-wide 'same' convolution of (batch, positions, channels) maps, in that layout."""
+def same_conv3(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False) -> torch.Tensor:
+    """A 3-wide 'same' convolution of (batch, positions, channels) maps, in that layout, and
+    its ReLU (``relu``: fused where nothing is trained, fused.relu_conv2d)."""
     image = h.transpose(1, 2).unsqueeze(2)  # (batch, channels, 1, positions), channels-last
-    out = F.conv2d(image, weight.unsqueeze(2), bias, padding=(0, 1))
+    if relu:
+        out = relu_conv2d(image, weight.unsqueeze(2), bias, padding=(0, 1))
+    else:
+        out = F.conv2d(image, weight.unsqueeze(2), bias, padding=(0, 1))
     return out.squeeze(2).transpose(1, 2)  # back to (batch, positions, channels), no copy
 
 
