@@ -218,6 +218,52 @@ def plain_reference(front, spec: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("grad", [False, True])
+def test_fused_relu_layers_are_the_layer_then_relu(dtype, grad):
+    """frontends.fused: oneDNN's ReLU post-op gives relu(linear) and relu(conv2d) on
+    channels-last maps, as computed apart (the same kernels: equal to rounding); under
+    autograd the plain ops, whose gradients flow."""
+    from elm_audio.frontends.fused import relu_conv2d, relu_linear
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 300, 3, generator=gen).to(dtype)
+    w, b = torch.randn(64, 3, generator=gen).to(dtype), torch.randn(64, generator=gen).to(dtype)
+    image = torch.randn(2, 64, 1, 200, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
+    kernel = (0.1 * torch.randn(32, 64, 1, 3, generator=gen)).to(dtype)
+    if grad:
+        w.requires_grad_()
+        kernel.requires_grad_()
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-2, "atol": 1e-2}
+    with torch.set_grad_enabled(grad):
+        out = relu_linear(x, w, b)
+        torch.testing.assert_close(out, F.relu(F.linear(x, w, b)), **tol)
+        conv = relu_conv2d(image, kernel, b[:32], padding=(0, 1))
+        torch.testing.assert_close(conv, F.relu(F.conv2d(image, kernel, b[:32], padding=(0, 1))), **tol)
+    assert bool((out >= 0).all()) and bool((out == 0).any()) and bool((conv == 0).any())
+    if grad:
+        (out.sum() + conv.sum()).backward()
+        assert w.grad is not None and kernel.grad is not None
+
+
+@pytest.mark.parametrize("positions", [0, 7, 100_003])
+def test_bf16_map_means_are_float32_sums_over_every_position(positions, monkeypatch):
+    """FrontEnd.tap's means of bf16 maps, summed a slice of positions at a time (here small
+    slices, so that a map has many and a remainder): the float64 mean to float32 rounding; an
+    empty map's mean is NaN, as torch's mean says."""
+    from elm_audio.frontends import base
+
+    monkeypatch.setattr(base, "MEAN_SLICE_VALUES", 1 << 10)
+    flat = torch.rand(2, 24, positions, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    means = base.map_means(flat.transpose(1, 2).contiguous().transpose(1, 2))  # channels-last, as sample_level's
+    assert means.dtype == torch.float32 and means.shape == (2, 24)
+    if not positions:
+        assert bool(means.isnan().all())
+        return
+    exact = flat.double().mean(dim=-1)
+    assert float((means.double() - exact).abs().max()) <= 1e-6 * float(exact.abs().max())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_vggs_max_pool_is_max_pool2d_on_either_layout(dtype):
     """vgg.max_pool on channels-first maps (an amax over a reshaped view) and on channels-last
     ones (what oneDNN returns in bf16), sizes the pools do not divide included (the floor of

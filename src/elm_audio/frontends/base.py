@@ -104,7 +104,7 @@ class FrontEnd(nn.Module):
             self._trace.append(LayerInfo(name, tuple(fmap.shape[1:]), int(fmap.shape[1])))
         if self._on_map is not None:
             self._on_map(name, fmap, "per_layer" if per_layer else "mean")
-        means = fmap.flatten(2).mean(dim=-1, dtype=torch.float32)  # bf16 maps: accumulated in float32
+        means = map_means(fmap.flatten(2))
         if per_layer:
             return F.pad(means.mean(dim=1, keepdim=True), (0, means.shape[1] - 1))
         return means
@@ -152,6 +152,21 @@ class FrontEnd(nn.Module):
                 if module.bias is not None:
                     module.bias.zero_()
         return self.requires_grad_(False)
+
+
+# 16-bit maps are averaged this many values at a time (512 KB of bf16)
+MEAN_SLICE_VALUES = 1 << 18
+
+
+def map_means(flat: torch.Tensor) -> torch.Tensor:
+    """The mean over the last axis of flat (batch, channels, positions), in float32. torch
+    converts a whole bf16 map to float32 before summing it; a slice of positions at a time
+    stays in the cache (sample_level large's stem map, 2 clips: 73 ms whole, 26 in slices)."""
+    if flat.element_size() > 2 or flat.requires_grad:
+        return flat.mean(dim=-1, dtype=torch.float32)
+    step = max(1, MEAN_SLICE_VALUES // max(1, flat.shape[0] * flat.shape[1]))
+    sums = torch.stack([part.sum(dim=-1, dtype=torch.float32) for part in flat.split(step, dim=-1)])
+    return sums.sum(dim=0) / flat.shape[-1]  # the slices' sums summed pairwise, as one sum's would be
 
 
 def under_autograd(*tensors: torch.Tensor) -> bool:
