@@ -438,8 +438,15 @@ def window_chunks(x: torch.Tensor, weight: torch.Tensor) -> Iterator[torch.Tenso
 def window_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """frequency_max_conv's products form: x (batch, frames', mels), time already padded;
     weight (filters, frames, bands): (batch, filters, frames' - frames + 1)."""
-    out = torch.cat([products.amax(dim=2) for products in window_chunks(x, weight)], dim=1).transpose(1, 2)
-    return out if bias is None else out + bias[:, None]  # (batch, filters, frames), channels-last
+    out, t0 = None, 0
+    for products in window_chunks(x, weight):  # each chunk's maxima written in place: no concatenation
+        if out is None:  # in the products' dtype: bf16 under autocast
+            out = products.new_empty(x.shape[0], x.shape[1] - weight.shape[1] + 1, weight.shape[0])  # (batch, frames, filters)
+        torch.amax(products, dim=2, out=out[:, t0 : t0 + products.shape[1]])
+        t0 += products.shape[1]
+    if bias is not None:
+        out += bias
+    return out.transpose(1, 2)  # (batch, filters, frames), channels-last
 
 
 def bias_gradient(ctx, grad: torch.Tensor) -> torch.Tensor | None:
