@@ -235,14 +235,37 @@ def test_fused_relu_layers_are_the_layer_then_relu(dtype, grad):
         kernel.requires_grad_()
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-2, "atol": 1e-2}
     with torch.set_grad_enabled(grad):
-        out = relu_linear(x, w, b)
+        out = relu_linear(x, w, b, in_range=True)
         torch.testing.assert_close(out, F.relu(F.linear(x, w, b)), **tol)
-        conv = relu_conv2d(image, kernel, b[:32], padding=(0, 1))
+        conv = relu_conv2d(image, kernel, b[:32], padding=(0, 1), in_range=True)
         torch.testing.assert_close(conv, F.relu(F.conv2d(image, kernel, b[:32], padding=(0, 1))), **tol)
     assert bool((out >= 0).all()) and bool((out == 0).any()) and bool((conv == 0).any())
     if grad:
         (out.sum() + conv.sum()).backward()
         assert w.grad is not None and kernel.grad is not None
+
+
+def test_layers_fuse_their_relu_only_where_no_sum_can_overflow():
+    """oneDNN's fused ReLU turns NaN into 0 (an overflowed sum's inf - inf), which F.relu keeps:
+    cannot_overflow bounds every sum of a chain by its weights' row sums and the input's
+    largest magnitude, and where a sum could overflow, or the input is not finite, the layer
+    is the plain op, whose NaN reaches the features (extraction then reports them)."""
+    from elm_audio.frontends.fused import cannot_overflow, relu_linear
+
+    w = torch.tensor([[1.0, -1.0, 1.0], [2.0, 2.0, 2.0]])  # row sums of |w|: 3 and 6
+    chain = [(w, torch.tensor([0.5, -4.0])), (torch.full((2, 2), 0.5), None)]  # then 1
+    finfo = torch.finfo(torch.float32)
+    assert cannot_overflow(torch.tensor([1.0, -2.0]), chain)  # bound (6 * 2 + 4) * 1 = 16
+    assert cannot_overflow(torch.tensor([finfo.max / 16]), chain)  # the bound: 6e37 + 4, under half the range
+    assert not cannot_overflow(torch.tensor([finfo.max / 8]), chain)
+    assert not cannot_overflow(torch.tensor([1.0, float("nan")]), chain)
+    assert not cannot_overflow(torch.tensor([float("inf")]), chain)
+    x = torch.tensor([[3e38, -3e38, 3e38]])  # its sums overflow: 3e38 - 3e38 + 3e38 = inf - inf somewhere
+    with torch.inference_mode():
+        in_range = cannot_overflow(x, [(w, None)])
+        out = relu_linear(x, w, None, in_range)
+    assert not in_range
+    torch.testing.assert_close(out, F.relu(F.linear(x, w)), equal_nan=True)
 
 
 @pytest.mark.parametrize("positions", [0, 7, 100_003])

@@ -5,12 +5,19 @@ A ReLU of its own reads and writes the whole map again, and torch's elementwise 
 bf16 at a third of float32's rate per value: on an Intel Xeon with AMX, sample_level large's
 stem (2 clips, 116,666 x 512 outputs) took 118 ms as a product and a ReLU in bf16, 19 ms
 fused (float32: 91 and 35 ms); its first block's convolution 259 ms, 179 fused. The fused ops
-are the ones torch's own compiler emits for the CPU (``torch.ops.mkldnn``); where a build
-lacks them, under autograd, off the CPU, and on profile's empty batch (whose FLOPs it counts
-from the ops it sees), the layer is the plain op and ``F.relu_``.
+are the ones torch's own compiler emits for the CPU (``torch.ops.mkldnn``).
+
+oneDNN's ReLU turns NaN into 0 where ``F.relu`` keeps it, and in a network of finite weights
+fed finite samples a NaN arises only from a sum that overflowed (inf - inf): fused, an
+overflow would leave finite features that extraction could not report. So a caller fuses only
+where ``cannot_overflow`` proves no sum can leave the floating-point range. Where it cannot,
+where a build lacks the ops, under autograd, off the CPU, and on profile's empty batch (whose
+FLOPs it counts from the ops it sees), each layer is the plain op and ``F.relu_``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +25,27 @@ import torch.nn.functional as F
 from .base import under_autograd
 
 
-def _fused(x: torch.Tensor, weight: torch.Tensor, op: str) -> bool:
+def cannot_overflow(x: torch.Tensor, layers: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> bool:
+    """Whether no partial sum of a chain of layers with these (weight, bias) pairs, each
+    followed by ReLU or max-pooling (neither makes a value larger), can reach half of x's
+    dtype's largest value from input x: a layer's sums are at most its largest row sum of
+    |weight| times its input's largest magnitude, plus its largest |bias|. A NaN or infinite
+    input fails the test. Cheap: one pass over x and over the weights. Off the CPU (where
+    nothing is fused, and the meta device holds no values) the answer is no."""
+    if x.device.type != "cpu" or not x.numel():
+        return False
+    with torch.no_grad():
+        bound = float(x.abs().amax())
+        for weight, bias in layers:
+            bound = float(weight.abs().flatten(1).sum(1, dtype=torch.float32).amax()) * bound
+            bound += 0.0 if bias is None else float(bias.abs().amax())
+    return bound < torch.finfo(x.dtype).max / 2
+
+
+def _fused(x: torch.Tensor, weight: torch.Tensor, op: str, in_range: bool) -> bool:
     return (
-        x.device.type == "cpu"
+        in_range
+        and x.device.type == "cpu"
         and x.numel() > 0
         and x.dtype in (torch.float32, torch.bfloat16)
         and torch.backends.mkldnn.is_available()
@@ -29,15 +54,19 @@ def _fused(x: torch.Tensor, weight: torch.Tensor, op: str) -> bool:
     )
 
 
-def relu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """relu(x @ weight.T + bias) for x (..., k) and weight (m, k)."""
-    if _fused(x, weight, "_linear_pointwise"):
+def relu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, in_range: bool) -> torch.Tensor:
+    """relu(x @ weight.T + bias) for x (..., k) and weight (m, k); fused where ``in_range``
+    (the caller's ``cannot_overflow``) allows."""
+    if _fused(x, weight, "_linear_pointwise", in_range):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "relu", [], "")
     return F.relu_(F.linear(x, weight, bias))
 
 
-def relu_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int]) -> torch.Tensor:
-    """relu(conv2d(x, weight, bias, padding)), stride 1, in the layout oneDNN gives conv2d's."""
-    if _fused(x, weight, "_convolution_pointwise"):
+def relu_conv2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int], in_range: bool
+) -> torch.Tensor:
+    """relu(conv2d(x, weight, bias, padding)), stride 1, in the layout oneDNN gives conv2d's;
+    fused where ``in_range`` (the caller's ``cannot_overflow``) allows."""
+    if _fused(x, weight, "_convolution_pointwise", in_range):
         return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, list(padding), [1, 1], [1, 1], 1, "relu", [], "")
     return F.relu_(F.conv2d(x, weight, bias, padding=padding))

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..config import shown
 from .base import FrontEnd, pad_same, under_autograd
-from .fused import relu_conv2d, relu_linear
+from .fused import cannot_overflow, relu_conv2d, relu_linear
 
 
 class SampleLevel(FrontEnd):
@@ -32,18 +32,20 @@ class SampleLevel(FrontEnd):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         # (batch, positions, channels): the first 3 x (input // 3) samples, three to a row
         frames = x[:, : x.shape[1] // 3 * 3].unflatten(1, (-1, 3))
-        h = relu_linear(frames, self.stem.weight[:, 0], self.stem.bias)
+        in_range = cannot_overflow(x, [(self.stem.weight, self.stem.bias), *((c.weight, c.bias) for c in self.convs)])
+        h = relu_linear(frames, self.stem.weight[:, 0], self.stem.bias, in_range)
         means = [self.tap("conv0", h.transpose(1, 2))]
         for i, conv in enumerate(self.convs, start=1):
             # each step frees the previous map: at most two 116,666-long maps live at once
-            h = _trained_block(h, conv) if under_autograd(h, conv.weight) else _block(h, conv)
+            h = _trained_block(h, conv) if under_autograd(h, conv.weight) else _block(h, conv, in_range)
             means.append(self.tap(f"pool{i}", h.transpose(1, 2)))
         return torch.cat(means, dim=1)
 
 
-def _block(h: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """Conv 3 same, ReLU, max-pool 3 of (batch, positions, channels) maps."""
-    h = same_conv3(h, conv.weight, conv.bias, relu=True)
+def _block(h: torch.Tensor, conv: nn.Conv1d, in_range: bool) -> torch.Tensor:
+    """Conv 3 same, ReLU (fused where ``in_range``: fused.cannot_overflow), max-pool 3 of
+    (batch, positions, channels) maps."""
+    h = same_conv3(h, conv.weight, conv.bias, relu=True, in_range=in_range)
     return h[:, : h.shape[1] // 3 * 3].unflatten(1, (-1, 3)).amax(2)
 
 
@@ -56,12 +58,14 @@ def _trained_block(h: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     return F.max_pool2d(h.transpose(1, 2).unsqueeze(2), (1, 3)).squeeze(2).transpose(1, 2)
 
 
-def same_conv3(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False) -> torch.Tensor:
+def same_conv3(
+    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False, in_range: bool = False
+) -> torch.Tensor:
     """A 3-wide 'same' convolution of (batch, positions, channels) maps, in that layout, and
-    its ReLU (``relu``: fused where nothing is trained, fused.relu_conv2d)."""
+    its ReLU (``relu``: fused where ``in_range`` allows, fused.relu_conv2d)."""
     image = h.transpose(1, 2).unsqueeze(2)  # (batch, channels, 1, positions), channels-last
     if relu:
-        out = relu_conv2d(image, weight.unsqueeze(2), bias, padding=(0, 1))
+        out = relu_conv2d(image, weight.unsqueeze(2), bias, padding=(0, 1), in_range=in_range)
     else:
         out = F.conv2d(image, weight.unsqueeze(2), bias, padding=(0, 1))
     return out.squeeze(2).transpose(1, 2)  # back to (batch, positions, channels), no copy
