@@ -34,7 +34,7 @@ from elm_audio.products import mkl_runs_avx2_only, onednn_linear
 from elm_audio.config import compose, native_frontends
 from elm_audio.datasets import Clip
 from elm_audio.datasets.synth import synth_clip
-from elm_audio.devices import convolutions_tuned, give_back_memory, keep_freed_memory
+from elm_audio.devices import convolutions_tuned, denormals_flushed, give_back_memory, keep_freed_memory
 from elm_audio.evaluation.protocols import evaluate, make_splits
 from elm_audio.extraction.chunks import layout
 from elm_audio.extraction.defaults import num_workers, usable_cores
@@ -271,13 +271,14 @@ def training_rates(name: str, batch: int, steps: int, limits: dict) -> dict:
         loss.backward()
         optimizer.step()
 
-    for p in precisions:  # warm-up
-        step(p)
-    for r in range(steps):
-        for p in precisions[:: 1 if r % 2 == 0 else -1]:
-            start = time.perf_counter()
+    with denormals_flushed(CPU):  # as a run trains
+        for p in precisions:  # warm-up
             step(p)
-            times[p].append(time.perf_counter() - start)
+        for r in range(steps):
+            for p in precisions[:: 1 if r % 2 == 0 else -1]:
+                start = time.perf_counter()
+                step(p)
+                times[p].append(time.perf_counter() - start)
     flops = 3 * info["gflops_per_clip"] * batch
     for p in precisions:
         rate = flops / float(np.median(times[p]))

@@ -17,7 +17,7 @@ from helpers.audio import tone_batch
 from torch.overrides import TorchFunctionMode
 
 from elm_audio.config import compose, native_frontends
-from elm_audio.devices import convolutions_tuned
+from elm_audio.devices import convolutions_tuned, denormals_flushed
 from elm_audio.frontends import FrontEnd
 from elm_audio.frontends.base import forms
 from elm_audio.settings.components import build_frontend
@@ -209,6 +209,24 @@ def test_cudnn_autotuner_only_while_computing_on_cuda() -> None:
         assert torch.backends.cudnn.benchmark is False
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+def test_training_on_the_cpu_flushes_denormals_and_restores_torchs_default() -> None:
+    """devices.denormals_flushed: on the CPU a float32 denormal (below 1.2e-38) reads as zero
+    while inside, and computes as itself again after, also after an error; for CUDA the CPU's
+    arithmetic is left alone."""
+    tiny = torch.tensor([1e-39])
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals")
+    assert float(tiny * 1.0) > 0
+    with denormals_flushed(torch.device("cpu")):
+        assert float(tiny * 1.0) == 0.0
+    assert float(tiny * 1.0) > 0
+    with pytest.raises(KeyboardInterrupt), denormals_flushed(torch.device("cpu")):
+        raise KeyboardInterrupt
+    assert float(tiny * 1.0) > 0
+    with denormals_flushed(torch.device("cuda")):
+        assert float(tiny * 1.0) > 0
 
 
 @pytest.fixture

@@ -43,6 +43,24 @@ def convolutions_tuned(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark = before
 
 
+@contextmanager
+def denormals_flushed(device: torch.device) -> Iterator[None]:
+    """On the CPU, float values below the smallest normal one (1.2e-38 in float32) read and
+    written as zero while inside (``torch.set_flush_denormal``: the x86 FTZ and DAZ bits), then
+    torch's default again (torch cannot say what it was). An Intel core computes with such
+    values through microcode, a hundred times slower: on an Intel Xeon one step in five to eight
+    of vgg large's float32 training took 51-84 s instead of 4.7-5.9 (a batch of two), and none
+    with this on (4.6-4.7 s each). Training's updates are about 1e-4 of the weights, so zeroing
+    what is 1e-38 changes nothing it learns. Elsewhere, nothing changes."""
+    if device.type != "cpu" or not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 # mallopt's parameters (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm  # not tqdm.auto: no widget warning where a notebook imports it
 
-from ..devices import convolutions_tuned
+from ..devices import convolutions_tuned, denormals_flushed
 from ..evaluation.protocols import Evaluation, Split, SplitResult
 from ..evaluation.scoring import Score
 from ..extraction.precision import autocast
@@ -94,7 +94,8 @@ def train_and_evaluate(settings: Settings, plan: Plan, cache: FeatureCache) -> t
     folder = settings.cache_dir / "training" / key
     start = time.perf_counter()
     results = []
-    with cache.lock(f"training-{key}") as locked, convolutions_tuned(settings.device):  # the same training elsewhere: wait for it
+    # the same training elsewhere: wait for it
+    with cache.lock(f"training-{key}") as locked, convolutions_tuned(settings.device), denormals_flushed(settings.device):
         for split in (s.keep(usable) for s in plan.splits):
             saved = saved_result(folder / split.name / "result.json", split, codes, classes)
             if saved is None and not locked:
