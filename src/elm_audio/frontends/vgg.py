@@ -25,8 +25,8 @@ FIRST_BLOCK_VALUES = 1 << 20
 
 def max_pool(h: torch.Tensor, pool: tuple[int, int]) -> torch.Tensor:
     """Non-overlapping max-pool, floor mode (as max_pool2d). Under autograd, and on
-    channels-last maps (what oneDNN's convolutions return in bf16, and in float32 on an Intel
-    Xeon), it is max_pool2d: its backward sends each gradient to the index kept, where amax's
+    channels-last maps (what oneDNN's convolutions return in bf16, and the plain forms' maps),
+    it is max_pool2d: its backward sends each gradient to the index kept, where amax's
     compares the whole map with the maximum (half of a training step of vgg small); on
     channels-last maps its kernel runs along the channels (vgg large's second block, 2 clips:
     9 ms against 88 for amax over a reshaped copy). On channels-first maps, an amax over a
