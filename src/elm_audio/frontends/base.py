@@ -244,15 +244,15 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -
     The unpooled map (filters x frames x offsets) is never held whole. Two forms on the CPU,
     chosen by the layer's shape and precision (INFERENCE_PRODUCTS, INFERENCE_HALF_PRODUCTS,
     TRAINING_HALF_PRODUCTS): window products (window_max), every frame's window at every
-    offset times every filter, a few frames at a time, maximized at once; or per-offset convolutions (channels_last_max) with the mel bands
-    as input channels, a 1-D convolution over time at each offset and a running maximum. Both
-    run near the matmul rate where a one-input-channel 2-D convolution does not. Under
-    autograd, WindowMax and FrequencyMaxConv keep only which offset won; few filters take
-    banded_max_conv. A filter as tall as the spectrogram (one offset) is one convolution over
-    time: cnn_7x96's, 3,585 filters, ran at 298 GFLOP/s in float32 and 1,951 in bf16 that way,
-    against 176 and 488 as window products (an Intel Xeon with AMX, batch 2). Apply the
-    activation after: ReLU and ELU commute with the maximum. Off the CPU, all of this is
-    plain_frequency_max_conv.
+    offset times every filter, a few frames at a time, maximized at once; or per-offset
+    convolutions (channels_last_max) with the mel bands as input channels, a 1-D convolution
+    over time at each offset and a running maximum. Both run near the matmul rate where a
+    one-input-channel 2-D convolution does not. Under autograd, WindowMax and
+    FrequencyMaxConv keep only which offset won; few filters take banded_max_conv. A filter as
+    tall as the spectrogram (one offset) is one convolution over time: cnn_7x96's, 3,585
+    filters, ran at 298 GFLOP/s in float32 and 1,951 in bf16 that way, against 176 and 488 as
+    window products (an Intel Xeon with AMX, batch 2). Apply the activation after: ReLU and ELU
+    commute with the maximum. Off the CPU, all of this is plain_frequency_max_conv.
     """
     if plain_forms(spec):
         return plain_frequency_max_conv(spec, conv.weight, conv.bias, pad_time)

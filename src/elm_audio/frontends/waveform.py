@@ -32,7 +32,9 @@ class SampleLevel(FrontEnd):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         # (batch, positions, channels): the first 3 x (input // 3) samples, three to a row
         frames = x[:, : x.shape[1] // 3 * 3].unflatten(1, (-1, 3))
-        in_range = cannot_overflow(x, [(self.stem.weight, self.stem.bias), *((c.weight, c.bias) for c in self.convs)])
+        # only where the ReLU can be fused: training would pass over the weights for nothing
+        layers = [(self.stem.weight, self.stem.bias), *((c.weight, c.bias) for c in self.convs)]
+        in_range = not under_autograd(x, self.stem.weight) and cannot_overflow(x, layers)
         h = relu_linear(frames, self.stem.weight[:, 0], self.stem.bias, in_range)
         means = [self.tap("conv0", h.transpose(1, 2))]
         for i, conv in enumerate(self.convs, start=1):
