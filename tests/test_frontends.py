@@ -308,3 +308,29 @@ def test_fast_formulations_equal_the_plain_layers(name):
     with torch.inference_mode():
         spec = front.prepare(clips(front, 2))
         torch.testing.assert_close(front.features(spec), plain_reference(front, spec), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("frames, bias", [(3, True), (7, False)])
+def test_many_offset_filters_are_one_convolution_with_frames_as_channels(dtype, frames, bias, monkeypatch):
+    """frame_channels_max, the inference form of filters taller than a frame over 38 of 96
+    bands (59 offsets), in chunks of a few frames (here small ones, with a remainder): the
+    one-channel convolution's map maximized over the offsets, as max_pool2d gives it (float64:
+    to rounding; bf16, maximized by max_pool2d: to bf16's rounding of the float64 map)."""
+    from elm_audio.frontends import base
+
+    monkeypatch.setattr(base, "WINDOW_BYTES", 40_000)
+    gen = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(1, 24, (frames, 38), bias=bias).double().requires_grad_(False)
+    if bias:
+        nn.init.normal_(conv.bias, generator=gen)
+    spec = torch.randn(2, 101, 96, generator=gen, dtype=torch.float64)
+    half = (frames - 1) // 2
+    h = conv(F.pad(spec, (0, 0, half, half)).unsqueeze(1))  # (2, 24, 101, 59)
+    expected = F.max_pool2d(h, (1, 59))[..., 0]
+    layer = conv.to(dtype)
+    with torch.inference_mode():
+        pooled = base.frequency_max_conv(spec.to(dtype), layer, pad_time=half)
+    assert pooled.shape == expected.shape and pooled.dtype == dtype
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-2, "atol": 5e-2}
+    torch.testing.assert_close(pooled.double(), expected, **tol)

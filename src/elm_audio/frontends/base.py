@@ -235,19 +235,27 @@ ONE_FRAME_BYTES = 3 << 20
 INFERENCE_PRODUCTS = 4
 INFERENCE_HALF_PRODUCTS = 1
 TRAINING_HALF_PRODUCTS = 2
+# Inference of filters taller than one frame with at least this many frequency offsets takes
+# frame_channels_max (timbral_temporal's 38-band filters: 59 offsets). On an Intel Xeon with
+# AMX, batch 2, GFLOP/s against the form each took before (medians of 5 interleaved runs):
+# fp32 7x38, 128 filters 212 vs 174; 3x38, 256: 185 vs 138; bf16 7x38 585 vs 302; 3x38 354 vs
+# 269. With 11 offsets (86 bands) the other forms kept up or won (fp32 3x86, 256 filters: 153
+# vs 194; cnn_7x86 large: 154 vs 222), and so did 1-frame filters (one input channel).
+FRAME_CHANNEL_OFFSETS = 32
 
 
 def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -> torch.Tensor:
     """max over frequency positions of a one-channel (frames x bands) convolution of a
     spectrogram (batch, frames, mels), valid in frequency: (batch, filters, frames').
 
-    The unpooled map (filters x frames x offsets) is never held whole. Two forms on the CPU,
-    chosen by the layer's shape and precision (INFERENCE_PRODUCTS, INFERENCE_HALF_PRODUCTS,
-    TRAINING_HALF_PRODUCTS): window products (window_max), every frame's window at every
-    offset times every filter, a few frames at a time, maximized at once; or per-offset
-    convolutions (channels_last_max) with the mel bands as input channels, a 1-D convolution
-    over time at each offset and a running maximum. Both run near the matmul rate where a
-    one-input-channel 2-D convolution does not. Under autograd, WindowMax and
+    The unpooled map (filters x frames x offsets) is never held whole. Three forms on the CPU,
+    chosen by the layer's shape and precision (FRAME_CHANNEL_OFFSETS, INFERENCE_PRODUCTS,
+    INFERENCE_HALF_PRODUCTS, TRAINING_HALF_PRODUCTS): in inference, for many offsets, one
+    convolution along the mels with the filter's frames as channels (frame_channels_max); window
+    products (window_max), every frame's window at every offset times every filter, a few
+    frames at a time, maximized at once; or per-offset convolutions (channels_last_max) with the
+    mel bands as input channels, a 1-D convolution over time at each offset and a running
+    maximum. Each runs near the matmul rate where a one-input-channel 2-D convolution does not. Under autograd, WindowMax and
     FrequencyMaxConv keep only which offset won; few filters take banded_max_conv. A filter as
     tall as the spectrogram (one offset) is one convolution over time: cnn_7x96's, 3,585
     filters, ran at 298 GFLOP/s in float32 and 1,951 in bf16 that way, against 176 and 488 as
@@ -265,6 +273,8 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -
         if computing_dtype(conv.weight).itemsize > 2 or filters >= TRAINING_HALF_PRODUCTS * window:
             return WindowMax.apply(time_padded(spec, pad_time), weight, conv.bias)
         return FrequencyMaxConv.apply(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias)
+    if frames > 1 and offsets >= FRAME_CHANNEL_OFFSETS and spec.shape[0]:
+        return frame_channels_max(time_padded(spec, pad_time), weight, conv.bias)
     products = INFERENCE_HALF_PRODUCTS if computing_dtype(conv.weight).itemsize == 2 else INFERENCE_PRODUCTS
     if frames == 1 or (offsets > 1 and filters >= products * window):
         return window_max(time_padded(spec, pad_time), weight, conv.bias)
@@ -447,6 +457,34 @@ def window_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None)
         t0 += products.shape[1]
     if bias is not None:
         out += bias
+    return out.transpose(1, 2)  # (batch, filters, frames), channels-last
+
+
+def frame_channels_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """frequency_max_conv's form for many offsets: x (batch, frames', mels), time already
+    padded; weight (filters, frames, bands): (batch, filters, frames' - frames + 1). Each output
+    frame's input rows are a one-pixel-tall image, the filter's frames as its channels and the
+    mels as its width, channels-last (a copy of ``frames`` rows a frame, where window products
+    copy every offset's window): one oneDNN convolution along the mels gives every offset of a
+    chunk of frames, maximized while in the cache (about WINDOW_BYTES of maps; bf16's by
+    max_pool2d, whose kernel runs along the channels: 1.1 to 1.2 times amax's rate here)."""
+    filters, frames, bands = weight.shape
+    batch, padded, mels = x.shape
+    offsets, length = mels - bands + 1, padded - frames + 1
+    # (filters, frames, 1, bands) with channels-last strides: (filters, 1, bands, frames) in memory
+    kernel = weight.transpose(1, 2).contiguous().unsqueeze(1).permute(0, 3, 1, 2)
+    step = max(1, WINDOW_BYTES // (batch * offsets * filters * x.element_size()))
+    out = None
+    for t0 in range(0, length, step):
+        t1 = min(t0 + step, length)
+        rows = x[:, t0 : t1 + frames - 1].unfold(1, frames, 1).contiguous()  # (batch, t, mels, frames)
+        h = F.conv2d(rows.view(-1, 1, mels, frames).permute(0, 3, 1, 2), kernel, bias)  # (batch * t, filters, 1, offsets)
+        if out is None:  # in the maps' dtype: bf16 under autocast
+            out = h.new_empty(batch, length, filters)
+        if h.element_size() == 2:
+            out[:, t0:t1] = F.max_pool2d(h, (1, offsets)).view(batch, t1 - t0, filters)
+        else:
+            torch.amax(h.permute(0, 2, 3, 1).view(batch, t1 - t0, offsets, filters), dim=2, out=out[:, t0:t1])
     return out.transpose(1, 2)  # (batch, filters, frames), channels-last
 
 
