@@ -534,25 +534,25 @@ class WindowMax(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         dtype = computing_dtype(weight)
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
-        offsets = x.shape[2] - weight.shape[2] + 1
+        filters, offsets = weight.shape[0], x.shape[2] - weight.shape[2] + 1
         with autocast_off(x.device):
-            xc, wc = x.to(dtype), weight.to(dtype)
-            # offsets counted down, so the largest of them where a product equals the maximum
-            # marks the first offset that reached it (argmax ran 3 times slower on the CPU)
+            # contiguous once: the backward's winning windows are runs of its flat memory
+            xc, wc = x.to(dtype).contiguous(), weight.to(dtype)
             small = torch.uint8 if offsets < 256 else torch.int16
-            countdown = torch.arange(offsets, 0, -1, dtype=small, device=x.device)[:, None]
             pooled, won = [], []
             for products in window_chunks(xc, wc):
-                top = products.amax(dim=2)
-                hits = torch.eq(products, top[:, :, None])
-                hits = hits.view(small) if small == torch.uint8 else hits.to(small)  # bool as bytes: no copy
-                won.append(hits.mul_(countdown).amax(dim=2))
-                pooled.append(top)
+                batch, t = products.shape[:2]
+                # channels-last (batch * t, filters, offsets, 1): max_pool2d's kernel runs along
+                # the filters and finds the maximum and its first offset in one pass (4 to 6
+                # times an amax, a comparison with it and a countdown's amax)
+                image = products.view(-1, offsets, 1, filters).permute(0, 3, 1, 2)
+                top, index = F.max_pool2d(image, (offsets, 1), return_indices=True)
+                pooled.append(top.view(batch, t, filters))
+                won.append(index.view(batch, t, filters).to(small))
             out = torch.cat(pooled, dim=1).transpose(1, 2)
             if bias is not None:
                 out = out + bias.to(dtype)[:, None]
-        # a NaN product equals nothing: its output's gradient goes to the last offset
-        ctx.save_for_backward(xc, wc, torch.cat(won, dim=1).clamp_(min=1).neg_().add_(offsets))
+        ctx.save_for_backward(xc, wc, torch.cat(won, dim=1))
         return out
 
     @staticmethod
