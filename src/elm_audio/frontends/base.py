@@ -163,7 +163,9 @@ def map_means(flat: torch.Tensor) -> torch.Tensor:
     converts a whole bf16 map to float32 before summing it; a slice of positions at a time
     stays in the cache (sample_level large's stem map, 2 clips: 73 ms whole, 26 in slices). Off
     the CPU one reduction: a GPU takes the whole map in one kernel."""
-    if flat.element_size() > 2 or flat.requires_grad or flat.device.type != "cpu":
+    if under_autograd(flat):  # the sum's gradient is a broadcast view, where mean's divides a full map
+        return flat.sum(dim=-1, dtype=torch.float32) / flat.shape[-1]
+    if flat.element_size() > 2 or flat.device.type != "cpu":
         return flat.mean(dim=-1, dtype=torch.float32)
     step = max(1, MEAN_SLICE_VALUES // max(1, flat.shape[0] * flat.shape[1]))
     sums = torch.stack([part.sum(dim=-1, dtype=torch.float32) for part in flat.split(step, dim=-1)])
