@@ -211,22 +211,38 @@ def test_cudnn_autotuner_only_while_computing_on_cuda() -> None:
         torch.backends.cudnn.benchmark = before
 
 
-def test_training_on_the_cpu_flushes_denormals_and_restores_torchs_default() -> None:
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """torch's intra-op pool two threads wide while inside (the suite runs one a process)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_training_on_the_cpu_flushes_denormals_and_restores_torchs_default(two_threads: None) -> None:
     """devices.denormals_flushed: on the CPU a float32 denormal (below 1.2e-38) reads as zero
-    while inside, and computes as itself again after, also after an error; for CUDA the CPU's
-    arithmetic is left alone."""
-    tiny = torch.tensor([1e-39])
+    while inside, on every thread of torch's pool (a product split between two threads, which
+    exist before the context is entered), and computes as itself again after, also after an
+    error; for CUDA the CPU's arithmetic is left alone."""
+    many = torch.full((1 << 20,), 1e-39)  # torch splits an op over 32,768 values between threads
     if not torch.set_flush_denormal(False):
         pytest.skip("this CPU cannot flush denormals")
-    assert float(tiny * 1.0) > 0
+
+    def denormals_left() -> int:
+        return int((many * 1.0).count_nonzero())
+
+    assert denormals_left() == many.numel()  # the pool's threads now exist
     with denormals_flushed(torch.device("cpu")):
-        assert float(tiny * 1.0) == 0.0
-    assert float(tiny * 1.0) > 0
+        assert denormals_left() == 0
+    assert denormals_left() == many.numel()
     with pytest.raises(KeyboardInterrupt), denormals_flushed(torch.device("cpu")):
         raise KeyboardInterrupt
-    assert float(tiny * 1.0) > 0
+    assert denormals_left() == many.numel()
     with denormals_flushed(torch.device("cuda")):
-        assert float(tiny * 1.0) > 0
+        assert denormals_left() == many.numel()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import ctypes
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -49,16 +50,63 @@ def denormals_flushed(device: torch.device) -> Iterator[None]:
     written as zero while inside (``torch.set_flush_denormal``: the x86 FTZ and DAZ bits), then
     torch's default again (torch cannot say what it was). An Intel core computes with such
     values through microcode, a hundred times slower: on an Intel Xeon one step in five to eight
-    of vgg large's float32 training took 51-84 s instead of 4.7-5.9 (a batch of two), and none
-    with this on (4.6-4.7 s each). Training's updates are about 1e-4 of the weights, so zeroing
-    what is 1e-38 changes nothing it learns. Elsewhere, nothing changes."""
+    of vgg large's float32 training took 51-84 s instead of 4.7-5.9 (a batch of two). The bits
+    belong to each thread, and torch sets them on the calling one alone: they are set on every
+    thread of torch's pool (``on_every_intra_op_thread``), without which the pool's other
+    threads kept computing half of every product with denormals (3 of 10 vgg steps at 8.8-25.7
+    s; none of 10 with every thread flushing: 4.8-5.1 s). Training's updates are about 1e-4 of
+    the weights, so zeroing what is 1e-38 changes nothing it learns. Elsewhere, nothing changes."""
     if device.type != "cpu" or not torch.set_flush_denormal(True):
         yield
         return
     try:
+        on_every_intra_op_thread(lambda: torch.set_flush_denormal(True))
         yield
     finally:
-        torch.set_flush_denormal(False)
+        on_every_intra_op_thread(lambda: torch.set_flush_denormal(False))
+
+
+# libgomp's entry for a parallel region: GOMP_parallel(fn, data, num_threads, flags)
+_THREAD_FUNCTION = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+def _openmp_runtime() -> ctypes.CDLL | None:
+    """The OpenMP runtime torch's intra-op threads belong to, as this process loaded it, or None
+    where torch uses none or it is not found. Other packages load runtimes of their own, each
+    with its own threads (scikit-learn's wheels a libgomp of theirs): torch's wheels keep theirs
+    in torch/lib (or a torch.libs folder beside it); a build linked to the system's runtime
+    takes it where it is the only one loaded."""
+    if not torch.backends.openmp.is_available():
+        return None
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {Path(line.split()[-1]) for line in maps if "/libgomp" in line or "/libiomp" in line}
+    except OSError:  # not Linux
+        return None
+    home = Path(torch.__file__).resolve().parent
+    torchs = [p for p in paths if p.resolve().parent in (home / "lib", home.with_name("torch.libs"))]
+    if len(torchs) != 1 and len(paths) != 1:
+        return None
+    runtime = ctypes.CDLL(str(torchs[0] if torchs else paths.pop()))
+    if not hasattr(runtime, "GOMP_parallel"):
+        return None
+    runtime.GOMP_parallel.argtypes = (_THREAD_FUNCTION, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint)
+    runtime.GOMP_parallel.restype = None
+    return runtime
+
+
+def on_every_intra_op_thread(call) -> None:
+    """Run ``call()`` on this thread and on every other thread of torch's intra-op pool, which
+    keep per-thread state (the floating-point control bits) that torch's own setters change
+    on the calling thread alone: one OpenMP parallel region as wide as torch's, whose threads
+    are the pool's (an OpenMP runtime keeps its threads from region to region). Where torch
+    runs no OpenMP runtime this process can reach, on this thread alone."""
+    runtime = _openmp_runtime()
+    if runtime is None:
+        call()
+        return
+    region = _THREAD_FUNCTION(lambda _data: call())  # ctypes takes the GIL on each thread
+    runtime.GOMP_parallel(region, None, torch.get_num_threads(), 0)
 
 
 # mallopt's parameters (glibc's malloc.h)
