@@ -17,6 +17,7 @@ from elm_audio.extraction.extract import ExtractSettings, extract
 from elm_audio.frontends import base
 from elm_audio.frontends.base import BANDED_COLUMNS, frequency_max_conv
 from elm_audio.frontends.profile import profile
+from elm_audio.frontends.vgg import POOLS
 from elm_audio.run.plan import make_plan
 from elm_audio.settings.settings import load
 
@@ -227,6 +228,35 @@ def test_under_autocast_the_training_max_pool_returns_float32_gradients_close_to
     assert half.dtype == torch.float32
     # bf16 rounding changes which offset wins at some outputs, hence more than a rounding apart
     assert relative_difference(half, full) < 0.15
+
+
+@pytest.mark.parametrize("bias", [0.0, 0.5])
+def test_the_trained_vgg_has_the_plain_layers_features_and_gradients(bias):
+    """weights=trained's VGG in float64 on the CPU (the first block's PooledProducts, the other
+    blocks' SameConv3x3) against the plain layers it stands for: conv2d, ELU and max_pool2d, a
+    silent stretch and a flat band making ties within pooling windows (the first position
+    wins them, as in max_pool2d), nonzero biases included."""
+    front = frontend("vgg").double().trainable()
+    for conv in front.convs:
+        torch.nn.init.constant_(conv.bias, bias)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1376, 96, generator=gen, dtype=torch.float64)  # (batch, frames, mels)
+    x[:, 100:400] = -4.0
+    x[1, :, 40:60] = 1.0
+
+    def plain(x: torch.Tensor) -> torch.Tensor:
+        means, h = [], x.unsqueeze(1)
+        for conv, pool in zip(front.convs, POOLS):
+            h = F.max_pool2d(F.elu(F.conv2d(h, conv.weight, conv.bias, padding=1)), pool)
+            means.append(h.mean(dim=(2, 3)))
+        return torch.cat(means, dim=1)
+
+    params = list(front.parameters())
+    trained, reference = front.features(x), plain(x)
+    assert relative_difference(trained, reference.float()) < 1e-6  # the means are taken in float32
+    g = torch.randn(trained.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for got, want in zip(torch.autograd.grad(trained, params, g), torch.autograd.grad(reference, params, g)):
+        assert relative_difference(got, want) < 1e-6
 
 
 def test_the_trained_sample_level_cnn_has_the_plain_layers_features_and_gradients():

@@ -60,40 +60,25 @@ class VGG(FrontEnd):
     def first_block(self, spec: torch.Tensor) -> torch.Tensor:
         """The first block's pooled map (before ELU): (batch, width, frames / 4, mels / 2).
 
-        Where nothing is trained, it is one product per few pooling windows: each window's
-        6 x 4 input values (the 3 x 3 kernel at its 4 x 2 positions) times a 24 x (8 x width)
-        matrix holding the kernel at each position, maximized over the 8 positions while the
-        products are in the cache. The conv-then-pool form wrote and re-read the whole
+        Where nothing is trained, it is one product per few pooling windows (pooled_products):
+        each window's 6 x 4 input values (the 3 x 3 kernel at its 4 x 2 positions) times a 24 x
+        (8 x width) matrix holding the kernel at each position, maximized over the 8 positions
+        while the products are in the cache. The conv-then-pool form wrote and re-read the whole
         unpooled map (memory-bound: a third of vgg's time for under 1% of its FLOPs); this
-        one does 24/9 of the first layer's multiply-adds and never holds that map. Under
-        autograd, and while traced (``profile`` counts the architecture's FLOPs), the block is
+        one does 24/9 of the first layer's multiply-adds and never holds that map. Training in
+        float32 or float64 on the CPU takes the same products (PooledProducts); under autocast,
+        off the CPU, and while traced (``profile`` counts the architecture's FLOPs), the block is
         the convolution and the max-pool, a few frames at a time."""
         conv = self.convs[0]
-        if self._trace is not None or under_autograd(conv.weight):
+        training = under_autograd(spec, conv.weight)
+        if self._trace is not None or (training and (spec.requires_grad or not cpu_float_training(spec))):
             return self.first_block_conv(spec)
-        (pt, pf), (kt, kf) = POOLS[0], conv.kernel_size
-        wt, wf = pt + kt - 1, pf + kf - 1  # a pooling window's input: 6 x 4 values
-        weight = conv.weight[:, 0]  # (width, 3, 3)
-        width = weight.shape[0]
-        kernels = weight.new_zeros(wt, wf, pt, pf, width)
-        for a in range(pt):
-            for b in range(pf):
-                kernels[a : a + kt, b : b + kf, a, b] = weight.permute(1, 2, 0)
-        kernels = kernels.reshape(wt * wf, pt * pf * width)
-        padded = F.pad(spec[:, 0], (1, 1, 1, 1))  # the conv's 'same' padding
-        windows = padded.unfold(1, wt, pt).unfold(2, wf, pf)  # (batch, frames/4, mels/2, 6, 4)
-        batch, frames, mels = windows.shape[:3]
-        windows = windows.reshape(-1, wt * wf)
-        out = None
-        step = max(1, FIRST_BLOCK_VALUES // kernels.shape[1])
-        for r0 in range(0, windows.shape[0], step):
-            products = windows[r0 : r0 + step] @ kernels  # (rows, 8 x width)
-            if out is None:  # in the products' dtype: bf16 under autocast (weights=trained's predictions)
-                out = products.new_empty(windows.shape[0], width)
-            torch.amax(products.view(-1, pt * pf, width), dim=1, out=out[r0 : r0 + step])
-        if conv.bias is not None:
-            out += conv.bias  # a per-map constant commutes with the max
-        pooled = out.view(batch, frames, mels, width).permute(0, 3, 1, 2)  # channels-last
+        if training:
+            rows = PooledProducts.apply(spec, conv.weight, conv.bias)
+        else:
+            rows, _ = pooled_products(spec, conv.weight, conv.bias, winners=False)
+        batch, frames, mels = spec.shape[0], spec.shape[2] // POOLS[0][0], spec.shape[3] // POOLS[0][1]
+        pooled = rows.view(batch, frames, mels, -1).permute(0, 3, 1, 2)  # channels-last
         # in the layout the next convolution's weights are in (channels-last in bf16, see
         # precision.in_dtype), which oneDNN then takes without reordering
         nxt = self.convs[1].weight
@@ -121,6 +106,8 @@ class VGG(FrontEnd):
             pooled = max_pool(h, POOLS[i]).contiguous(memory_format=torch.channels_last)  # amax writes channels-first
         elif i == 0:
             pooled = self.first_block(h)
+        elif under_autograd(self.convs[i].weight) and cpu_float_training(h):
+            pooled = max_pool(SameConv3x3.apply(h, self.convs[i].weight, self.convs[i].bias), POOLS[i])
         else:
             pooled = max_pool(self.convs[i](h), POOLS[i])
         # in place where nothing is trained; autograd needs the max-pool's own output
@@ -135,6 +122,117 @@ class VGG(FrontEnd):
             h = self.block(i, h)
             means.append(self.tap(f"pool{i + 1}", h[:, : self.convs[i].out_channels]))  # without padded_filters' maps
         return torch.cat(means, dim=1)
+
+
+
+def cpu_float_training(x: torch.Tensor) -> bool:
+    """Whether layers computing on ``x`` train in float32 or float64 on the CPU (no autocast):
+    where PooledProducts and SameConv3x3 replace oneDNN's backward kernels."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu")
+
+
+def pooled_window_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """The first block's filters (width, 1, 3, 3) at each of a pooling window's 4 x 2 positions:
+    (6 x 4 input values, 8 positions x width), zero where a position's kernel leaves the window."""
+    (pt, pf), (kt, kf) = POOLS[0], weight.shape[2:]
+    width = weight.shape[0]
+    kernels = weight.new_zeros(pt + kt - 1, pf + kf - 1, pt, pf, width)
+    for a in range(pt):
+        for b in range(pf):
+            kernels[a : a + kt, b : b + kf, a, b] = weight[:, 0].permute(1, 2, 0)
+    return kernels.reshape(-1, pt * pf * width)
+
+
+def pooling_windows(spec: torch.Tensor) -> torch.Tensor:
+    """Every pooling window's input values of spec (batch, 1, frames, mels), the convolution's
+    'same' padding included: (batch x frames / 4 x mels / 2 rows, 6 x 4), a copy."""
+    (pt, pf), (wt, wf) = POOLS[0], (POOLS[0][0] + 2, POOLS[0][1] + 2)
+    padded = F.pad(spec[:, 0], (1, 1, 1, 1))
+    return padded.unfold(1, wt, pt).unfold(2, wf, pf).reshape(-1, wt * wf)
+
+
+def pooled_products(
+    spec: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, winners: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The first block's pooled map as rows (batch x frames / 4 x mels / 2, width), FIRST_BLOCK_VALUES
+    of products at a time, and (``winners``) each maximum's position in its window (0-7, bytes;
+    max_pool2d's: the first of equal values)."""
+    windows, kernels = pooling_windows(spec), pooled_window_kernels(weight)
+    positions, width = POOLS[0][0] * POOLS[0][1], weight.shape[0]
+    step = max(1, FIRST_BLOCK_VALUES // kernels.shape[1])
+    out, won = None, None
+    for r0 in range(0, windows.shape[0], step):
+        products = windows[r0 : r0 + step] @ kernels  # (rows, 8 x width)
+        if out is None:  # in the products' dtype: bf16 under autocast (weights=trained's predictions)
+            out = products.new_empty(windows.shape[0], width)
+            won = torch.empty(out.shape, dtype=torch.uint8) if winners else None
+        if won is None:
+            torch.amax(products.view(-1, positions, width), dim=1, out=out[r0 : r0 + step])
+            continue
+        # channels-last (rows, width, 8, 1): max_pool2d's kernel runs along the filters
+        image = products.view(-1, positions, 1, width).permute(0, 3, 1, 2)
+        top, index = F.max_pool2d(image, (positions, 1), return_indices=True)
+        out[r0 : r0 + step] = top.view(-1, width)
+        won[r0 : r0 + step] = index.view(-1, width)
+    if bias is not None:
+        out += bias  # a per-map constant commutes with the max
+    return out, won
+
+
+class PooledProducts(torch.autograd.Function):
+    """pooled_products for training in float32 or float64 on the CPU: forward keeps each
+    maximum's position in its window (a byte), not the products; backward builds each chunk's
+    gradient of the products (the output's gradient at the position that won, zero elsewhere)
+    and multiplies it with the chunk's windows for the kernels' gradient, which sums back into
+    the filters'. The convolution and max_pool2d it replaces cost vgg large's step 0.8 s (batch
+    2), most of it max_pool2d's indices over the channels-first unpooled map."""
+
+    @staticmethod
+    def forward(ctx, spec: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        out, won = pooled_products(spec, weight, bias, winners=True)
+        ctx.save_for_backward(spec, won)
+        ctx.weight_shape, ctx.has_bias = weight.shape, bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        spec, won = ctx.saved_tensors
+        windows = pooling_windows(spec)
+        (pt, pf), (width, _, kt, kf) = POOLS[0], ctx.weight_shape
+        grad_kernels = grad.new_zeros(windows.shape[1], pt * pf * width)
+        step = max(1, FIRST_BLOCK_VALUES // grad_kernels.shape[1])
+        for r0 in range(0, windows.shape[0], step):
+            g, index = grad[r0 : r0 + step], won[r0 : r0 + step]
+            per_product = g.new_zeros(g.shape[0], pt * pf, width).scatter_(1, index[:, None].long(), g[:, None])
+            grad_kernels += windows[r0 : r0 + step].T @ per_product.view(g.shape[0], -1)
+        grad_kernels = grad_kernels.view(pt + kt - 1, pf + kf - 1, pt, pf, width)
+        grad_weight = sum(grad_kernels[a : a + kt, b : b + kf, a, b] for a in range(pt) for b in range(pf))
+        return None, grad_weight.permute(2, 0, 1).unsqueeze(1), grad.sum(0) if ctx.has_bias else None
+
+
+class SameConv3x3(torch.autograd.Function):
+    """A 3 x 3 'same' convolution for training in float32 or float64 on the CPU: the input's
+    gradient is itself a 'same' convolution, of the output's gradient with the filters'
+    channels swapped and their offsets reversed, through oneDNN's forward kernel (vgg large's
+    second block, batch 2: 1.02 s against 1.32 s for its backward-data kernel); the filters'
+    and bias's gradients are oneDNN's."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(h, weight)
+        ctx.has_bias = bias is not None
+        return F.conv2d(h, weight, bias, padding=1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        h, weight = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad
+        grad_h = F.conv2d(grad, weight.transpose(0, 1).flip(2, 3), None, padding=1) if need_h else None
+        _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad, h, weight, [weight.shape[0]] if ctx.has_bias else None,
+            [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [False, need_w, need_b and ctx.has_bias],
+        )  # fmt: skip
+        return grad_h, grad_w, grad_b
 
 
 assert N_MELS == 2 * 3 * 2 * 2 * 4  # the pools reduce the 96 bands to one
