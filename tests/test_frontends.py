@@ -334,3 +334,41 @@ def test_many_offset_filters_are_one_convolution_with_frames_as_channels(dtype, 
     assert pooled.shape == expected.shape and pooled.dtype == dtype
     tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-2, "atol": 5e-2}
     torch.testing.assert_close(pooled.double(), expected, **tol)
+
+
+@pytest.mark.parametrize("frames, bands", [(1, 38), (7, 86)])
+def test_bf16_window_products_fuse_the_relu_and_bias_but_keep_a_nan(frames, bands):
+    """frequency_max_conv(relu=True) on bf16 window products (1-frame filters; many filters per
+    window value): ReLU and bias applied as oneDNN writes the products equal the ReLU of the
+    maxima plus the bias, to bf16's rounding; a NaN in the spectrogram, where the fused ReLU
+    would give 0, still makes its frame's outputs NaN (the layer is then the plain product)."""
+    from elm_audio.frontends import base
+
+    gen = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(1, 640 if frames > 1 else 64, (frames, bands)).requires_grad_(False)
+    nn.init.normal_(conv.bias, generator=gen)
+    conv = conv.to(torch.bfloat16)
+    spec = torch.randn(2, 50, 96, generator=gen).to(torch.bfloat16)
+    with torch.inference_mode():
+        fused = base.frequency_max_conv(spec, conv, relu=True)
+        plain = F.relu(base.frequency_max_conv(spec, conv))
+        assert bool((fused == 0).any()) and bool((fused >= 0).all())
+        torch.testing.assert_close(fused.float(), plain.float(), rtol=2e-2, atol=2e-2)
+        spec[0, 20, 50] = float("nan")
+        out = base.frequency_max_conv(spec, conv, relu=True)
+    assert bool(out[0, :, 21 - frames : 21].isnan().all()) and not bool(out[1].isnan().any())  # every window holding it
+
+
+def test_bf16_copies_hold_spectrogram_filters_in_the_window_products_layout():
+    """precision.in_dtype's bf16 copy keeps one-input-channel filters in (frames, bands, filters)
+    memory, so products.product_weight's layout for the window products is a view of it, not a
+    copy made at every batch; the filters' values are the float32 ones rounded."""
+    from elm_audio.extraction.precision import in_dtype
+    from elm_audio.products import product_weight
+
+    front = frontend("cnn_7x86")
+    copy = in_dtype(front, torch.bfloat16)
+    weight = copy.conv.weight
+    kernel = product_weight(weight[:, 0].reshape(weight.shape[0], -1))
+    assert kernel.data_ptr() == weight.data_ptr() and kernel.t().is_contiguous()
+    assert torch.equal(weight, front.conv.weight.to(torch.bfloat16))

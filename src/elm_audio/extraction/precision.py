@@ -123,12 +123,18 @@ def network_features(frontend: nn.Module, device: torch.device, precision: str):
 
 def in_dtype(network: nn.Module, dtype: torch.dtype) -> nn.Module:
     """A copy of ``network`` whose convolution weights are ``dtype`` ahead of time, 2-D ones
-    channels-last (the log-mel's buffers keep their precision). It computes in ``dtype`` on
-    inputs of that dtype; the original is left as it is."""
+    channels-last (the log-mel's buffers keep their precision). The spectrogram's filters (2-D,
+    one input channel) are held in (frames, bands, filters) order: the layout of
+    products.product_weight, which their window products then take without a copy at every
+    batch (cnn_7x86 large's 602 x 3,585 filters: 5 ms of a 130 ms batch). It computes in
+    ``dtype`` on inputs of that dtype; the original is left as it is."""
     copied = copy.deepcopy(network)
     for module in copied.modules():
         if isinstance(module, (nn.Conv1d, nn.Conv2d)):
             module.to(dtype)
-            if isinstance(module, nn.Conv2d):
+            if isinstance(module, nn.Conv2d) and module.in_channels == 1:
+                # (filters, 1, frames, bands) with (frames, bands, filters) memory
+                module.weight.data = module.weight.data.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
+            elif isinstance(module, nn.Conv2d):
                 module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
     return copied

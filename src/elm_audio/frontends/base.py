@@ -18,6 +18,8 @@ from torch import nn
 from ..products import linear, product_weight, transposed_product
 from ..sound.decode import SAMPLE_RATE
 from ..sound.dsp import LogMel
+from .fused import cannot_overflow, relu_linear
+from .grad_mode import under_autograd
 
 WAVEFORM_SAMPLES = 350_000
 SPECTROGRAM_FRAMES = 1_376
@@ -172,12 +174,6 @@ def map_means(flat: torch.Tensor) -> torch.Tensor:
     return sums.sum(dim=0) / flat.shape[-1]  # the slices' sums summed pairwise, as one sum's would be
 
 
-def under_autograd(*tensors: torch.Tensor) -> bool:
-    """Whether autograd records an operation on these tensors (weights=trained): the layers
-    with a faster inference form then take the form whose backward is cheap."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
 # None: each layer takes the forms of its input's device (plain_forms); True or False: the forms
 # every layer takes on any device, while inside ``forms`` (to compare the two on one device)
 _FORMS: ContextVar[bool | None] = ContextVar("elm_audio_plain_forms", default=None)
@@ -246,7 +242,7 @@ TRAINING_HALF_PRODUCTS = 2
 FRAME_CHANNEL_OFFSETS = 32
 
 
-def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -> torch.Tensor:
+def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0, relu: bool = False) -> torch.Tensor:
     """max over frequency positions of a one-channel (frames x bands) convolution of a
     spectrogram (batch, frames, mels), valid in frequency: (batch, filters, frames').
 
@@ -261,26 +257,32 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0) -
     FrequencyMaxConv keep only which offset won; few filters take banded_max_conv. A filter as
     tall as the spectrogram (one offset) is one convolution over time: cnn_7x96's, 3,585
     filters, ran at 298 GFLOP/s in float32 and 1,951 in bf16 that way, against 176 and 488 as
-    window products (an Intel Xeon with AMX, batch 2). Apply the activation after: ReLU and ELU
-    commute with the maximum. Off the CPU, all of this is plain_frequency_max_conv.
+    window products (an Intel Xeon with AMX, batch 2). ``relu``: the ReLU of the result (it
+    commutes with the maximum), which bf16 window products fuse into their product (window_max).
+    Off the CPU, all of this is plain_frequency_max_conv.
     """
     if plain_forms(spec):
-        return plain_frequency_max_conv(spec, conv.weight, conv.bias, pad_time)
+        return activated(plain_frequency_max_conv(spec, conv.weight, conv.bias, pad_time), relu)
     frames, bands = conv.kernel_size
     filters, offsets, window = conv.out_channels, spec.shape[2] - bands + 1, frames * bands
     weight = conv.weight[:, 0]  # (filters, frames, bands)
     if under_autograd(spec, conv.weight):
         if offsets * filters <= BANDED_COLUMNS:
-            return banded_max_conv(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias)
+            return activated(banded_max_conv(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias), relu)
         if computing_dtype(conv.weight).itemsize > 2 or filters >= TRAINING_HALF_PRODUCTS * window:
-            return WindowMax.apply(time_padded(spec, pad_time), weight, conv.bias)
-        return FrequencyMaxConv.apply(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias)
+            return activated(WindowMax.apply(time_padded(spec, pad_time), weight, conv.bias), relu)
+        return activated(FrequencyMaxConv.apply(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias), relu)
     if frames > 1 and offsets >= FRAME_CHANNEL_OFFSETS and spec.shape[0]:
-        return frame_channels_max(time_padded(spec, pad_time), weight, conv.bias)
+        return activated(frame_channels_max(time_padded(spec, pad_time), weight, conv.bias), relu)
     products = INFERENCE_HALF_PRODUCTS if computing_dtype(conv.weight).itemsize == 2 else INFERENCE_PRODUCTS
     if frames == 1 or (offsets > 1 and filters >= products * window):
-        return window_max(time_padded(spec, pad_time), weight, conv.bias)
-    return channels_last_max(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias)
+        return window_max(time_padded(spec, pad_time), weight, conv.bias, relu)
+    return activated(channels_last_max(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias), relu)
+
+
+def activated(h: torch.Tensor, relu: bool) -> torch.Tensor:
+    """h, or its ReLU in place (``relu``)."""
+    return F.relu_(h) if relu else h
 
 
 def time_padded(spec: torch.Tensor, pad: int, channels_first: bool = False) -> torch.Tensor:
@@ -418,15 +420,21 @@ def windows_of(x: torch.Tensor, frames: int, bands: int, t0: int, t1: int) -> to
     return x[:, t0 : t1 + frames - 1].unfold(1, frames, 1).unfold(2, bands, 1)
 
 
-def window_products(x: torch.Tensor, kernel: torch.Tensor, frames: int, t0: int, t1: int) -> torch.Tensor:
+def window_products(
+    x: torch.Tensor, kernel: torch.Tensor, frames: int, t0: int, t1: int, bias: torch.Tensor | None = None, relu: bool = False
+) -> torch.Tensor:
     """Every window of ``frames`` x bands of x (batch, frames', mels) starting at frames t0 to t1
     and at every frequency offset, times every filter of ``kernel`` (filters, frames * bands):
     (batch, t1 - t0, offsets, filters), one 2-D product through the CPU's faster library
-    (products.linear), where torch.matmul of the window view ran at half the rate."""
+    (products.linear), where torch.matmul of the window view ran at half the rate; plus
+    ``bias``, and with ``relu`` their ReLU, which oneDNN applies as it writes them
+    (fused.relu_linear: the caller has checked cannot_overflow)."""
     windows = windows_of(x, frames, kernel.shape[1] // frames, t0, t1)
     if not x.shape[0]:  # profile's empty batch: a product whose output keeps the batch axis FlopCount reads
         return torch.matmul(windows.flatten(3), kernel.t())
-    return linear(windows.reshape(-1, kernel.shape[1]), kernel).view(*windows.shape[:3], -1)
+    rows = windows.reshape(-1, kernel.shape[1])
+    products = relu_linear(rows, kernel, bias, in_range=True) if relu else linear(rows, kernel, bias)
+    return products.view(*windows.shape[:3], -1)
 
 
 def chunk_frames(x: torch.Tensor, weight: torch.Tensor) -> int:
@@ -438,28 +446,39 @@ def chunk_frames(x: torch.Tensor, weight: torch.Tensor) -> int:
     return max(1, (ONE_FRAME_BYTES if frames == 1 else WINDOW_BYTES) // per_frame)
 
 
-def window_chunks(x: torch.Tensor, weight: torch.Tensor) -> Iterator[torch.Tensor]:
+def window_chunks(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, relu: bool = False
+) -> Iterator[torch.Tensor]:
     """window_products of x (batch, frames', mels), time already padded, and ``weight``
-    (filters, frames, bands), chunk_frames frames at a time."""
+    (filters, frames, bands), with ``bias`` and ``relu``, chunk_frames frames at a time."""
     filters, frames, _ = weight.shape
     kernel = product_weight(weight.reshape(filters, -1))
     length, step = x.shape[1] - frames + 1, chunk_frames(x, weight)
     for t0 in range(0, length, step):
-        yield window_products(x, kernel, frames, t0, min(t0 + step, length))
+        yield window_products(x, kernel, frames, t0, min(t0 + step, length), bias, relu)
 
 
-def window_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def window_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False) -> torch.Tensor:
     """frequency_max_conv's products form: x (batch, frames', mels), time already padded;
-    weight (filters, frames, bands): (batch, filters, frames' - frames + 1)."""
+    weight (filters, frames, bands): (batch, filters, frames' - frames + 1), its ReLU where
+    ``relu``. In bf16 the ReLU and the bias enter the products, applied as oneDNN writes them
+    (a post-op, where each was a pass over the maxima: bf16's elementwise kernels run at a third
+    of float32's rate; cnn_7x86 large, batch 2, 9 of 120 ms), wherever cannot_overflow shows
+    no product can overflow (a fused ReLU turns NaN into 0)."""
+    fused = (
+        relu
+        and computing_dtype(weight) == torch.bfloat16
+        and cannot_overflow(x, [(weight.reshape(weight.shape[0], -1), bias)])
+    )
     out, t0 = None, 0
-    for products in window_chunks(x, weight):  # each chunk's maxima written in place: no concatenation
+    for products in window_chunks(x, weight, bias if fused else None, fused):  # each chunk's maxima written in place
         if out is None:  # in the products' dtype: bf16 under autocast
             out = products.new_empty(x.shape[0], x.shape[1] - weight.shape[1] + 1, weight.shape[0])  # (batch, frames, filters)
         torch.amax(products, dim=2, out=out[:, t0 : t0 + products.shape[1]])
         t0 += products.shape[1]
-    if bias is not None:
+    if bias is not None and not fused:
         out += bias
-    return out.transpose(1, 2)  # (batch, filters, frames), channels-last
+    return activated(out, relu and not fused).transpose(1, 2)  # (batch, filters, frames), channels-last
 
 
 def frame_channels_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

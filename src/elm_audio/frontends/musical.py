@@ -51,7 +51,7 @@ class Musical(FrontEnd):
         for conv in self.timbral:
             frames, bands = conv.kernel_size
             # time padded to keep the length; max over every frequency position left
-            h = F.relu_(frequency_max_conv(x, conv, pad_time=(frames - 1) // 2))
+            h = frequency_max_conv(x, conv, pad_time=(frames - 1) // 2, relu=True)
             means.append(self.tap(f"timbral_{frames}x{bands}", h))
         if len(self.temporal):
             envelope = x.mean(dim=-1).unsqueeze(1)  # (batch, 1, frames)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .base import N_MELS, FrontEnd, frequency_max_conv
@@ -24,5 +23,5 @@ class SingleLayer(FrontEnd):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         # (batch, filters, frames, 1): the conv's single frequency position, or the 1 x 11 pool's
-        h = F.relu_(frequency_max_conv(x, self.conv)).unsqueeze(-1)
+        h = frequency_max_conv(x, self.conv, relu=True).unsqueeze(-1)
         return self.tap("conv" if self.freq_positions == 1 else "pool", h)
