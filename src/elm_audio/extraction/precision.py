@@ -9,7 +9,7 @@ and says so once: on a CPU without bf16 units (AVX-512 BF16 or AMX), which emula
 an Intel CPU with AVX-512 BF16 but no AMX (Cooper Lake, or a virtual machine that hides AMX),
 whose bf16 dot products computed a 2048-square product at 0.58x float32's rate and every large
 front-end at 0.64-0.85x (an Emerald Rapids guest without AMX). AMX (an Intel Xeon guest
-with ``amx_bf16``: 3.9-4.6x float32 on vgg, cnn_7x86 and sample_level large, 1.8x on
+with ``amx_bf16``: 3.4-4.8x float32 on vgg, cnn_7x86 and sample_level large, 1.8-2.3x on
 timbral_temporal) and AMD's AVX-512 BF16 (Zen 4 and 5: 1.65-2.18x) make bf16 pay.
 """
 
