@@ -226,12 +226,12 @@ ONE_FRAME_BYTES = 3 << 20
 # builds one gradient product where the convolutions build two, so there the products win more:
 # always in float32 and float64 (1x38: 1.7x, 3x38: 1.2x, 7x86 1.0-1.1x), in 16-bit floats
 # down to twice the window (bf16: 1x38 1.9x, 3x38 1.3x; 7x86, 128 filters 0.7x; 3,585 1.3x).
-# In bf16 and fp16 (weights in products.product_weight's layout), products win from as many
-# filters as a window has values: on an Intel Xeon with AMX, batch 2 (GFLOP/s, products against
-# convolutions), 3x86, 256 filters 728 vs 565; 3x38, 256: 442 vs 380; 7x38, 128: 558 vs 568;
-# 7x86, 128: 747 vs 841.
+# In bf16 and fp16 (weights in products.product_weight's layout), products win from about as
+# many filters as a window has values: on an Intel Xeon with AMX, batch 2 (GFLOP/s, products
+# against convolutions), 3x86, 256 filters (258 window values) 728 vs 565 and 562 vs 492; 3x38,
+# 256: 442 vs 380; 7x38, 128: 558 vs 568; 7x86, 128: 747 vs 841.
 INFERENCE_PRODUCTS = 4
-INFERENCE_HALF_PRODUCTS = 1
+INFERENCE_HALF_PRODUCTS = 0.9
 TRAINING_HALF_PRODUCTS = 2
 # Inference of filters taller than one frame with at least this many frequency offsets takes
 # frame_channels_max (timbral_temporal's 38-band filters: 59 offsets). On an Intel Xeon with
