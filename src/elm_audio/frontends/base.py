@@ -253,13 +253,13 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0, r
     products (window_max), every frame's window at every offset times every filter, a few
     frames at a time, maximized at once; or per-offset convolutions (channels_last_max) with the
     mel bands as input channels, a 1-D convolution over time at each offset and a running
-    maximum. Each runs near the matmul rate where a one-input-channel 2-D convolution does not. Under autograd, WindowMax and
-    FrequencyMaxConv keep only which offset won; few filters take banded_max_conv. A filter as
-    tall as the spectrogram (one offset) is one convolution over time: cnn_7x96's, 3,585
-    filters, ran at 298 GFLOP/s in float32 and 1,951 in bf16 that way, against 176 and 488 as
-    window products (an Intel Xeon with AMX, batch 2). ``relu``: the ReLU of the result (it
-    commutes with the maximum), which bf16 window products fuse into their product (window_max).
-    Off the CPU, all of this is plain_frequency_max_conv.
+    maximum. Each runs near the matmul rate where a one-input-channel 2-D convolution does not.
+    Under autograd, WindowMax and FrequencyMaxConv keep only which offset won; few filters take
+    banded_max_conv. A filter as tall as the spectrogram (one offset) is one convolution over
+    time: cnn_7x96's, 3,585 filters, ran at 298 GFLOP/s in float32 and 1,951 in bf16 that way,
+    against 176 and 488 as window products (an Intel Xeon with AMX, batch 2). ``relu``: the ReLU
+    of the result (it commutes with the maximum), which bf16 window products fuse into their
+    product (window_max). Off the CPU, all of this is plain_frequency_max_conv.
     """
     if plain_forms(spec):
         return activated(plain_frequency_max_conv(spec, conv.weight, conv.bias, pad_time), relu)
