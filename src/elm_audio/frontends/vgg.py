@@ -124,7 +124,6 @@ class VGG(FrontEnd):
         return torch.cat(means, dim=1)
 
 
-
 def cpu_float_training(x: torch.Tensor) -> bool:
     """Whether layers computing on ``x`` train in float32 or float64 on the CPU (no autocast):
     where PooledProducts and SameConv3x3 replace oneDNN's backward kernels."""
