@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -95,7 +95,7 @@ def _openmp_runtime() -> ctypes.CDLL | None:
     return runtime
 
 
-def on_every_intra_op_thread(call) -> None:
+def on_every_intra_op_thread(call: Callable[[], object]) -> None:
     """Run ``call()`` on this thread and on every other thread of torch's intra-op pool, which
     keep per-thread state (the floating-point control bits) that torch's own setters change
     on the calling thread alone: one OpenMP parallel region as wide as torch's, whose threads
