@@ -542,6 +542,18 @@ def winning_windows_gradient(x: torch.Tensor, won: torch.Tensor, g: torch.Tensor
     return picked.view(batch * t, filters, bands).sum(0)
 
 
+def maxima_and_winners(products: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The maximum over the second-to-last axis of contiguous ``products`` (..., n, channels)
+    and the first position that reached it (int64), each (..., channels): max_pool2d over the
+    products viewed channels-last (rows, channels, n, 1), whose kernel runs along the channels
+    and finds both in one pass (4 to 6 times an amax, a comparison with it and a countdown's
+    amax). The first of equal values wins, as in max_pool2d elsewhere."""
+    *lead, n, channels = products.shape
+    image = products.view(-1, n, 1, channels).permute(0, 3, 1, 2)
+    top, index = F.max_pool2d(image, (n, 1), return_indices=True)
+    return top.view(*lead, channels), index.view(*lead, channels)
+
+
 class WindowMax(torch.autograd.Function):
     """window_max for training: forward keeps, per output, the frequency offset that won (one
     byte), not the products; backward builds each chunk's gradient of the products (the output's
@@ -555,21 +567,16 @@ class WindowMax(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         dtype = computing_dtype(weight)
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
-        filters, offsets = weight.shape[0], x.shape[2] - weight.shape[2] + 1
+        offsets = x.shape[2] - weight.shape[2] + 1
         with autocast_off(x.device):
             # contiguous once: the backward's winning windows are runs of its flat memory
             xc, wc = x.to(dtype).contiguous(), weight.to(dtype)
             small = torch.uint8 if offsets < 256 else torch.int16
             pooled, won = [], []
             for products in window_chunks(xc, wc):
-                batch, t = products.shape[:2]
-                # channels-last (batch * t, filters, offsets, 1): max_pool2d's kernel runs along
-                # the filters and finds the maximum and its first offset in one pass (4 to 6
-                # times an amax, a comparison with it and a countdown's amax)
-                image = products.view(-1, offsets, 1, filters).permute(0, 3, 1, 2)
-                top, index = F.max_pool2d(image, (offsets, 1), return_indices=True)
-                pooled.append(top.view(batch, t, filters))
-                won.append(index.view(batch, t, filters).to(small))
+                top, index = maxima_and_winners(products)
+                pooled.append(top)
+                won.append(index.to(small))
             out = torch.cat(pooled, dim=1).transpose(1, 2)
             if bias is not None:
                 out = out + bias.to(dtype)[:, None]

@@ -6,7 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import N_MELS, FrontEnd, padded_filters, plain_forms, under_autograd
+from .base import (
+    N_MELS,
+    FrontEnd,
+    maxima_and_winners,
+    padded_filters,
+    plain_forms,
+    under_autograd,
+)
+from .grad_mode import cpu_without_autocast
 
 # (time, frequency) pool of each block: 1,376 x 96 -> 1 x 1
 POOLS = ((4, 2), (4, 3), (5, 2), (4, 2), (4, 4))
@@ -127,7 +135,7 @@ class VGG(FrontEnd):
 def cpu_float_training(x: torch.Tensor) -> bool:
     """Whether layers computing on ``x`` train in float32 or float64 on the CPU (no autocast):
     where PooledProducts and SameConv3x3 replace oneDNN's backward kernels."""
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu")
+    return cpu_without_autocast(x) and x.dtype in (torch.float32, torch.float64)
 
 
 def pooled_window_kernels(weight: torch.Tensor) -> torch.Tensor:
@@ -168,11 +176,7 @@ def pooled_products(
         if won is None:
             torch.amax(products.view(-1, positions, width), dim=1, out=out[r0 : r0 + step])
             continue
-        # channels-last (rows, width, 8, 1): max_pool2d's kernel runs along the filters
-        image = products.view(-1, positions, 1, width).permute(0, 3, 1, 2)
-        top, index = F.max_pool2d(image, (positions, 1), return_indices=True)
-        out[r0 : r0 + step] = top.view(-1, width)
-        won[r0 : r0 + step] = index.view(-1, width)
+        out[r0 : r0 + step], won[r0 : r0 + step] = maxima_and_winners(products.view(-1, positions, width))
     if bias is not None:
         out += bias  # a per-map constant commutes with the max
     return out, won

@@ -12,6 +12,7 @@ from torch import nn
 from ..config import shown
 from .base import FrontEnd, pad_same, under_autograd
 from .fused import cannot_overflow, relu_conv2d, relu_linear
+from .grad_mode import cpu_without_autocast
 
 
 class SampleLevel(FrontEnd):
@@ -57,8 +58,7 @@ def _trained_block(h: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     map with its maximum; the ReLU, which commutes with the maximum, acts on the pooled map, a
     third of the full one, forward and backward (sample_level large: 0.5 s of a 7 s step);
     float32 on the CPU takes WindowProduct's backward."""
-    fast = h.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
-    h = (WindowProduct.apply if fast else same_conv3)(h, conv.weight, conv.bias)
+    h = (WindowProduct.apply if cpu_without_autocast(h) else same_conv3)(h, conv.weight, conv.bias)
     return F.relu(F.max_pool2d(h.transpose(1, 2).unsqueeze(2), (1, 3)).squeeze(2).transpose(1, 2))
 
 
