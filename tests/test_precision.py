@@ -230,6 +230,17 @@ def test_under_autocast_the_training_max_pool_returns_float32_gradients_close_to
     assert relative_difference(half, full) < 0.15
 
 
+def assert_plain_features_and_gradients(front, x: torch.Tensor, plain) -> None:
+    """A trained front-end's features of float64 ``x``, and the gradients a random projection of
+    them sends to its parameters, against those of ``plain`` (the plain layers it stands for)."""
+    params = list(front.parameters())
+    trained, reference = front.features(x), plain(x)
+    assert relative_difference(trained, reference.float()) < 1e-6  # the means are taken in float32
+    g = torch.randn(trained.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for got, want in zip(torch.autograd.grad(trained, params, g), torch.autograd.grad(reference, params, g)):
+        assert relative_difference(got, want) < 1e-6
+
+
 @pytest.mark.parametrize("bias", [0.0, 0.5])
 def test_the_trained_vgg_has_the_plain_layers_features_and_gradients(bias):
     """weights=trained's VGG in float64 on the CPU (the first block's PooledProducts, the other
@@ -251,12 +262,7 @@ def test_the_trained_vgg_has_the_plain_layers_features_and_gradients(bias):
             means.append(h.mean(dim=(2, 3)))
         return torch.cat(means, dim=1)
 
-    params = list(front.parameters())
-    trained, reference = front.features(x), plain(x)
-    assert relative_difference(trained, reference.float()) < 1e-6  # the means are taken in float32
-    g = torch.randn(trained.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    for got, want in zip(torch.autograd.grad(trained, params, g), torch.autograd.grad(reference, params, g)):
-        assert relative_difference(got, want) < 1e-6
+    assert_plain_features_and_gradients(front, x, plain)
 
 
 def test_the_trained_sample_level_cnn_has_the_plain_layers_features_and_gradients():
@@ -273,9 +279,4 @@ def test_the_trained_sample_level_cnn_has_the_plain_layers_features_and_gradient
             means.append(h.mean(-1))
         return torch.cat(means, dim=1)
 
-    params = list(front.parameters())
-    trained, reference = front.features(x), plain(x)
-    assert relative_difference(trained, reference.float()) < 1e-6  # the means are taken in float32
-    g = torch.randn(trained.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    for got, want in zip(torch.autograd.grad(trained, params, g), torch.autograd.grad(reference, params, g)):
-        assert relative_difference(got, want) < 1e-6
+    assert_plain_features_and_gradients(front, x, plain)
