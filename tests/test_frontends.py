@@ -268,6 +268,32 @@ def test_layers_fuse_their_relu_only_where_no_sum_can_overflow():
     torch.testing.assert_close(out, F.relu(F.linear(x, w)), equal_nan=True)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_relu_maxima_are_the_maxima_of_the_values(dtype):
+    """fused.relu_amax on a ReLU's outputs (0.0 and the -0.0 a fused ReLU writes for a negative
+    sum, ties, +inf, values of every magnitude) along each dimension, returned or written into
+    a strided slice: torch.amax's maxima, bit for bit but the sign of a zero."""
+    from elm_audio.frontends.fused import relu_amax
+
+    gen = torch.Generator().manual_seed(0)
+    scales = 10.0 ** torch.randint(-30, 30, (6, 9, 11), generator=gen)
+    values = (torch.randn(6, 9, 11, generator=gen, dtype=torch.float64) * scales).to(dtype).clamp_min(0.0)
+    values[values == 0] = -0.0 if dtype != torch.float64 else 0.0
+    values[0, :, 0] = -0.0  # a column of zeros written as -0.0
+    values[1, :, 1] = 0.0
+    values[1, :4, 1] = -0.0  # -0.0 and 0.0 together
+    values[2, 3:5, 2] = values[2, :, 2].max()  # a tie
+    values[3, 5, 3] = float("inf")
+    for dim in range(3):
+        expected = torch.amax(values, dim)
+        got = relu_amax(values, dim)
+        assert got.dtype == dtype and torch.equal(got, expected)
+    out = torch.full((6, 22), float("nan"), dtype=dtype)
+    written = relu_amax(values, 1, out=out[:, ::2])
+    assert written.data_ptr() == out.data_ptr() and torch.equal(out[:, ::2], torch.amax(values, 1))
+    assert bool(out[:, 1::2].isnan().all())  # the slice's gaps untouched
+
+
 @pytest.mark.parametrize("positions", [0, 7, 100_003])
 def test_bf16_map_means_are_float32_sums_over_every_position(positions, monkeypatch):
     """FrontEnd.tap's means of bf16 maps, summed a slice of positions at a time (here small
@@ -336,10 +362,11 @@ def test_many_offset_filters_are_one_convolution_with_frames_as_channels(dtype, 
     torch.testing.assert_close(pooled.double(), expected, **tol)
 
 
-@pytest.mark.parametrize("frames, bands", [(1, 38), (7, 86)])
-def test_bf16_window_products_fuse_the_relu_and_bias_but_keep_a_nan(frames, bands):
-    """frequency_max_conv(relu=True) on bf16 window products (1-frame filters; many filters per
-    window value): ReLU and bias applied as oneDNN writes the products equal the ReLU of the
+@pytest.mark.parametrize("frames, bands", [(1, 38), (7, 86), (3, 38)])
+def test_bf16_frequency_max_layers_fuse_the_relu_and_bias_but_keep_a_nan(frames, bands):
+    """frequency_max_conv(relu=True) in bf16, on window products (1-frame filters; many filters
+    per window value) and on frame_channels_max's convolution (3 x 38: 59 offsets): ReLU and
+    bias applied as oneDNN writes the products, maximized by relu_amax, equal the ReLU of the
     maxima plus the bias, to bf16's rounding; a NaN in the spectrogram, where the fused ReLU
     would give 0, still makes its frame's outputs NaN (the layer is then the plain product)."""
     from elm_audio.frontends import base

@@ -18,7 +18,7 @@ from torch import nn
 from ..products import linear, product_weight, transposed_product
 from ..sound.decode import SAMPLE_RATE
 from ..sound.dsp import LogMel
-from .fused import cannot_overflow, relu_linear
+from .fused import cannot_overflow, relu_amax, relu_conv2d, relu_linear
 from .grad_mode import under_autograd
 
 WAVEFORM_SAMPLES = 350_000
@@ -258,8 +258,9 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0, r
     banded_max_conv. A filter as tall as the spectrogram (one offset) is one convolution over
     time: cnn_7x96's, 3,585 filters, ran at 298 GFLOP/s in float32 and 1,951 in bf16 that way,
     against 176 and 488 as window products (an Intel Xeon with AMX, batch 2). ``relu``: the ReLU
-    of the result (it commutes with the maximum), which bf16 window products fuse into their
-    product (window_max). Off the CPU, all of this is plain_frequency_max_conv.
+    of the result (it commutes with the maximum), which frame_channels_max and bf16 window
+    products fuse into their products (window_max). Off the CPU, all of this is
+    plain_frequency_max_conv.
     """
     if plain_forms(spec):
         return activated(plain_frequency_max_conv(spec, conv.weight, conv.bias, pad_time), relu)
@@ -273,7 +274,7 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0, r
             return activated(WindowMax.apply(time_padded(spec, pad_time), weight, conv.bias), relu)
         return activated(FrequencyMaxConv.apply(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias), relu)
     if frames > 1 and offsets >= FRAME_CHANNEL_OFFSETS and spec.shape[0]:
-        return activated(frame_channels_max(time_padded(spec, pad_time), weight, conv.bias), relu)
+        return frame_channels_max(time_padded(spec, pad_time), weight, conv.bias, relu)
     products = INFERENCE_HALF_PRODUCTS if computing_dtype(conv.weight).itemsize == 2 else INFERENCE_PRODUCTS
     if frames == 1 or (offsets > 1 and filters >= products * window):
         return window_max(time_padded(spec, pad_time), weight, conv.bias, relu)
@@ -464,7 +465,8 @@ def window_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     ``relu``. In bf16 the ReLU and the bias enter the products, applied as oneDNN writes them
     (a post-op, where each was a pass over the maxima: bf16's elementwise kernels run at a third
     of float32's rate; cnn_7x86 large, batch 2, 9 of 120 ms), wherever cannot_overflow shows
-    no product can overflow (a fused ReLU turns NaN into 0)."""
+    no product can overflow (a fused ReLU turns NaN into 0); the maxima of those products are
+    then relu_amax's (cnn_7x86 large, bf16, batch 2: 93 -> 82 ms)."""
     fused = (
         relu
         and computing_dtype(weight) == torch.bfloat16
@@ -474,24 +476,31 @@ def window_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     for products in window_chunks(x, weight, bias if fused else None, fused):  # each chunk's maxima written in place
         if out is None:  # in the products' dtype: bf16 under autocast
             out = products.new_empty(x.shape[0], x.shape[1] - weight.shape[1] + 1, weight.shape[0])  # (batch, frames, filters)
-        torch.amax(products, dim=2, out=out[:, t0 : t0 + products.shape[1]])
+        maxima = out[:, t0 : t0 + products.shape[1]]
+        (relu_amax if fused else torch.amax)(products, dim=2, out=maxima)
         t0 += products.shape[1]
     if bias is not None and not fused:
         out += bias
     return activated(out, relu and not fused).transpose(1, 2)  # (batch, filters, frames), channels-last
 
 
-def frame_channels_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+def frame_channels_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False) -> torch.Tensor:
     """frequency_max_conv's form for many offsets: x (batch, frames', mels), time already
-    padded; weight (filters, frames, bands): (batch, filters, frames' - frames + 1). Each output
-    frame's input rows are a one-pixel-tall image, the filter's frames as its channels and the
-    mels as its width, channels-last (a copy of ``frames`` rows a frame, where window products
-    copy every offset's window): one oneDNN convolution along the mels gives every offset of a
-    chunk of frames, maximized while in the cache (about WINDOW_BYTES of maps; bf16's by
-    max_pool2d, whose kernel runs along the channels: 1.1 to 1.2 times amax's rate here)."""
+    padded; weight (filters, frames, bands): (batch, filters, frames' - frames + 1), its ReLU
+    where ``relu``. Each output frame's input rows are a one-pixel-tall image, the filter's
+    frames as its channels and the mels as its width, channels-last (a copy of ``frames`` rows a
+    frame, where window products copy every offset's window): one oneDNN convolution along the
+    mels gives every offset of a chunk of frames, maximized while in the cache (about
+    WINDOW_BYTES of maps). With ``relu``, in 16-bit floats, wherever cannot_overflow allows,
+    the convolution applies it as it writes (fused.relu_conv2d) and relu_amax maximizes
+    (timbral_temporal large, bf16, batch 2, with window_max's: 93 -> 71 ms; in float32 the
+    fused convolution ran 0-5% slower); otherwise bf16's maps are maximized by max_pool2d,
+    whose kernel runs along the channels (1.1 to 1.2 times amax's rate here), and the ReLU
+    acts on the maxima."""
     filters, frames, bands = weight.shape
     batch, padded, mels = x.shape
     offsets, length = mels - bands + 1, padded - frames + 1
+    fused = relu and computing_dtype(weight).itemsize == 2 and cannot_overflow(x, [(weight.reshape(filters, -1), bias)])
     # (filters, frames, 1, bands) with channels-last strides: (filters, 1, bands, frames) in memory
     kernel = weight.transpose(1, 2).contiguous().unsqueeze(1).permute(0, 3, 1, 2)
     step = max(1, WINDOW_BYTES // (batch * offsets * filters * x.element_size()))
@@ -499,14 +508,18 @@ def frame_channels_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     for t0 in range(0, length, step):
         t1 = min(t0 + step, length)
         rows = x[:, t0 : t1 + frames - 1].unfold(1, frames, 1).contiguous()  # (batch, t, mels, frames)
-        h = F.conv2d(rows.view(-1, 1, mels, frames).permute(0, 3, 1, 2), kernel, bias)  # (batch * t, filters, 1, offsets)
+        image = rows.view(-1, 1, mels, frames).permute(0, 3, 1, 2)
+        # (batch * t, filters, 1, offsets)
+        h = relu_conv2d(image, kernel, bias, (0, 0), in_range=True) if fused else F.conv2d(image, kernel, bias)
         if out is None:  # in the maps' dtype: bf16 under autocast
             out = h.new_empty(batch, length, filters)
-        if h.element_size() == 2:
+        if fused:
+            relu_amax(h.permute(0, 2, 3, 1).reshape(batch, t1 - t0, offsets, filters), dim=2, out=out[:, t0:t1])
+        elif h.element_size() == 2:
             out[:, t0:t1] = F.max_pool2d(h, (1, offsets)).view(batch, t1 - t0, filters)
         else:
             torch.amax(h.permute(0, 2, 3, 1).view(batch, t1 - t0, offsets, filters), dim=2, out=out[:, t0:t1])
-    return out.transpose(1, 2)  # (batch, filters, frames), channels-last
+    return activated(out, relu and not fused).transpose(1, 2)  # (batch, filters, frames), channels-last
 
 
 def bias_gradient(ctx, grad: torch.Tensor) -> torch.Tensor | None:
