@@ -40,3 +40,15 @@ def test_hear_memory_embeds_a_long_sound():
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert "scene embedding" in out.stdout and "timestamp embeddings" in out.stdout
+
+
+def test_product_bound_times_the_products_a_front_ends_layers_amount_to():
+    bound = script("product_bound")
+    front = bound.build_frontend(bound.compose(["frontend=timbral_temporal", "feature_size=small"]))
+    rows, flops = bound.shapes(front)
+    # the 16 small 1 x 38 filters: a product of every frame's window at each of 59 offsets, 2 clips
+    assert rows[(38, 16)] == 2 * 1376 * 59 and rows[(32, 31)] == 2 * 1376  # the 32-tap temporal filters
+    assert flops == sum(2 * n * inner * outputs for (inner, outputs), n in rows.items())
+    row = bound.measure("timbral_temporal", "small", reps=1)
+    for figures in (row["fp32"], row.get("bf16", row["fp32"])):
+        assert figures["products_gflops"] > 0 and figures["network_gflops"] > 0 and figures["of_products"] > 0

@@ -22,20 +22,27 @@ class FlopCount(TorchFunctionMode):
     FlopCounterMode gives: tests/test_frontends.py checks every front-end against it), from the
     output's shape without its first (batch) axis. A mode at the level of torch's functions, on
     an empty batch, rather than FlopCounterMode on the meta device: that one loads torch's
-    compiler (1.5 s of every run's start) for shapes an empty batch gives at once."""
+    compiler (1.5 s of every run's start) for shapes an empty batch gives at once.
+
+    ``products`` lists each as the 2-D product it amounts to for one clip, (rows, inner,
+    outputs): a convolution's rows are its output positions, its inner dimension a filter's
+    values, its outputs the filters (benchmarks/product_bound.py times products of these shapes)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.total = 0
+        self.products: list[tuple[int, int, int]] = []
+
+    @property
+    def total(self) -> int:
+        return sum(2 * rows * inner * outputs for rows, inner, outputs in self.products)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func in CONVOLUTIONS:
-            self.total += 2 * math.prod(out.shape[1:]) * args[1][0].numel()
-        elif func is F.linear:
-            self.total += 2 * math.prod(out.shape[1:]) * args[1].shape[-1]
-        elif func in PRODUCTS:
-            self.total += 2 * math.prod(out.shape[1:]) * args[0].shape[-1]
+        if func in CONVOLUTIONS:  # (batch, filters, *positions)
+            self.products.append((math.prod(out.shape[2:]), args[1][0].numel(), out.shape[1]))
+        elif func is F.linear or func in PRODUCTS:  # (batch, ..., outputs)
+            inner = args[1].shape[-1] if func is F.linear else args[0].shape[-1]
+            self.products.append((math.prod(out.shape[1:-1]), inner, out.shape[-1]))
         return out
 
 
