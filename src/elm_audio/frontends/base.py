@@ -585,15 +585,20 @@ class WindowMax(torch.autograd.Function):
             # contiguous once: the backward's winning windows are runs of its flat memory
             xc, wc = x.to(dtype).contiguous(), weight.to(dtype)
             small = torch.uint8 if offsets < 256 else torch.int16
-            pooled, won = [], []
+            # maxima and winners written in place, as window_max's: kept chunk by chunk in lists and
+            # concatenated, each chunk's products took 350 us instead of 245 (timbral_temporal large's
+            # 1x38 filters, batch 2; its step 9% longer), with no more page faults: the products'
+            # memory, reused at once, stays in the cache, we think
+            shape = (x.shape[0], x.shape[1] - weight.shape[1] + 1, weight.shape[0])  # (batch, frames, filters)
+            out, won, t0 = xc.new_empty(shape), torch.empty(shape, dtype=small, device=x.device), 0
             for products in window_chunks(xc, wc):
-                top, index = maxima_and_winners(products)
-                pooled.append(top)
-                won.append(index.to(small))
-            out = torch.cat(pooled, dim=1).transpose(1, 2)
+                t1 = t0 + products.shape[1]
+                out[:, t0:t1], won[:, t0:t1] = maxima_and_winners(products)
+                t0 = t1
+            out = out.transpose(1, 2)
             if bias is not None:
                 out = out + bias.to(dtype)[:, None]
-        ctx.save_for_backward(xc, wc, torch.cat(won, dim=1))
+        ctx.save_for_backward(xc, wc, won)
         return out
 
     @staticmethod
