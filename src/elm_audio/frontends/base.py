@@ -587,7 +587,7 @@ class WindowMax(torch.autograd.Function):
             small = torch.uint8 if offsets < 256 else torch.int16
             # maxima and winners written in place, as window_max's: kept chunk by chunk in lists and
             # concatenated, each chunk's products took 350 us instead of 245 (timbral_temporal large's
-            # 1x38 filters, batch 2; its step 9% longer), with no more page faults: the products'
+            # 1x38 filters, batch 2; its step 9% longer). Not page faults (measured); the products'
             # memory, reused at once, stays in the cache, we think
             shape = (x.shape[0], x.shape[1] - weight.shape[1] + 1, weight.shape[0])  # (batch, frames, filters)
             out, won, t0 = xc.new_empty(shape), torch.empty(shape, dtype=small, device=x.device), 0
