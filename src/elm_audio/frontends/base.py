@@ -513,12 +513,11 @@ def frame_channels_max(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         h = relu_conv2d(image, kernel, bias, (0, 0), in_range=True) if fused else F.conv2d(image, kernel, bias)
         if out is None:  # in the maps' dtype: bf16 under autocast
             out = h.new_empty(batch, length, filters)
-        if fused:
-            relu_amax(h.permute(0, 2, 3, 1).reshape(batch, t1 - t0, offsets, filters), dim=2, out=out[:, t0:t1])
-        elif h.element_size() == 2:
+        if h.element_size() == 2 and not fused:
             out[:, t0:t1] = F.max_pool2d(h, (1, offsets)).view(batch, t1 - t0, filters)
-        else:
-            torch.amax(h.permute(0, 2, 3, 1).view(batch, t1 - t0, offsets, filters), dim=2, out=out[:, t0:t1])
+        else:  # channels-last maps: (batch, t, offsets, filters) in memory
+            maps = h.permute(0, 2, 3, 1).reshape(batch, t1 - t0, offsets, filters)
+            (relu_amax if fused else torch.amax)(maps, dim=2, out=out[:, t0:t1])
     return activated(out, relu and not fused).transpose(1, 2)  # (batch, filters, frames), channels-last
 
 
