@@ -18,6 +18,7 @@ from torch import nn
 from ..products import linear, product_weight, transposed_product
 from ..sound.decode import SAMPLE_RATE
 from ..sound.dsp import LogMel
+from . import compiled
 from .fused import cannot_overflow, relu_amax, relu_conv2d, relu_linear
 from .grad_mode import under_autograd
 
@@ -240,15 +241,24 @@ TRAINING_HALF_PRODUCTS = 2
 # 269. With 11 offsets (86 bands) the other forms kept up or won (fp32 3x86, 256 filters: 153
 # vs 194; cnn_7x86 large: 154 vs 222), and so did 1-frame filters (one input channel).
 FRAME_CHANNEL_OFFSETS = 32
+# Inference in float32 of at least KERNEL_OFFSETS offsets and KERNEL_BLOCKS blocks of filters
+# takes compiled.kernel() where it could be built. On an Intel Xeon with AMX, batch 2 (GFLOP/s,
+# kernel vs library): timbral_temporal large 250 vs 187-201, timbral large 275 vs 180, cnn_7x86
+# large 308 vs 261-268; with 4 to 16 filters (timbral_temporal small) 33 vs 38, padded to a
+# block of 32; one offset (cnn_7x96) is one convolution over time at the matmul rate.
+KERNEL_OFFSETS = 2
+KERNEL_BLOCKS = 4
 
 
 def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0, relu: bool = False) -> torch.Tensor:
     """max over frequency positions of a one-channel (frames x bands) convolution of a
     spectrogram (batch, frames, mels), valid in frequency: (batch, filters, frames').
 
-    The unpooled map (filters x frames x offsets) is never held whole. Three forms on the CPU,
-    chosen by the layer's shape and precision (FRAME_CHANNEL_OFFSETS, INFERENCE_PRODUCTS,
-    INFERENCE_HALF_PRODUCTS, TRAINING_HALF_PRODUCTS): in inference, for many offsets, one
+    The unpooled map (filters x frames x offsets) is never held whole. In float32 inference on
+    the CPU, with many filters, it is never written at all: compiled.kernel() keeps each block's
+    products in registers and writes their maximum (KERNEL_OFFSETS, KERNEL_BLOCKS). Otherwise
+    three forms on the CPU, chosen by the layer's shape and precision (FRAME_CHANNEL_OFFSETS,
+    INFERENCE_PRODUCTS, INFERENCE_HALF_PRODUCTS, TRAINING_HALF_PRODUCTS): in inference, for many offsets, one
     convolution along the mels with the filter's frames as channels (frame_channels_max); window
     products (window_max), every frame's window at every offset times every filter, a few
     frames at a time, maximized at once; or per-offset convolutions (channels_last_max) with the
@@ -273,6 +283,10 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0, r
         if computing_dtype(conv.weight).itemsize > 2 or filters >= TRAINING_HALF_PRODUCTS * window:
             return activated(WindowMax.apply(time_padded(spec, pad_time), weight, conv.bias), relu)
         return activated(FrequencyMaxConv.apply(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias), relu)
+    if offsets >= KERNEL_OFFSETS and computing_dtype(conv.weight) == spec.dtype == torch.float32 and spec.shape[0]:
+        if (fused := compiled.kernel()) is not None and filters >= KERNEL_BLOCKS * fused.block_filters:
+            nans = not cannot_overflow(spec, [(weight.reshape(filters, -1), conv.bias)])
+            return fused.frequency_max(time_padded(spec, pad_time), conv.weight, conv.bias, relu, nans).transpose(1, 2)
     if frames > 1 and offsets >= FRAME_CHANNEL_OFFSETS and spec.shape[0]:
         return frame_channels_max(time_padded(spec, pad_time), weight, conv.bias, relu)
     products = INFERENCE_HALF_PRODUCTS if computing_dtype(conv.weight).itemsize == 2 else INFERENCE_PRODUCTS

@@ -1,0 +1,103 @@
+// The maximum over frequency offsets of a one-channel convolution of a spectrogram, float32,
+// computed without writing the map: each block of R offsets x BLOCK_FILTERS filters sums its
+// products in registers and only their maximum leaves them (frontends/compiled.py builds and
+// calls this; docs/performance.md says why). GCC's vector extensions, built with
+// -march=native: 16-float vectors where the CPU has AVX-512, 8-float ones otherwise.
+#include <stdint.h>
+
+#if defined(__AVX512F__)
+#define VECTOR_FLOATS 16
+#define MAX_OFFSETS 12  // 2 x 12 accumulators, 2 filter vectors and a broadcast: 27 of 32 registers
+#else
+#define VECTOR_FLOATS 8
+#define MAX_OFFSETS 6  // 2 x 6 accumulators of 16 registers
+#endif
+#define VECTORS 2
+#define BLOCK_FILTERS (VECTOR_FLOATS * VECTORS)
+
+typedef float floats __attribute__((vector_size(VECTOR_FLOATS * 4), aligned(4)));
+
+// The products of the windows at R consecutive offsets starting at xr (frames rows of mels
+// values) with one block of filters (w: frames * bands rows of BLOCK_FILTERS), their maxima
+// folded into m. NANS: a NaN product wins (torch.amax's rule), at one compare more per sum.
+template <int R, bool NANS>
+static void offsets_block(const float* __restrict xr, int mels, const float* __restrict w, int frames, int bands,
+                          floats* m) {
+  floats a[R][VECTORS];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < VECTORS; v++) a[r][v] = floats{};
+  for (int j = 0; j < frames; j++) {
+    const float* xs = xr + j * mels;
+    const float* wj = w + j * bands * BLOCK_FILTERS;
+    for (int i = 0; i < bands; i++) {
+      floats b[VECTORS];
+#pragma GCC unroll 4
+      for (int v = 0; v < VECTORS; v++) b[v] = *(const floats*)(wj + i * BLOCK_FILTERS + v * VECTOR_FLOATS);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) {
+        float s = xs[r + i];
+#pragma GCC unroll 4
+        for (int v = 0; v < VECTORS; v++) a[r][v] += b[v] * s;
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int v = 0; v < VECTORS; v++) {
+      if (NANS)
+        m[v] = (a[r][v] > m[v]) | (a[r][v] != a[r][v]) ? a[r][v] : m[v];
+      else
+        m[v] = a[r][v] > m[v] ? a[r][v] : m[v];
+    }
+}
+
+typedef void (*block_fn)(const float*, int, const float*, int, int, floats*);
+#define BLOCKS(N)                                                                                          \
+  {0,                    offsets_block<1, N>,  offsets_block<2, N>,  offsets_block<3, N>, offsets_block<4, N>, \
+   offsets_block<5, N>,  offsets_block<6, N>,  offsets_block<7, N>,  offsets_block<8, N>, offsets_block<9, N>, \
+   offsets_block<10, N>, offsets_block<11, N>, offsets_block<12, N>}
+static const block_fn blocks[2][13] = {BLOCKS(false), BLOCKS(true)};
+
+extern "C" int frequency_max_block_filters(void) { return BLOCK_FILTERS; }
+
+// x: (batch, padded, mels), time already padded; w: the filters in blocks of BLOCK_FILTERS,
+// (padded filters / BLOCK_FILTERS, frames * bands, BLOCK_FILTERS); bias: (padded filters);
+// out: (batch, padded - frames + 1, filters). Computes output positions p0 to p1 of batch x
+// length (a thread's share): out = max over offsets of the products, plus bias, ReLU'd
+// (keeping a NaN) where relu. Offsets go in blocks of equal size, the last block overlapping
+// the one before where they do not divide (a maximum may see an offset twice).
+extern "C" void frequency_max_f32(const float* x, int padded, int mels, const float* w, const float* bias, int frames,
+                                  int bands, int filters, int relu, int nans, float* out, int64_t p0, int64_t p1) {
+  const int offsets = mels - bands + 1, length = padded - frames + 1;
+  const int nblocks = (offsets + MAX_OFFSETS - 1) / MAX_OFFSETS;
+  const int R = (offsets + nblocks - 1) / nblocks;
+  const block_fn fn = blocks[nans != 0][R];
+  const floats zero = floats{};
+  for (int c0 = 0; c0 < filters; c0 += BLOCK_FILTERS) {
+    const float* wc = w + (int64_t)c0 * frames * bands;  // this block's filters, contiguous
+    floats bv[VECTORS];
+    for (int v = 0; v < VECTORS; v++) bv[v] = *(const floats*)(bias + c0 + v * VECTOR_FLOATS);
+    const int n = filters - c0 < BLOCK_FILTERS ? filters - c0 : BLOCK_FILTERS;
+    for (int64_t p = p0; p < p1; p++) {
+      const float* xr = x + ((p / length) * padded + p % length) * mels;
+      floats m[VECTORS];
+      for (int v = 0; v < VECTORS; v++) m[v] = zero - __builtin_inff();
+      for (int f0 = 0; f0 < offsets; f0 += R) fn(xr + (f0 + R <= offsets ? f0 : offsets - R), mels, wc, frames, bands, m);
+      for (int v = 0; v < VECTORS; v++) {
+        m[v] += bv[v];
+        if (relu) m[v] = (m[v] > zero) | (m[v] != m[v]) ? m[v] : zero;
+      }
+      float* o = out + p * filters + c0;
+      if (n == BLOCK_FILTERS) {
+        for (int v = 0; v < VECTORS; v++) *(floats*)(o + v * VECTOR_FLOATS) = m[v];
+      } else {
+        float last[BLOCK_FILTERS];
+        for (int v = 0; v < VECTORS; v++) *(floats*)(last + v * VECTOR_FLOATS) = m[v];
+        for (int k = 0; k < n; k++) o[k] = last[k];
+      }
+    }
+  }
+}

@@ -1,0 +1,190 @@
+"""The compiled frequency-max kernel (frontends/compiled.py): the same maxima as the convolution
+it replaces, built once per machine and never half-written, and a clear fallback where no
+compiler works."""
+
+from __future__ import annotations
+
+import copy
+import platform
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from elm_audio.frontends import base, compiled
+
+
+@pytest.fixture(scope="module")
+def kernel() -> compiled.Kernel:
+    loaded = compiled.kernel()
+    if loaded is None:
+        pytest.skip("no C++ compiler here")
+    return loaded
+
+
+def layer(frames: int, bands: int, filters: int, bias: bool = True, seed: int = 0) -> nn.Conv2d:
+    gen = torch.Generator().manual_seed(seed)
+    conv = nn.Conv2d(1, filters, (frames, bands), bias=bias).requires_grad_(False)
+    nn.init.normal_(conv.weight, generator=gen)
+    if bias:
+        nn.init.normal_(conv.bias, generator=gen)
+    return conv
+
+
+def reference(spec: torch.Tensor, conv: nn.Conv2d, pad: int, relu: bool) -> torch.Tensor:
+    """The layer as written: a float64 convolution of the padded spectrogram, then the maximum
+    over every frequency offset (batch, filters, frames)."""
+    h = conv.double()(F.pad(spec.double(), (0, 0, pad, pad)).unsqueeze(1)).amax(dim=3)
+    conv.float()
+    return F.relu(h) if relu else h
+
+
+@pytest.mark.parametrize(
+    "frames, bands, filters, bias, relu",
+    [
+        (1, 38, 512, True, True),  # timbral_temporal's 1 x 38: 59 offsets in blocks of 12
+        (7, 86, 130, True, False),  # 11 offsets, one block; filters not a multiple of a block
+        (3, 90, 64, False, True),  # 7 offsets
+        (5, 20, 100, True, True),  # 77 offsets: blocks overlap where they do not divide
+        (2, 96, 40, True, False),  # one offset
+    ],
+)
+def test_kernel_maxima_are_the_convolutions_maxima(kernel, frames, bands, filters, bias, relu):
+    conv = layer(frames, bands, filters, bias)
+    spec = torch.randn(2, 37, 96, generator=torch.Generator().manual_seed(1))
+    pad = (frames - 1) // 2
+    padded = F.pad(spec, (0, 0, pad, pad))
+    with torch.inference_mode():
+        out = kernel.frequency_max(padded, conv.weight, conv.bias, relu, nans=False)
+        checked = kernel.frequency_max(padded, conv.weight, conv.bias, relu, nans=True)
+    expected = reference(spec, conv, pad, relu)
+    assert out.shape == (2, expected.shape[2], filters) and out.dtype == torch.float32
+    torch.testing.assert_close(out.transpose(1, 2).double(), expected, rtol=1e-5, atol=1e-4)
+    assert torch.equal(out, checked)  # the NaN-keeping compare changes no finite maximum
+
+
+def test_layers_take_the_kernel_where_it_pays_and_keep_their_values():
+    """frequency_max_conv in float32 inference: many filters take the kernel (its values equal
+    the library's forms to float32 rounding); a few filters, or one offset, keep the library's
+    forms; bf16 and autograd never reach it."""
+    if compiled.kernel() is None:
+        pytest.skip("no C++ compiler here")
+    spec = torch.randn(2, 40, 96, generator=torch.Generator().manual_seed(2))
+    many, few = layer(3, 38, 4 * compiled.kernel().block_filters), layer(3, 38, 8)
+    calls = []
+    real = compiled.Kernel.frequency_max
+
+    def counted(self, *args, **kwargs):
+        calls.append(args[1].shape[0])
+        return real(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp, torch.inference_mode():
+        mp.setattr(compiled.Kernel, "frequency_max", counted)
+        fused = base.frequency_max_conv(spec, many, pad_time=1, relu=True)
+        base.frequency_max_conv(spec, few, pad_time=1, relu=True)
+        base.frequency_max_conv(spec.bfloat16(), copy.deepcopy(many).bfloat16(), pad_time=1, relu=True)
+        mp.setattr(base, "KERNEL_OFFSETS", 10**6)
+        library = base.frequency_max_conv(spec, many, pad_time=1, relu=True)
+    assert calls == [many.out_channels]
+    torch.testing.assert_close(fused, library, rtol=1e-5, atol=1e-5)
+
+
+def test_a_nan_in_the_spectrogram_makes_its_windows_maxima_nan(kernel):
+    """As torch.amax and F.relu keep a NaN, so does the kernel where cannot_overflow fails: every
+    output frame whose windows hold it is NaN for every filter, the ReLU included; the other
+    clip is untouched."""
+    conv = layer(3, 38, 4 * kernel.block_filters)
+    spec = torch.randn(2, 30, 96, generator=torch.Generator().manual_seed(3))
+    spec[0, 12, 50] = float("nan")
+    with torch.inference_mode():
+        out = base.frequency_max_conv(spec, conv, pad_time=1, relu=True)
+    assert bool(out[0, :, 11:14].isnan().all())
+    assert not bool(out[0, :, :11].isnan().any()) and not bool(out[0, :, 14:].isnan().any())
+    assert not bool(out[1].isnan().any())
+
+
+def test_a_weight_changed_in_place_is_packed_again(kernel):
+    """The kernel keeps each weight's packed copy; a weight or bias changed in place (a new seed
+    through init_weights) gives the new layer's maxima, not the old."""
+    conv = layer(1, 38, 2 * kernel.block_filters)
+    spec = torch.randn(1, 20, 96, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        before = kernel.frequency_max(spec, conv.weight, conv.bias, False, False)
+    with torch.no_grad():
+        conv.weight.mul_(-2.0)
+        conv.bias.add_(1.0)
+    with torch.inference_mode():
+        after = kernel.frequency_max(spec, conv.weight, conv.bias, False, False)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after.transpose(1, 2).double(), reference(spec, conv, 0, False), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector widths")
+def test_the_eight_float_build_for_cpus_without_avx512_gives_the_same_maxima(tmp_path):
+    """Built without AVX-512 (as on CPUs that have only AVX2), the kernel works in blocks of 16
+    filters and 6 offsets: the same maxima."""
+    try:
+        path = compiled.build(compiled.FLAGS + ("-mno-avx512f",), folder=tmp_path)
+    except OSError:
+        pytest.skip("no C++ compiler here")
+    narrow = compiled.load(path)
+    assert narrow.block_filters == 16
+    conv = layer(7, 38, 50)
+    spec = torch.randn(2, 25, 96, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        out = narrow.frequency_max(F.pad(spec, (0, 0, 3, 3)), conv.weight, conv.bias, True, False)
+    torch.testing.assert_close(out.transpose(1, 2).double(), reference(spec, conv, 3, True), rtol=1e-5, atol=1e-4)
+
+
+def test_a_build_is_made_once_per_machine_and_never_left_half_written(tmp_path, monkeypatch):
+    """Builds racing into one cache folder each write a temporary file and rename it: one
+    library, loadable, no temporary files left; a later build finds it and compiles nothing;
+    another CPU (another -march=native) gets a build of its own."""
+    if compiled.kernel() is None:
+        pytest.skip("no C++ compiler here")
+    paths, errors = [], []
+
+    def one() -> None:
+        try:
+            paths.append(compiled.build(folder=tmp_path))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    racing = [threading.Thread(target=one) for _ in range(2)]
+    for t in racing:
+        t.start()
+    for t in racing:
+        t.join()
+    assert not errors and len(set(paths)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [paths[0].name]
+    assert compiled.load(paths[0]).block_filters == compiled.kernel().block_filters
+    stamp = paths[0].stat().st_mtime_ns
+    assert compiled.build(folder=tmp_path) == paths[0] and paths[0].stat().st_mtime_ns == stamp
+    monkeypatch.setattr(compiled, "cpu_identity", lambda: "another CPU")
+    assert compiled.build(folder=tmp_path) != paths[0]
+
+
+def test_without_a_compiler_the_layers_keep_the_librarys_forms_and_say_why(tmp_path, monkeypatch):
+    """No compiler (CXX names none) or one that fails: kernel() warns once, naming the cause and
+    what to do, and frequency_max_conv computes the same maxima the slower way."""
+    broken = tmp_path / "broken-c++"
+    broken.write_text("#!/bin/sh\n[ \"$1\" = --version ] && { echo broken 1.0; exit 0; }\necho 'error: no such target' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    conv = layer(3, 38, 256)
+    spec = torch.randn(1, 20, 96, generator=torch.Generator().manual_seed(6))
+    try:
+        for cxx, why in ((str(tmp_path / "missing-c++"), "apt install g++"), (str(broken), "error: no such target")):
+            monkeypatch.setenv("CXX", cxx)
+            compiled.kernel.cache_clear()
+            with pytest.warns(RuntimeWarning, match="could not be built") as caught:
+                assert compiled.kernel() is None
+            assert why in str(caught[0].message)
+            with torch.inference_mode():
+                out = base.frequency_max_conv(spec, conv, pad_time=1, relu=True)
+            torch.testing.assert_close(out.double(), reference(spec, conv, 1, True), rtol=1e-5, atol=1e-4)
+        assert not any((tmp_path / "cache").rglob("*.so"))
+    finally:
+        compiled.kernel.cache_clear()
