@@ -60,8 +60,8 @@ def test_kernel_maxima_are_the_convolutions_maxima(kernel, frames, bands, filter
         out = kernel.frequency_max(padded, conv.weight, conv.bias, relu, nans=False)
         checked = kernel.frequency_max(padded, conv.weight, conv.bias, relu, nans=True)
     expected = reference(spec, conv, pad, relu)
-    assert out.shape == (2, expected.shape[2], filters) and out.dtype == torch.float32
-    torch.testing.assert_close(out.transpose(1, 2).double(), expected, rtol=1e-5, atol=1e-4)
+    assert out.shape == expected.shape and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-4)
     assert torch.equal(out, checked)  # the NaN-keeping compare changes no finite maximum
 
 
@@ -118,7 +118,7 @@ def test_a_weight_changed_in_place_is_packed_again(kernel):
     with torch.inference_mode():
         after = kernel.frequency_max(spec, conv.weight, conv.bias, False, False)
     assert not torch.allclose(before, after)
-    torch.testing.assert_close(after.transpose(1, 2).double(), reference(spec, conv, 0, False), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(after.double(), reference(spec, conv, 0, False), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector widths")
@@ -135,7 +135,7 @@ def test_the_eight_float_build_for_cpus_without_avx512_gives_the_same_maxima(tmp
     spec = torch.randn(2, 25, 96, generator=torch.Generator().manual_seed(5))
     with torch.inference_mode():
         out = narrow.frequency_max(F.pad(spec, (0, 0, 3, 3)), conv.weight, conv.bias, True, False)
-    torch.testing.assert_close(out.transpose(1, 2).double(), reference(spec, conv, 3, True), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(out.double(), reference(spec, conv, 3, True), rtol=1e-5, atol=1e-4)
 
 
 def test_a_build_is_made_once_per_machine_and_never_left_half_written(tmp_path, monkeypatch):
@@ -188,3 +188,24 @@ def test_without_a_compiler_the_layers_keep_the_librarys_forms_and_say_why(tmp_p
         assert not any((tmp_path / "cache").rglob("*.so"))
     finally:
         compiled.kernel.cache_clear()
+
+
+def test_a_training_step_through_the_kernel_has_the_layers_gradients(kernel):
+    """Under autograd in float32 (weights=trained), WindowMax's forward takes the kernel's maxima
+    and the offsets that won them: the output and the gradients of the spectrogram, the filters
+    and the bias are those of the convolution and max written out in float64."""
+    conv = layer(3, 38, 4 * kernel.block_filters).requires_grad_(True)
+    spec = torch.randn(2, 24, 96, generator=torch.Generator().manual_seed(7), requires_grad=True)
+    out = base.frequency_max_conv(spec, conv, pad_time=1, relu=True)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(8))
+    grads = torch.autograd.grad(out, (spec, conv.weight, conv.bias), g)
+    plain = layer(3, 38, 4 * kernel.block_filters).double().requires_grad_(True)
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight)
+        plain.bias.copy_(conv.bias)
+    spec64 = spec.detach().double().requires_grad_(True)
+    expected = F.relu(plain(F.pad(spec64, (0, 0, 1, 1)).unsqueeze(1)).amax(dim=3))
+    wanted = torch.autograd.grad(expected, (spec64, plain.weight, plain.bias), g.double())
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-4)
+    for ours, theirs in zip(grads, wanted):
+        torch.testing.assert_close(ours.double(), theirs, rtol=1e-5, atol=1e-4)

@@ -283,16 +283,30 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0, r
         if computing_dtype(conv.weight).itemsize > 2 or filters >= TRAINING_HALF_PRODUCTS * window:
             return activated(WindowMax.apply(time_padded(spec, pad_time), weight, conv.bias), relu)
         return activated(FrequencyMaxConv.apply(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias), relu)
-    if offsets >= KERNEL_OFFSETS and computing_dtype(conv.weight) == spec.dtype == torch.float32 and spec.shape[0]:
-        if (fused := compiled.kernel()) is not None and filters >= KERNEL_BLOCKS * fused.block_filters:
-            nans = not cannot_overflow(spec, [(weight.reshape(filters, -1), conv.bias)])
-            return fused.frequency_max(time_padded(spec, pad_time), conv.weight, conv.bias, relu, nans).transpose(1, 2)
+    if (fused := kernel_for(spec, conv.weight)) is not None:
+        nans = not cannot_overflow(spec, [(weight.reshape(filters, -1), conv.bias)])
+        return fused.frequency_max(time_padded(spec, pad_time), conv.weight, conv.bias, relu, nans)
     if frames > 1 and offsets >= FRAME_CHANNEL_OFFSETS and spec.shape[0]:
         return frame_channels_max(time_padded(spec, pad_time), weight, conv.bias, relu)
     products = INFERENCE_HALF_PRODUCTS if computing_dtype(conv.weight).itemsize == 2 else INFERENCE_PRODUCTS
     if frames == 1 or (offsets > 1 and filters >= products * window):
         return window_max(time_padded(spec, pad_time), weight, conv.bias, relu)
     return activated(channels_last_max(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias), relu)
+
+
+def kernel_for(spec: torch.Tensor, weight: torch.Tensor) -> compiled.Kernel | None:
+    """compiled.kernel() where a layer of filters ``weight`` (filters, [1,] frames, bands) over
+    ``spec`` (batch, frames', mels) takes it: float32 on the CPU, a batch, at least
+    KERNEL_OFFSETS offsets and KERNEL_BLOCKS blocks of filters, and a kernel built."""
+    if not (
+        spec.device.type == "cpu"
+        and computing_dtype(weight) == spec.dtype == torch.float32
+        and spec.shape[0]
+        and spec.shape[2] - weight.shape[-1] + 1 >= KERNEL_OFFSETS
+    ):
+        return None
+    fused = compiled.kernel()
+    return fused if fused is not None and weight.shape[0] >= KERNEL_BLOCKS * fused.block_filters else None
 
 
 def activated(h: torch.Tensor, relu: bool) -> torch.Tensor:
@@ -603,14 +617,18 @@ class WindowMax(torch.autograd.Function):
             # 1x38 filters, batch 2; its step 9% longer). Not page faults (measured); the products'
             # memory, reused at once, stays in the cache, we think
             shape = (x.shape[0], x.shape[1] - weight.shape[1] + 1, weight.shape[0])  # (batch, frames, filters)
-            out, won, t0 = xc.new_empty(shape), torch.empty(shape, dtype=small, device=x.device), 0
-            for products in window_chunks(xc, wc):
-                t1 = t0 + products.shape[1]
-                out[:, t0:t1], won[:, t0:t1] = maxima_and_winners(products)
-                t0 = t1
-            out = out.transpose(1, 2)
-            if bias is not None:
-                out = out + bias.to(dtype)[:, None]
+            if (fused := kernel_for(xc, wc)) is not None and offsets < 256:  # tt large's step: 505 -> 4xx ms
+                nans = not cannot_overflow(xc, [(wc.reshape(wc.shape[0], -1), bias)])
+                out, won = fused.maxima_and_winners(xc, wc, bias, nans)
+            else:
+                out, won, t0 = xc.new_empty(shape), torch.empty(shape, dtype=small, device=x.device), 0
+                for products in window_chunks(xc, wc):
+                    t1 = t0 + products.shape[1]
+                    out[:, t0:t1], won[:, t0:t1] = maxima_and_winners(products)
+                    t0 = t1
+                out = out.transpose(1, 2)
+                if bias is not None:
+                    out = out + bias.to(dtype)[:, None]
         ctx.save_for_backward(xc, wc, won)
         return out
 

@@ -90,7 +90,7 @@ def build(flags: tuple[str, ...] = FLAGS, folder: Path | None = None) -> Path:
 
 
 _ARGS = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-         ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+         ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
 
 
 @dataclass
@@ -109,7 +109,7 @@ class Kernel:
         self._pool: tuple[int, ThreadPoolExecutor] | None = None
 
     def packed(self, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """weight (filters, 1, frames, bands) in blocks of block_filters filters, (blocks,
+        """weight (filters, [1,] frames, bands) in blocks of block_filters filters, (blocks,
         frames * bands, block_filters), zero filters added, and the bias (a multiple of
         block_filters); kept while the weight lives and neither has changed in place."""
         stamp = (weight._version, None if bias is None else (bias.data_ptr(), bias._version))
@@ -127,26 +127,46 @@ class Kernel:
     def frequency_max(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
                       nans: bool) -> torch.Tensor:
         """max over frequency offsets of x (batch, frames', mels) float32, time already padded,
-        convolved with weight (filters, 1, frames, bands), plus bias, its ReLU where ``relu``:
-        (batch, frames' - frames + 1, filters). ``nans``: whether a NaN product must win (the
+        convolved with weight (filters, [1,] frames, bands), plus bias, its ReLU where ``relu``:
+        (batch, filters, frames' - frames + 1), channels-last. ``nans``: whether a NaN product must win (the
         caller could not prove every product finite)."""
-        filters, _, frames, bands = weight.shape
+        return self._compute(x, weight, bias, relu, nans, winners=False)[0]
+
+    def maxima_and_winners(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                           nans: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """frequency_max without ReLU, and the offset each maximum came from (uint8, the first of
+        equal ones, as max_pool2d's; (batch, frames, filters)): what a training step's backward
+        needs of the forward."""
+        out, won = self._compute(x, weight, bias, False, nans, winners=True)
+        return out, won
+
+    def _compute(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, nans: bool,
+                 winners: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        filters, (frames, bands) = weight.shape[0], weight.shape[-2:]
         blocks, shift = self.packed(weight, bias)
-        x = x.contiguous()
+        x = x.detach().contiguous()
         batch, padded, mels = x.shape
-        out = torch.empty(batch, padded - frames + 1, filters)
-        positions, threads = out.shape[0] * out.shape[1], max(1, min(torch.get_num_threads(), out.shape[1]))
+        if winners and mels - bands >= 256:
+            raise ValueError(f"the kernel's winners are bytes: {mels - bands + 1} offsets are too many")
+        length = padded - frames + 1
+        # (batch, filters, length) as (batch, length, filters) in memory: not a view, which
+        # autograd would keep a Function's output from being changed in place (the ReLU)
+        out = torch.empty_strided((batch, filters, length), (length * filters, 1, filters))
+        won = torch.empty(batch, length, filters, dtype=torch.uint8) if winners else None
+        positions = batch * length
+        threads = max(1, min(torch.get_num_threads(), positions))
         cuts = [positions * i // threads for i in range(threads + 1)]
 
         def part(i: int) -> None:
             self.function(x.data_ptr(), padded, mels, blocks.data_ptr(), shift.data_ptr(), frames, bands, filters,
-                          int(relu), int(nans), out.data_ptr(), cuts[i], cuts[i + 1])
+                          int(relu), int(nans), out.data_ptr(), None if won is None else won.data_ptr(),
+                          cuts[i], cuts[i + 1])
 
         if threads == 1:
             part(0)
         else:  # ctypes lets go of the GIL while each part runs
             list(self.pool(threads).map(part, range(threads)))
-        return out
+        return out, won
 
     def forget_pool(self) -> None:
         """After a fork: the child has none of its parent's threads, and starts a pool of its own."""

@@ -17,12 +17,15 @@
 
 typedef float floats __attribute__((vector_size(VECTOR_FLOATS * 4), aligned(4)));
 
-// The products of the windows at R consecutive offsets starting at xr (frames rows of mels
-// values) with one block of filters (w: frames * bands rows of BLOCK_FILTERS), their maxima
-// folded into m. NANS: a NaN product wins (torch.amax's rule), at one compare more per sum.
-template <int R, bool NANS>
+typedef int32_t ints __attribute__((vector_size(VECTOR_FLOATS * 4), aligned(4)));
+
+// The products of the windows at R consecutive offsets from f (xr: the first window's frames
+// rows of mels values) with one block of filters (w: frames * bands rows of BLOCK_FILTERS),
+// their maxima folded into m. NANS: a NaN product wins (torch.amax's rule), at one compare more
+// per sum. WON: won keeps the offset of each maximum, the first of equal ones (max_pool2d's).
+template <int R, bool NANS, bool WON>
 static void offsets_block(const float* __restrict xr, int mels, const float* __restrict w, int frames, int bands,
-                          floats* m) {
+                          int f, floats* m, ints* won) {
   floats a[R][VECTORS];
 #pragma GCC unroll 16
   for (int r = 0; r < R; r++)
@@ -47,19 +50,21 @@ static void offsets_block(const float* __restrict xr, int mels, const float* __r
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
     for (int v = 0; v < VECTORS; v++) {
-      if (NANS)
-        m[v] = (a[r][v] > m[v]) | (a[r][v] != a[r][v]) ? a[r][v] : m[v];
-      else
-        m[v] = a[r][v] > m[v] ? a[r][v] : m[v];
+      ints wins = NANS ? (a[r][v] > m[v]) | ((a[r][v] != a[r][v]) & (m[v] == m[v])) : a[r][v] > m[v];
+      m[v] = wins ? a[r][v] : m[v];
+      if (WON) won[v] = wins ? ints{} + (f + r) : won[v];
     }
 }
 
-typedef void (*block_fn)(const float*, int, const float*, int, int, floats*);
-#define BLOCKS(N)                                                                                          \
-  {0,                    offsets_block<1, N>,  offsets_block<2, N>,  offsets_block<3, N>, offsets_block<4, N>, \
-   offsets_block<5, N>,  offsets_block<6, N>,  offsets_block<7, N>,  offsets_block<8, N>, offsets_block<9, N>, \
-   offsets_block<10, N>, offsets_block<11, N>, offsets_block<12, N>}
-static const block_fn blocks[2][13] = {BLOCKS(false), BLOCKS(true)};
+typedef void (*block_fn)(const float*, int, const float*, int, int, int, floats*, ints*);
+#define BLOCKS(N, W)                                                                                   \
+  {0,                          offsets_block<1, N, W>,  offsets_block<2, N, W>, offsets_block<3, N, W>, \
+   offsets_block<4, N, W>,     offsets_block<5, N, W>,  offsets_block<6, N, W>, offsets_block<7, N, W>, \
+   offsets_block<8, N, W>,     offsets_block<9, N, W>,  offsets_block<10, N, W>, offsets_block<11, N, W>, \
+   offsets_block<12, N, W>}
+// [nans][won][offsets in a block]
+static const block_fn blocks[2][2][13] = {{BLOCKS(false, false), BLOCKS(false, true)},
+                                          {BLOCKS(true, false), BLOCKS(true, true)}};
 
 extern "C" int frequency_max_block_filters(void) { return BLOCK_FILTERS; }
 
@@ -67,14 +72,16 @@ extern "C" int frequency_max_block_filters(void) { return BLOCK_FILTERS; }
 // (padded filters / BLOCK_FILTERS, frames * bands, BLOCK_FILTERS); bias: (padded filters);
 // out: (batch, padded - frames + 1, filters). Computes output positions p0 to p1 of batch x
 // length (a thread's share): out = max over offsets of the products, plus bias, ReLU'd
-// (keeping a NaN) where relu. Offsets go in blocks of equal size, the last block overlapping
-// the one before where they do not divide (a maximum may see an offset twice).
+// (keeping a NaN) where relu; won (out's shape, or null): the offset each maximum came from.
+// Offsets go in blocks of equal size, the last block overlapping the one before where they do
+// not divide (a maximum may see an offset twice, and keeps its first).
 extern "C" void frequency_max_f32(const float* x, int padded, int mels, const float* w, const float* bias, int frames,
-                                  int bands, int filters, int relu, int nans, float* out, int64_t p0, int64_t p1) {
+                                  int bands, int filters, int relu, int nans, float* out, uint8_t* won, int64_t p0,
+                                  int64_t p1) {
   const int offsets = mels - bands + 1, length = padded - frames + 1;
   const int nblocks = (offsets + MAX_OFFSETS - 1) / MAX_OFFSETS;
   const int R = (offsets + nblocks - 1) / nblocks;
-  const block_fn fn = blocks[nans != 0][R];
+  const block_fn fn = blocks[nans != 0][won != 0][R];
   const floats zero = floats{};
   for (int c0 = 0; c0 < filters; c0 += BLOCK_FILTERS) {
     const float* wc = w + (int64_t)c0 * frames * bands;  // this block's filters, contiguous
@@ -84,8 +91,17 @@ extern "C" void frequency_max_f32(const float* x, int padded, int mels, const fl
     for (int64_t p = p0; p < p1; p++) {
       const float* xr = x + ((p / length) * padded + p % length) * mels;
       floats m[VECTORS];
+      ints at[VECTORS] = {};
       for (int v = 0; v < VECTORS; v++) m[v] = zero - __builtin_inff();
-      for (int f0 = 0; f0 < offsets; f0 += R) fn(xr + (f0 + R <= offsets ? f0 : offsets - R), mels, wc, frames, bands, m);
+      for (int f0 = 0; f0 < offsets; f0 += R) {
+        const int f = f0 + R <= offsets ? f0 : offsets - R;
+        fn(xr + f, mels, wc, frames, bands, f, m, at);
+      }
+      if (won) {
+        int32_t first[BLOCK_FILTERS];
+        for (int v = 0; v < VECTORS; v++) *(ints*)(first + v * VECTOR_FLOATS) = at[v];
+        for (int k = 0; k < n; k++) won[p * filters + c0 + k] = (uint8_t)first[k];
+      }
       for (int v = 0; v < VECTORS; v++) {
         m[v] += bv[v];
         if (relu) m[v] = (m[v] > zero) | (m[v] != m[v]) ? m[v] : zero;
