@@ -209,3 +209,24 @@ def test_a_training_step_through_the_kernel_has_the_layers_gradients(kernel):
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-4)
     for ours, theirs in zip(grads, wanted):
         torch.testing.assert_close(ours.double(), theirs, rtol=1e-5, atol=1e-4)
+
+
+def test_one_frame_filters_train_in_float32_under_bf16_autocast_and_say_so(kernel, caplog):
+    """Where the kernel beats bf16 (1-frame filters, many offsets: the float32 forward and the
+    winning windows' gradient), a bf16-autocast training step keeps that layer in float32, logs
+    it, and its output and filters' gradient are float32's, not bf16's rounding."""
+    conv = layer(1, 38, 4 * kernel.block_filters).requires_grad_(True)
+    spec = torch.randn(2, 24, 96, generator=torch.Generator().manual_seed(9))
+    with caplog.at_level("INFO", logger="elm_audio.frontends.base"):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = base.frequency_max_conv(spec, conv, relu=True)
+        (grad,) = torch.autograd.grad(out.sum(), conv.weight)
+    assert out.dtype == torch.float32 and f"{4 * kernel.block_filters} filters of 1x38" in caplog.text and "float32" in caplog.text
+    plain = layer(1, 38, 4 * kernel.block_filters).double().requires_grad_(True)
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight)
+        plain.bias.copy_(conv.bias)
+    expected = F.relu(plain(spec.double().unsqueeze(1)).amax(dim=3))
+    (wanted,) = torch.autograd.grad(expected.sum(), plain.weight)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(grad.double(), wanted, rtol=1e-5, atol=1e-4)
