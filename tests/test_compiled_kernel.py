@@ -230,3 +230,60 @@ def test_one_frame_filters_train_in_float32_under_bf16_autocast_and_say_so(kerne
     (wanted,) = torch.autograd.grad(expected.sum(), plain.weight)
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(grad.double(), wanted, rtol=1e-5, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def amx() -> compiled.AmxKernel:
+    loaded = compiled.amx_kernel()
+    if loaded is None:
+        pytest.skip("no AMX here (or no compiler)")
+    return loaded
+
+
+@pytest.mark.parametrize(
+    "frames, bands, filters, relu",
+    [(1, 38, 512, True), (7, 86, 130, False), (3, 38, 96, True), (2, 90, 33, True), (5, 20, 64, False)],
+)
+def test_amx_maxima_are_the_convolutions_maxima_in_bf16(amx, frames, bands, filters, relu):
+    """The bf16 kernel on the matrix units (tiles of up to 16 offsets and 16 filters; bands
+    padded to 32 with zero filters; offsets in overlapping blocks; an odd number of positions
+    per thread; filters not a multiple of 32, stored under a mask): the float64 layer's maxima
+    of the same bf16 inputs, to the rounding of one bf16 output."""
+    conv = layer(frames, bands, filters, seed=frames)
+    spec = torch.randn(3, 29, 96, generator=torch.Generator().manual_seed(10)).bfloat16()
+    pad = (frames - 1) // 2
+    weight, bias = conv.weight.bfloat16(), conv.bias.bfloat16()
+    with torch.inference_mode():
+        out = amx.frequency_max(spec, pad, weight, bias, relu)
+    exact = nn.Conv2d(1, filters, (frames, bands)).double().requires_grad_(False)
+    exact.weight.copy_(weight.double())
+    exact.bias.copy_(bias.double())
+    expected = reference(spec, exact, pad, relu)
+    assert out.shape == expected.shape and out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.double(), expected, rtol=1e-2, atol=1e-2)
+
+
+def test_bf16_layers_take_the_amx_kernel_only_where_every_value_is_finite(amx):
+    """In bf16 inference frequency_max_conv takes the matrix units where cannot_overflow holds
+    (a tile reads past a window's bands, where zero filters meet the next values); a NaN in the
+    spectrogram sends the layer to the library's forms, which keep it."""
+    conv = layer(3, 38, 128).bfloat16()
+    spec = torch.randn(2, 30, 96, generator=torch.Generator().manual_seed(11)).bfloat16()
+    calls = []
+    real = compiled.AmxKernel.frequency_max
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp, torch.inference_mode():
+        mp.setattr(compiled.AmxKernel, "frequency_max", counted)
+        fused = base.frequency_max_conv(spec, conv, pad_time=1, relu=True)
+        mp.setattr(base, "KERNEL_OFFSETS", 10**6)
+        library = base.frequency_max_conv(spec, conv, pad_time=1, relu=True)
+        mp.setattr(base, "KERNEL_OFFSETS", 2)
+        spec[0, 12, 50] = float("nan")
+        kept = base.frequency_max_conv(spec, conv, pad_time=1, relu=True)
+    assert calls == [1]
+    torch.testing.assert_close(fused.float(), library.float(), rtol=2e-2, atol=2e-2)
+    assert bool(kept[0, :, 11:14].isnan().all()) and not bool(kept[1].isnan().any())

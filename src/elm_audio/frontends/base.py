@@ -293,6 +293,9 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0, r
     if (fused := kernel_for(spec, conv.weight)) is not None:
         nans = not cannot_overflow(spec, [(weight.reshape(filters, -1), conv.bias)])
         return fused.frequency_max(time_padded(spec, pad_time), conv.weight, conv.bias, relu, nans)
+    amx = kernel_for(spec, conv.weight, torch.bfloat16)
+    if amx is not None and cannot_overflow(spec, [(weight.reshape(filters, -1), conv.bias)]):
+        return amx.frequency_max(spec, pad_time, conv.weight, conv.bias, relu)
     if frames > 1 and offsets >= FRAME_CHANNEL_OFFSETS and spec.shape[0]:
         return frame_channels_max(time_padded(spec, pad_time), weight, conv.bias, relu)
     products = INFERENCE_HALF_PRODUCTS if computing_dtype(conv.weight).itemsize == 2 else INFERENCE_PRODUCTS
@@ -301,18 +304,19 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0, r
     return activated(channels_last_max(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias), relu)
 
 
-def kernel_for(spec: torch.Tensor, weight: torch.Tensor) -> compiled.Kernel | None:
-    """compiled.kernel() where a layer of filters ``weight`` (filters, [1,] frames, bands) over
-    ``spec`` (batch, frames', mels) takes it: float32 on the CPU, a batch, at least
+def kernel_for(spec: torch.Tensor, weight: torch.Tensor, dtype: torch.dtype = torch.float32):
+    """The compiled kernel for ``dtype`` (float32: compiled.kernel(); bf16: compiled.amx_kernel())
+    where a layer of filters ``weight`` (filters, [1,] frames, bands) over ``spec`` (batch,
+    frames', mels) takes it: on the CPU, computing in that dtype, a batch, at least
     KERNEL_OFFSETS offsets and KERNEL_BLOCKS blocks of filters, and a kernel built."""
     if not (
         spec.device.type == "cpu"
-        and computing_dtype(weight) == spec.dtype == torch.float32
+        and computing_dtype(weight) == spec.dtype == dtype
         and spec.shape[0]
         and spec.shape[2] - weight.shape[-1] + 1 >= KERNEL_OFFSETS
     ):
         return None
-    fused = compiled.kernel()
+    fused = compiled.kernel() if dtype == torch.float32 else compiled.amx_kernel() if dtype == torch.bfloat16 else None
     return fused if fused is not None and weight.shape[0] >= KERNEL_BLOCKS * fused.block_filters else None
 
 

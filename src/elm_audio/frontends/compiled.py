@@ -30,13 +30,13 @@ import tempfile
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
 SOURCE = Path(__file__).with_name("kernels") / "frequency_max.cpp"
+AMX_SOURCE = SOURCE.with_name("frequency_max_amx.cpp")
 # no predictive commoning: GCC would carry each offset's input value over to the next band in a
 # register, more than the CPU has, and spill the accumulators (tt's layers: 0.6x)
 FLAGS = ("-O3", "-march=native", "-fno-predictive-commoning", "-std=c++17", "-shared", "-fPIC")
@@ -62,26 +62,26 @@ def cache_folder() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elm_audio" / "kernels"
 
 
-def build(flags: tuple[str, ...] = FLAGS, folder: Path | None = None) -> Path:
-    """The shared library of SOURCE for this machine, compiled unless the cache holds it.
+def build(flags: tuple[str, ...] = FLAGS, folder: Path | None = None, source: Path = SOURCE) -> Path:
+    """The shared library of ``source`` for this machine, compiled unless the cache holds it.
     Raises OSError (no compiler) or subprocess.CalledProcessError (it failed, its output in
     ``stderr``)."""
     command = compiler()
     version = subprocess.run([*command, "--version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), *flags, version, cpu_identity()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\0".join([source.read_text(), *flags, version, cpu_identity()]).encode()).hexdigest()[:16]
     folder = folder or cache_folder()
-    target = folder / f"frequency_max-{key}.so"
+    target = folder / f"{source.stem}-{key}.so"
     if target.exists():
         return target
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(dir=folder, prefix=".frequency_max-", suffix=".so")
+        fd, partial = tempfile.mkstemp(dir=folder, prefix=f".{source.stem}-", suffix=".so")
     except OSError:  # a cache this user cannot write: a build of this process's own
         target = Path(tempfile.mkdtemp(prefix="elm_audio-kernel-")) / target.name
-        fd, partial = tempfile.mkstemp(dir=target.parent, prefix=".frequency_max-", suffix=".so")
+        fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{source.stem}-", suffix=".so")
     os.close(fd)
     try:
-        subprocess.run([*command, *flags, str(SOURCE), "-o", partial], capture_output=True, text=True, check=True)
+        subprocess.run([*command, *flags, str(source), "-o", partial], capture_output=True, text=True, check=True)
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
@@ -93,36 +93,71 @@ _ARGS = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_
          ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
 
 
-@dataclass
-class Kernel:
-    """The loaded kernel: ``frequency_max`` computes a layer, split between torch's threads."""
+class Threaded:
+    """Splits a kernel's output positions between torch's threads: ctypes lets go of the GIL
+    while each share runs."""
 
-    library: ctypes.CDLL
-    block_filters: int
+    def __init__(self) -> None:
+        self._packed = WeakIdKeyDictionary()  # packed weights, by the weight's identity
+        self.forget_pool()
 
-    def __post_init__(self) -> None:
-        self.function = self.library.frequency_max_f32
-        self.function.argtypes = _ARGS
-        self.function.restype = None
-        self._packed = WeakIdKeyDictionary()  # by the weight's identity
-        self._lock = threading.Lock()
-        self._pool: tuple[int, ThreadPoolExecutor] | None = None
+    def run(self, positions: int, share) -> None:
+        """share(p0, p1) for torch's threads' parts of range(positions)."""
+        threads = max(1, min(torch.get_num_threads(), positions))
+        cuts = [positions * i // threads for i in range(threads + 1)]
+        if threads == 1:
+            share(0, positions)
+        else:
+            list(self.pool(threads).map(lambda i: share(cuts[i], cuts[i + 1]), range(threads)))
 
-    def packed(self, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """weight (filters, [1,] frames, bands) in blocks of block_filters filters, (blocks,
-        frames * bands, block_filters), zero filters added, and the bias (a multiple of
-        block_filters); kept while the weight lives and neither has changed in place."""
+    def held(self, weight: torch.Tensor, bias: torch.Tensor | None, pack) -> tuple[torch.Tensor, torch.Tensor]:
+        """pack(weight, bias), kept while the weight lives and neither has changed in place
+        (inference tensors, which count no changes, are packed at every call)."""
+        if weight.is_inference() or (bias is not None and bias.is_inference()):
+            return pack(weight, bias)
         stamp = (weight._version, None if bias is None else (bias.data_ptr(), bias._version))
         held = self._packed.get(weight)
-        if held is not None and held[0] == stamp:
-            return held[1]
+        if held is None or held[0] != stamp:
+            held = self._packed[weight] = (stamp, pack(weight.detach(), None if bias is None else bias.detach()))
+        return held[1]
+
+    def forget_pool(self) -> None:
+        """After a fork: the child has none of its parent's threads, and starts a pool of its own."""
+        self._lock, self._pool = threading.Lock(), None
+
+    def pool(self, threads: int) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pool[0] != threads:
+                if self._pool is not None:
+                    self._pool[1].shutdown(wait=False)
+                self._pool = threads, ThreadPoolExecutor(threads, thread_name_prefix="frequency_max")
+            return self._pool[1]
+
+
+def padded_bias(bias: torch.Tensor | None, filters: int, multiple: int) -> torch.Tensor:
+    """bias in float32 (zeros where None), zeros added up to a multiple of ``multiple``."""
+    extra = -filters % multiple
+    return torch.zeros(filters + extra) if bias is None else torch.nn.functional.pad(bias.float(), (0, extra))
+
+
+class Kernel(Threaded):
+    """The float32 kernel: ``frequency_max`` computes a layer, ``maxima_and_winners`` a training
+    forward."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        super().__init__()
+        self.function = library.frequency_max_f32
+        self.function.argtypes = _ARGS
+        self.function.restype = None
+        self.block_filters: int = library.frequency_max_block_filters()
+
+    def pack(self, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """weight (filters, [1,] frames, bands) in blocks of block_filters filters, (blocks,
+        frames * bands, block_filters), zero filters added, and the bias as long."""
         filters = weight.shape[0]
-        extra = -filters % self.block_filters
-        rows = torch.nn.functional.pad(weight.detach().reshape(filters, -1).float(), (0, 0, 0, extra))
+        rows = torch.nn.functional.pad(weight.reshape(filters, -1).float(), (0, 0, 0, -filters % self.block_filters))
         blocks = rows.view(-1, self.block_filters, rows.shape[1]).transpose(1, 2).contiguous()
-        shift = torch.zeros(filters + extra) if bias is None else torch.nn.functional.pad(bias.detach().float(), (0, extra))
-        self._packed[weight] = (stamp, (blocks, shift))
-        return blocks, shift
+        return blocks, padded_bias(bias, filters, self.block_filters)
 
     def frequency_max(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
                       nans: bool) -> torch.Tensor:
@@ -143,7 +178,7 @@ class Kernel:
     def _compute(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, nans: bool,
                  winners: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         filters, (frames, bands) = weight.shape[0], weight.shape[-2:]
-        blocks, shift = self.packed(weight, bias)
+        blocks, shift = self.held(weight, bias, self.pack)
         x = x.detach().contiguous()
         batch, padded, mels = x.shape
         if winners and mels - bands >= 256:
@@ -153,42 +188,68 @@ class Kernel:
         # autograd would keep a Function's output from being changed in place (the ReLU)
         out = torch.empty_strided((batch, filters, length), (length * filters, 1, filters))
         won = torch.empty(batch, length, filters, dtype=torch.uint8) if winners else None
-        positions = batch * length
-        threads = max(1, min(torch.get_num_threads(), positions))
-        cuts = [positions * i // threads for i in range(threads + 1)]
-
-        def part(i: int) -> None:
-            self.function(x.data_ptr(), padded, mels, blocks.data_ptr(), shift.data_ptr(), frames, bands, filters,
-                          int(relu), int(nans), out.data_ptr(), None if won is None else won.data_ptr(),
-                          cuts[i], cuts[i + 1])
-
-        if threads == 1:
-            part(0)
-        else:  # ctypes lets go of the GIL while each part runs
-            list(self.pool(threads).map(part, range(threads)))
+        self.run(batch * length, lambda p0, p1: self.function(
+            x.data_ptr(), padded, mels, blocks.data_ptr(), shift.data_ptr(), frames, bands, filters, int(relu),
+            int(nans), out.data_ptr(), None if won is None else won.data_ptr(), p0, p1))
         return out, won
 
-    def forget_pool(self) -> None:
-        """After a fork: the child has none of its parent's threads, and starts a pool of its own."""
-        self._lock, self._pool = threading.Lock(), None
 
-    def pool(self, threads: int) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None or self._pool[0] != threads:
-                if self._pool is not None:
-                    self._pool[1].shutdown(wait=False)
-                self._pool = threads, ThreadPoolExecutor(threads, thread_name_prefix="frequency_max")
-            return self._pool[1]
+_AMX_ARGS = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+             ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+
+
+class AmxKernel(Threaded):
+    """The bf16 kernel on Intel's matrix units (kernels/frequency_max_amx.cpp): tile products
+    of up to 16 offsets' windows by 16 filters, summed in float32, maximized, written in bf16."""
+
+    block_filters = 32  # two tiles' columns
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        super().__init__()
+        self.function = library.frequency_max_amx
+        self.function.argtypes = _AMX_ARGS
+        self.function.restype = None
+
+    def pack(self, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """weight (filters, [1,] frames, bands) as the tiles' right operands: (filters / 16,
+        frames, bands / 32, 16 pairs of bands, 16 filters, 2) in bf16, zero bands and filters
+        added; the bias in float32."""
+        filters, (frames, bands) = weight.shape[0], weight.shape[-2:]
+        extra = -filters % self.block_filters
+        w = torch.nn.functional.pad(weight.reshape(filters, frames, bands).float(), (0, -bands % 32, 0, 0, 0, extra))
+        tiles = w.view(-1, 16, frames, w.shape[2] // 32, 16, 2).permute(0, 2, 3, 4, 1, 5).contiguous()
+        return tiles.to(torch.bfloat16), padded_bias(bias, filters, self.block_filters)
+
+    def frequency_max(self, spec: torch.Tensor, pad_time: int, weight: torch.Tensor, bias: torch.Tensor | None,
+                      relu: bool) -> torch.Tensor:
+        """max over frequency offsets of spec (batch, frames', mels) bf16, every value finite,
+        zero-padded by ``pad_time`` frames at each end, convolved with weight (filters, [1,]
+        frames, bands), plus bias, its ReLU where ``relu``: bf16 (batch, filters, frames),
+        channels-last."""
+        filters, (frames, bands) = weight.shape[0], weight.shape[-2:]
+        tiles, shift = self.held(weight, bias, self.pack)
+        batch, length, mels = spec.shape
+        padded = length + 2 * pad_time
+        # the padded spectrogram and 64 zeros after it: a window's last tile reads past its bands
+        flat = spec.new_zeros(batch * padded * mels + 64)
+        x = flat[: batch * padded * mels].view(batch, padded, mels)
+        x[:, pad_time : pad_time + length] = spec
+        length = padded - frames + 1
+        out = torch.empty_strided((batch, filters, length), (length * filters, 1, filters), dtype=torch.bfloat16)
+        self.run(batch * length, lambda p0, p1: self.function(
+            flat.data_ptr(), padded, mels, tiles.data_ptr(), shift.data_ptr(), frames, bands, filters, int(relu),
+            out.data_ptr(), p0, p1))
+        return out
 
 
 def _forget_pools() -> None:
-    if kernel.cache_info().currsize and (loaded := kernel()) is not None:
-        loaded.forget_pool()
+    for cached in (kernel, amx_kernel):
+        if cached.cache_info().currsize and (loaded := cached()) is not None:
+            loaded.forget_pool()
 
 
 def load(path: Path) -> Kernel:
-    library = ctypes.CDLL(str(path))
-    return Kernel(library, library.frequency_max_block_filters())
+    return Kernel(ctypes.CDLL(str(path)))
 
 
 @functools.cache
@@ -207,6 +268,30 @@ def kernel() -> Kernel | None:
         stacklevel=2,
     )
     return None
+
+
+
+def has_amx() -> bool:
+    """Whether the CPU reports bf16 matrix units (Linux's /proc/cpuinfo flags)."""
+    flags = cpu_identity().split()
+    return "amx_bf16" in flags and "amx_tile" in flags
+
+
+@functools.cache
+def amx_kernel() -> AmxKernel | None:
+    """The bf16 kernel on this CPU's matrix units, built at the first call; None where the CPU has
+    none, where Linux does not grant them, or (with a warning) where it cannot be built."""
+    if not has_amx():
+        return None
+    try:
+        library = ctypes.CDLL(str(build(source=AMX_SOURCE)))
+    except (OSError, subprocess.CalledProcessError) as error:
+        warnings.warn(f"elm_audio: the bf16 frequency-max kernel for AMX could not be built ({error}); "
+                      "those layers take the library's slower forms in bf16", RuntimeWarning, stacklevel=2)
+        return None
+    if library.frequency_max_amx_enable() != 0:
+        return None  # a kernel without the matrix units' state (Linux before 5.16)
+    return AmxKernel(library)
 
 
 os.register_at_fork(after_in_child=_forget_pools)
