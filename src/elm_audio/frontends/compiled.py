@@ -212,12 +212,15 @@ class AmxKernel(Threaded):
 
     def pack(self, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """weight (filters, [1,] frames, bands) as the tiles' right operands: (filters / 16,
-        frames, bands / 32, 16 pairs of bands, 16 filters, 2) in bf16, zero bands and filters
-        added; the bias in float32."""
+        frames, chunks, kc / 2 pairs of bands, 16 filters, 2) in bf16, a window's bands in the
+        fewest chunks of at most 32, kc (even) each, as the kernel reads them; zero bands and
+        filters added; the bias in float32."""
         filters, (frames, bands) = weight.shape[0], weight.shape[-2:]
+        chunks = -(-bands // 32)
+        kc = (-(-bands // chunks) + 1) & ~1
         extra = -filters % self.block_filters
-        w = torch.nn.functional.pad(weight.reshape(filters, frames, bands).float(), (0, -bands % 32, 0, 0, 0, extra))
-        tiles = w.view(-1, 16, frames, w.shape[2] // 32, 16, 2).permute(0, 2, 3, 4, 1, 5).contiguous()
+        w = torch.nn.functional.pad(weight.reshape(filters, frames, bands).float(), (0, chunks * kc - bands, 0, 0, 0, extra))
+        tiles = w.view(-1, 16, frames, chunks, kc // 2, 2).permute(0, 2, 3, 4, 1, 5).contiguous()
         return tiles.to(torch.bfloat16), padded_bias(bias, filters, self.block_filters)
 
     def frequency_max(self, spec: torch.Tensor, pad_time: int, weight: torch.Tensor, bias: torch.Tensor | None,
