@@ -287,3 +287,16 @@ def test_bf16_layers_take_the_amx_kernel_only_where_every_value_is_finite(amx):
     assert calls == [1]
     torch.testing.assert_close(fused.float(), library.float(), rtol=2e-2, atol=2e-2)
     assert bool(kept[0, :, 11:14].isnan().all()) and not bool(kept[1].isnan().any())
+
+
+def test_without_torchs_openmp_pool_a_pool_of_its_own_computes_the_same(kernel, monkeypatch):
+    """The kernels run their shares in one parallel region of torch's OpenMP pool; where torch
+    has none to reach, threads of their own take the shares: the same maxima, every share done."""
+    conv = layer(3, 38, 4 * kernel.block_filters)
+    spec = torch.randn(3, 31, 96, generator=torch.Generator().manual_seed(12))
+    with torch.inference_mode():
+        in_region = kernel.frequency_max(spec, conv.weight, conv.bias, True, False)
+        monkeypatch.setattr(compiled, "openmp_runtime", lambda: None)
+        monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # more shares than cores: each thread takes several
+        pooled = kernel.frequency_max(spec, conv.weight, conv.bias, True, False)
+    assert torch.equal(in_region, pooled)

@@ -4,6 +4,7 @@ host process keeps its memory."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -67,10 +68,11 @@ def denormals_flushed(device: torch.device) -> Iterator[None]:
 
 
 # libgomp's entry for a parallel region: GOMP_parallel(fn, data, num_threads, flags)
-_THREAD_FUNCTION = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+THREAD_FUNCTION = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
-def _openmp_runtime() -> ctypes.CDLL | None:
+@functools.cache
+def openmp_runtime() -> ctypes.CDLL | None:
     """The OpenMP runtime torch's intra-op threads belong to, as this process loaded it, or None
     where torch uses none or it is not found. Other packages load runtimes of their own, each
     with its own threads (scikit-learn's wheels a libgomp of theirs): torch's wheels keep theirs
@@ -90,7 +92,7 @@ def _openmp_runtime() -> ctypes.CDLL | None:
     runtime = ctypes.CDLL(str(torchs[0] if torchs else paths.pop()))
     if not hasattr(runtime, "GOMP_parallel"):
         return None
-    runtime.GOMP_parallel.argtypes = (_THREAD_FUNCTION, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint)
+    runtime.GOMP_parallel.argtypes = (THREAD_FUNCTION, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint)
     runtime.GOMP_parallel.restype = None
     return runtime
 
@@ -101,11 +103,11 @@ def on_every_intra_op_thread(call: Callable[[], object]) -> None:
     on the calling thread alone: one OpenMP parallel region as wide as torch's, whose threads
     are the pool's (an OpenMP runtime keeps its threads from region to region). Where torch
     runs no OpenMP runtime this process can reach, on this thread alone."""
-    runtime = _openmp_runtime()
+    runtime = openmp_runtime()
     if runtime is None:
         call()
         return
-    region = _THREAD_FUNCTION(lambda _data: call())  # ctypes takes the GIL on each thread
+    region = THREAD_FUNCTION(lambda _data: call())  # ctypes takes the GIL on each thread
     runtime.GOMP_parallel(region, None, torch.get_num_threads(), 0)
 
 

@@ -35,6 +35,8 @@ from pathlib import Path
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
+from ..devices import THREAD_FUNCTION, openmp_runtime
+
 SOURCE = Path(__file__).with_name("kernels") / "frequency_max.cpp"
 AMX_SOURCE = SOURCE.with_name("frequency_max_amx.cpp")
 # no predictive commoning: GCC would carry each offset's input value over to the next band in a
@@ -89,26 +91,45 @@ def build(flags: tuple[str, ...] = FLAGS, folder: Path | None = None, source: Pa
     return target
 
 
-_ARGS = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-         ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+class F32Call(ctypes.Structure):
+    """kernels/frequency_max.cpp's f32_call."""
+
+    _fields_ = [(name, ctypes.c_void_p) for name in ("x", "w", "bias", "out", "won")] + [("positions", ctypes.c_int64)] + [
+        (name, ctypes.c_int) for name in ("padded", "mels", "frames", "bands", "filters", "relu", "nans", "shares", "next")
+    ]
+
+
+class AmxCall(ctypes.Structure):
+    """kernels/frequency_max_amx.cpp's amx_call."""
+
+    _fields_ = [(name, ctypes.c_void_p) for name in ("x", "w", "bias", "out")] + [("positions", ctypes.c_int64)] + [
+        (name, ctypes.c_int) for name in ("padded", "mels", "frames", "bands", "filters", "relu", "shares", "next")
+    ]
 
 
 class Threaded:
-    """Splits a kernel's output positions between torch's threads: ctypes lets go of the GIL
-    while each share runs."""
+    """Runs a kernel's call on torch's threads: one parallel region of torch's OpenMP pool, each
+    thread taking shares of the output positions until none is left (ctypes lets go of the GIL
+    for it). Threads of a pool of their own, as a first version had, ran the kernel while
+    torch's OpenMP threads still spun after the op before, two threads a core, and torch's next
+    op waited for its threads to wake (timbral_temporal large, bf16: the means of the kernel's
+    maps took 1.9 ms each, 0.25 alone). Where torch has no OpenMP runtime to reach, such a pool."""
 
     def __init__(self) -> None:
         self._packed = WeakIdKeyDictionary()  # packed weights, by the weight's identity
         self.forget_pool()
 
-    def run(self, positions: int, share) -> None:
-        """share(p0, p1) for torch's threads' parts of range(positions)."""
-        threads = max(1, min(torch.get_num_threads(), positions))
-        cuts = [positions * i // threads for i in range(threads + 1)]
+    def run(self, shares, call: ctypes.Structure) -> None:
+        """shares(&call) on torch's threads, call.positions split into one share a thread."""
+        threads = max(1, min(torch.get_num_threads(), call.positions))
+        call.shares, call.next = threads, 0
+        runtime = openmp_runtime()
         if threads == 1:
-            share(0, positions)
+            shares(ctypes.byref(call))
+        elif runtime is not None:
+            runtime.GOMP_parallel(shares, ctypes.byref(call), threads, 0)
         else:
-            list(self.pool(threads).map(lambda i: share(cuts[i], cuts[i + 1]), range(threads)))
+            list(self.pool(threads).map(lambda _: shares(ctypes.byref(call)), range(threads)))
 
     def held(self, weight: torch.Tensor, bias: torch.Tensor | None, pack) -> tuple[torch.Tensor, torch.Tensor]:
         """pack(weight, bias), kept while the weight lives and neither has changed in place
@@ -146,9 +167,7 @@ class Kernel(Threaded):
 
     def __init__(self, library: ctypes.CDLL) -> None:
         super().__init__()
-        self.function = library.frequency_max_f32
-        self.function.argtypes = _ARGS
-        self.function.restype = None
+        self.shares = THREAD_FUNCTION(("frequency_max_f32_shares", library))
         self.block_filters: int = library.frequency_max_block_filters()
 
     def pack(self, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,14 +207,10 @@ class Kernel(Threaded):
         # autograd would keep a Function's output from being changed in place (the ReLU)
         out = torch.empty_strided((batch, filters, length), (length * filters, 1, filters))
         won = torch.empty(batch, length, filters, dtype=torch.uint8) if winners else None
-        self.run(batch * length, lambda p0, p1: self.function(
-            x.data_ptr(), padded, mels, blocks.data_ptr(), shift.data_ptr(), frames, bands, filters, int(relu),
-            int(nans), out.data_ptr(), None if won is None else won.data_ptr(), p0, p1))
+        self.run(self.shares, F32Call(
+            x.data_ptr(), blocks.data_ptr(), shift.data_ptr(), out.data_ptr(), None if won is None else won.data_ptr(),
+            batch * length, padded, mels, frames, bands, filters, int(relu), int(nans)))
         return out, won
-
-
-_AMX_ARGS = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-             ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
 
 
 class AmxKernel(Threaded):
@@ -206,9 +221,7 @@ class AmxKernel(Threaded):
 
     def __init__(self, library: ctypes.CDLL) -> None:
         super().__init__()
-        self.function = library.frequency_max_amx
-        self.function.argtypes = _AMX_ARGS
-        self.function.restype = None
+        self.shares = THREAD_FUNCTION(("frequency_max_amx_shares", library))
 
     def pack(self, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """weight (filters, [1,] frames, bands) as the tiles' right operands: (filters / 16,
@@ -239,9 +252,9 @@ class AmxKernel(Threaded):
         x[:, pad_time : pad_time + length] = spec
         length = padded - frames + 1
         out = torch.empty_strided((batch, filters, length), (length * filters, 1, filters), dtype=torch.bfloat16)
-        self.run(batch * length, lambda p0, p1: self.function(
-            flat.data_ptr(), padded, mels, tiles.data_ptr(), shift.data_ptr(), frames, bands, filters, int(relu),
-            out.data_ptr(), p0, p1))
+        self.run(self.shares, AmxCall(
+            flat.data_ptr(), tiles.data_ptr(), shift.data_ptr(), out.data_ptr(), batch * length, padded, mels, frames,
+            bands, filters, int(relu)))
         return out
 
 

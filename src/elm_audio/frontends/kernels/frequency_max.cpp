@@ -117,3 +117,21 @@ extern "C" void frequency_max_f32(const float* x, int padded, int mels, const fl
     }
   }
 }
+
+// One call's arguments, for frequency_max_f32_shares.
+struct f32_call {
+  const float *x, *w, *bias;
+  float* out;
+  uint8_t* won;
+  int64_t positions;
+  int padded, mels, frames, bands, filters, relu, nans, shares, next;
+};
+
+// Run by every thread of a parallel region (torch's OpenMP pool): each takes the next of the
+// call's shares of positions until none is left, so a smaller team still computes them all.
+extern "C" void frequency_max_f32_shares(void* data) {
+  f32_call* c = (f32_call*)data;
+  for (int i; (i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED)) < c->shares;)
+    frequency_max_f32(c->x, c->padded, c->mels, c->w, c->bias, c->frames, c->bands, c->filters, c->relu, c->nans,
+                      c->out, c->won, c->positions * i / c->shares, c->positions * (i + 1) / c->shares);
+}

@@ -95,3 +95,22 @@ extern "C" void frequency_max_amx(const uint16_t* x, int padded, int mels, const
   }
   _tile_release();
 }
+
+// One call's arguments, for frequency_max_amx_shares.
+struct amx_call {
+  const uint16_t* x;
+  const uint16_t* w;
+  const float* bias;
+  uint16_t* out;
+  int64_t positions;
+  int padded, mels, frames, bands, filters, relu, shares, next;
+};
+
+// Run by every thread of a parallel region (torch's OpenMP pool): each takes the next of the
+// call's shares of positions until none is left, so a smaller team still computes them all.
+extern "C" void frequency_max_amx_shares(void* data) {
+  amx_call* c = (amx_call*)data;
+  for (int i; (i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED)) < c->shares;)
+    frequency_max_amx(c->x, c->padded, c->mels, c->w, c->bias, c->frames, c->bands, c->filters, c->relu, c->out,
+                      c->positions * i / c->shares, c->positions * (i + 1) / c->shares);
+}
