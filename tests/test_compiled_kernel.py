@@ -124,7 +124,7 @@ def test_a_weight_changed_in_place_is_packed_again(kernel):
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 vector widths")
 def test_the_eight_float_build_for_cpus_without_avx512_gives_the_same_maxima(tmp_path):
     """Built without AVX-512 (as on CPUs that have only AVX2), the kernel works in blocks of 16
-    filters and 6 offsets: the same maxima."""
+    filters and 6 offsets (4 positions when pooling): the same maxima."""
     try:
         path = compiled.build(compiled.FLAGS + ("-mno-avx512f",), folder=tmp_path)
     except OSError:
@@ -136,6 +136,12 @@ def test_the_eight_float_build_for_cpus_without_avx512_gives_the_same_maxima(tmp
     with torch.inference_mode():
         out = narrow.frequency_max(F.pad(spec, (0, 0, 3, 3)), conv.weight, conv.bias, True, False)
     torch.testing.assert_close(out.double(), reference(spec, conv, 3, True), rtol=1e-5, atol=1e-4)
+    assert narrow.pool_rows == 4  # vgg's first block: 2 pooling windows at a time
+    pooled = nn.Conv2d(1, 40, 3, padding=1).requires_grad_(False)
+    with torch.inference_mode():
+        rows = narrow.pooled_max(F.pad(spec, (1, 1, 1, 1)), pooled.weight, pooled.bias, (4, 2), False, torch.float32)
+    expected = F.max_pool2d(pooled(spec.unsqueeze(1)), (4, 2)).permute(0, 2, 3, 1).reshape(rows.shape)
+    torch.testing.assert_close(rows, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_a_build_is_made_once_per_machine_and_never_left_half_written(tmp_path, monkeypatch):
@@ -300,3 +306,42 @@ def test_without_torchs_openmp_pool_a_pool_of_its_own_computes_the_same(kernel, 
         monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # more shares than cores: each thread takes several
         pooled = kernel.frequency_max(spec, conv.weight, conv.bias, True, False)
     assert torch.equal(in_region, pooled)
+
+
+@pytest.mark.parametrize("filters, dtype, mels", [(130, torch.float32, 96), (64, torch.bfloat16, 90)])
+def test_pooled_maxima_are_the_convolution_max_pooled(kernel, filters, dtype, mels):
+    """pooled_max (vgg's first block): the 3x3 'same' convolution of one channel, max-pooled over
+    4 x 2 windows as it is computed, plus bias, equals conv2d then max_pool2d; filters not a
+    multiple of a block, pooled columns (45) not a multiple of a group (the last overlaps),
+    bf16 rounded once from float32 sums."""
+    conv = nn.Conv2d(1, filters, 3, padding=1).requires_grad_(False)
+    nn.init.normal_(conv.weight, generator=torch.Generator().manual_seed(13))
+    spec = torch.randn(2, 40, mels, generator=torch.Generator().manual_seed(14)).to(dtype)
+    with torch.inference_mode():
+        rows = kernel.pooled_max(F.pad(spec, (1, 1, 1, 1)), conv.weight, conv.bias, (4, 2), False, dtype)
+        checked = kernel.pooled_max(F.pad(spec, (1, 1, 1, 1)), conv.weight, conv.bias, (4, 2), True, dtype)
+    expected = F.max_pool2d(conv.double()(spec.double().unsqueeze(1)), (4, 2))  # (2, filters, 10, mels / 2)
+    assert rows.dtype == dtype and rows.shape == (2 * 10 * (mels // 2), filters)
+    got = rows.view(2, 10, mels // 2, filters).permute(0, 3, 1, 2).double()
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-2, "atol": 1e-2}
+    torch.testing.assert_close(got, expected, **tol)
+    assert torch.equal(rows, checked)
+
+
+def test_vgg_first_block_through_the_kernel_keeps_its_values_and_a_nan(kernel):
+    """vgg's first block in inference takes pooled_max where it has 4 blocks of filters: the
+    same pooled map as the products form, channels-last; a NaN in the spectrogram makes the
+    outputs of its pooling window NaN (the NaN-keeping compare), as max_pool2d does."""
+    from elm_audio.frontends import vgg
+
+    front = vgg.VGG(4 * kernel.block_filters).eval()
+    spec = torch.randn(1, 1, 48, 96, generator=torch.Generator().manual_seed(15))
+    conv = front.convs[0]
+    with torch.inference_mode():
+        fused = front.first_block(spec)
+        products, _ = vgg.pooled_products(spec, conv.weight, conv.bias, winners=False)
+        spec[0, 0, 21, 50] = float("nan")
+        kept = front.first_block(spec)
+    assert fused.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fused, products.view(1, 12, 48, -1).permute(0, 3, 1, 2), rtol=1e-5, atol=1e-5)
+    assert bool(kept[0, :, 5, 25].isnan().all()) and int(kept.isnan().sum()) == 4 * kernel.block_filters * 2

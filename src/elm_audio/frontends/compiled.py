@@ -99,6 +99,15 @@ class F32Call(ctypes.Structure):
     ]
 
 
+class PooledCall(ctypes.Structure):
+    """kernels/frequency_max.cpp's pooled_call."""
+
+    _fields_ = [(name, ctypes.c_void_p) for name in ("x", "w", "bias", "out")] + [("positions", ctypes.c_int64)] + [
+        (name, ctypes.c_int)
+        for name in ("rows", "cols", "kh", "kw", "ph", "pw", "filters", "nans", "out_bf16", "shares", "next")
+    ]
+
+
 class AmxCall(ctypes.Structure):
     """kernels/frequency_max_amx.cpp's amx_call."""
 
@@ -168,7 +177,9 @@ class Kernel(Threaded):
     def __init__(self, library: ctypes.CDLL) -> None:
         super().__init__()
         self.shares = THREAD_FUNCTION(("frequency_max_f32_shares", library))
+        self.pooled_shares = THREAD_FUNCTION(("pooled_max_f32_shares", library))
         self.block_filters: int = library.frequency_max_block_filters()
+        self.pool_rows: int = library.pooled_max_rows()
 
     def pack(self, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """weight (filters, [1,] frames, bands) in blocks of block_filters filters, (blocks,
@@ -211,6 +222,27 @@ class Kernel(Threaded):
             x.data_ptr(), blocks.data_ptr(), shift.data_ptr(), out.data_ptr(), None if won is None else won.data_ptr(),
             batch * length, padded, mels, frames, bands, filters, int(relu), int(nans)))
         return out, won
+
+    def pooled_max(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pool: tuple[int, int],
+                   nans: bool, dtype: torch.dtype) -> torch.Tensor:
+        """A one-channel convolution of x (batch, rows, cols), its padding already added, with
+        weight (filters, 1, kh, kw), max-pooled over non-overlapping ``pool`` windows as it is
+        computed (the map is never written), plus bias: rows (batch x pooled rows x pooled
+        columns, filters) in ``dtype`` (float32 or bf16, rounded once from float32 sums).
+        ``pool``'s width divides pool_rows. ``nans`` as in frequency_max."""
+        filters, (kh, kw) = weight.shape[0], weight.shape[-2:]
+        blocks, shift = self.held(weight, bias, self.pack)
+        x = x.detach().float().contiguous()
+        batch, rows, cols = x.shape
+        (ph, pw), group = pool, self.pool_rows // pool[1]
+        out_rows, out_cols = (rows - kh + 1) // ph, (cols - kw + 1) // pw
+        if self.pool_rows % pw or out_cols < group:
+            raise ValueError(f"pooled_max takes pools {pw} wide into at least {group} columns, not {pool} into {out_cols}")
+        out = torch.empty(batch * out_rows * out_cols, filters, dtype=dtype)
+        self.run(self.pooled_shares, PooledCall(
+            x.data_ptr(), blocks.data_ptr(), shift.data_ptr(), out.data_ptr(), batch * out_rows * -(-out_cols // group),
+            rows, cols, kh, kw, ph, pw, filters, int(nans), int(dtype == torch.bfloat16)))
+        return out
 
 
 class AmxKernel(Threaded):

@@ -135,3 +135,126 @@ extern "C" void frequency_max_f32_shares(void* data) {
     frequency_max_f32(c->x, c->padded, c->mels, c->w, c->bias, c->frames, c->bands, c->filters, c->relu, c->nans,
                       c->out, c->won, c->positions * i / c->shares, c->positions * (i + 1) / c->shares);
 }
+
+// ---- A one-channel convolution max-pooled as it is computed (vgg's first block) ----
+
+#define POOL_ROWS (VECTOR_FLOATS == 16 ? 8 : 4)  // positions along a row summed at once
+typedef int16_t halves __attribute__((vector_size(VECTOR_FLOATS * 2), aligned(2)));
+
+// float32 to bf16, rounding to nearest even (a NaN stays one)
+static inline halves to_bf16(floats y) {
+  ints u = (ints)y;
+  u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16;
+  u = y != y ? ints{} + 0x7FC0 : u;
+  return __builtin_convertvector(u, halves);
+}
+
+// The pooled maxima of POOL_ROWS consecutive output columns (POOL_ROWS / PW pooling windows)
+// for one block of filters: for each of the window's ph rows, the kh x kw products of the
+// POOL_ROWS positions summed in registers, folded into their window's maximum.
+template <int PW, bool NANS>
+static void pooled_block(const float* __restrict xr, int cols, const float* __restrict w, int kh, int kw, int ph,
+                         floats (*m)[VECTORS]) {
+  constexpr int R = POOL_ROWS, G = POOL_ROWS / PW;
+  for (int g = 0; g < G; g++)
+    for (int v = 0; v < VECTORS; v++) m[g][v] = floats{} - __builtin_inff();
+  for (int dt = 0; dt < ph; dt++) {
+    floats a[R][VECTORS];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+      for (int v = 0; v < VECTORS; v++) a[r][v] = floats{};
+    for (int j = 0; j < kh; j++) {
+      const float* xs = xr + (int64_t)(dt + j) * cols;
+      const float* wj = w + j * kw * BLOCK_FILTERS;
+      for (int i = 0; i < kw; i++) {
+        floats b[VECTORS];
+#pragma GCC unroll 4
+        for (int v = 0; v < VECTORS; v++) b[v] = *(const floats*)(wj + i * BLOCK_FILTERS + v * VECTOR_FLOATS);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++) {
+          float s = xs[r + i];
+#pragma GCC unroll 4
+          for (int v = 0; v < VECTORS; v++) a[r][v] += b[v] * s;
+        }
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+      for (int v = 0; v < VECTORS; v++) {
+        floats& top = m[r / PW][v];
+        ints wins = NANS ? (a[r][v] > top) | ((a[r][v] != a[r][v]) & (top == top)) : a[r][v] > top;
+        top = wins ? a[r][v] : top;
+      }
+  }
+}
+
+typedef void (*pooled_fn)(const float*, int, const float*, int, int, int, floats (*)[VECTORS]);
+
+// x: float32 (batch, rows, cols), the convolution's padding already added; w: frequency_max_f32's
+// blocks of kh x kw filters; bias (padded filters); out: (batch, (rows - kh + 1) / ph, (cols - kw
+// + 1) / pw, filters), float32 or (out_bf16) bf16: each non-overlapping ph x pw window's maximum
+// of the convolution, plus bias. pw divides POOL_ROWS. Computes positions p0 to p1 of batch x
+// pooled rows x groups of POOL_ROWS / pw pooled columns (the last group overlapping the one before).
+extern "C" void pooled_max_f32(const float* x, int rows, int cols, const float* w, const float* bias, int kh, int kw,
+                               int ph, int pw, int filters, int nans, int out_bf16, void* out, int64_t p0, int64_t p1) {
+  const int G = POOL_ROWS / pw;
+  const int out_rows = (rows - kh + 1) / ph, out_cols = (cols - kw + 1) / pw, groups = (out_cols + G - 1) / G;
+  pooled_fn fn = pw == 1 ? (nans ? pooled_block<1, true> : pooled_block<1, false>)
+               : pw == 2 ? (nans ? pooled_block<2, true> : pooled_block<2, false>)
+                         : (nans ? pooled_block<4, true> : pooled_block<4, false>);
+  for (int c0 = 0; c0 < filters; c0 += BLOCK_FILTERS) {
+    const float* wc = w + (int64_t)c0 * kh * kw;
+    floats bv[VECTORS];
+    for (int v = 0; v < VECTORS; v++) bv[v] = *(const floats*)(bias + c0 + v * VECTOR_FLOATS);
+    const int n = filters - c0 < BLOCK_FILTERS ? filters - c0 : BLOCK_FILTERS;
+    for (int64_t p = p0; p < p1; p++) {
+      const int64_t b = p / ((int64_t)out_rows * groups), t = p / groups % out_rows;
+      const int col = (int)(p % groups) * G < out_cols - G ? (int)(p % groups) * G : out_cols - G;
+      floats m[POOL_ROWS][VECTORS];
+      fn(x + (b * rows + t * ph) * cols + (int64_t)col * pw, cols, wc, kh, kw, ph, m);
+      for (int g = 0; g < G; g++) {
+        const int64_t at = ((b * out_rows + t) * out_cols + col + g) * filters + c0;
+        floats y[VECTORS];
+        for (int v = 0; v < VECTORS; v++) y[v] = m[g][v] + bv[v];
+        if (out_bf16) {
+          int16_t* o = (int16_t*)out + at;
+          if (n == BLOCK_FILTERS) {
+            for (int v = 0; v < VECTORS; v++) *(halves*)(o + v * VECTOR_FLOATS) = to_bf16(y[v]);
+          } else {
+            int16_t last[BLOCK_FILTERS];
+            for (int v = 0; v < VECTORS; v++) *(halves*)(last + v * VECTOR_FLOATS) = to_bf16(y[v]);
+            for (int k = 0; k < n; k++) o[k] = last[k];
+          }
+        } else {
+          float* o = (float*)out + at;
+          if (n == BLOCK_FILTERS) {
+            for (int v = 0; v < VECTORS; v++) *(floats*)(o + v * VECTOR_FLOATS) = y[v];
+          } else {
+            float last[BLOCK_FILTERS];
+            for (int v = 0; v < VECTORS; v++) *(floats*)(last + v * VECTOR_FLOATS) = y[v];
+            for (int k = 0; k < n; k++) o[k] = last[k];
+          }
+        }
+      }
+    }
+  }
+}
+
+// One call's arguments, for pooled_max_f32_shares.
+struct pooled_call {
+  const float *x, *w, *bias;
+  void* out;
+  int64_t positions;
+  int rows, cols, kh, kw, ph, pw, filters, nans, out_bf16, shares, next;
+};
+
+extern "C" void pooled_max_f32_shares(void* data) {
+  pooled_call* c = (pooled_call*)data;
+  for (int i; (i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED)) < c->shares;)
+    pooled_max_f32(c->x, c->rows, c->cols, c->w, c->bias, c->kh, c->kw, c->ph, c->pw, c->filters, c->nans,
+                   c->out_bf16, c->out, c->positions * i / c->shares, c->positions * (i + 1) / c->shares);
+}
+
+extern "C" int pooled_max_rows(void) { return POOL_ROWS; }
