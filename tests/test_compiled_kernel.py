@@ -345,3 +345,32 @@ def test_vgg_first_block_through_the_kernel_keeps_its_values_and_a_nan(kernel):
     assert fused.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(fused, products.view(1, 12, 48, -1).permute(0, 3, 1, 2), rtol=1e-5, atol=1e-5)
     assert bool(kept[0, :, 5, 25].isnan().all()) and int(kept.isnan().sum()) == 4 * kernel.block_filters * 2
+
+
+def test_a_bf16_training_step_takes_the_amx_maxima_and_winners(amx):
+    """Under bf16 autocast, WindowMax's forward takes the matrix units' maxima and the offsets
+    that won them (3x38 filters, many per window value): its output and the filters' gradient
+    are the float64 layer's, to bf16's rounding."""
+    conv = layer(3, 38, 256).requires_grad_(True)
+    spec = torch.randn(2, 24, 96, generator=torch.Generator().manual_seed(16))
+    calls = []
+    real = compiled.AmxKernel.maxima_and_winners
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compiled.AmxKernel, "maxima_and_winners", counted)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = base.frequency_max_conv(spec, conv, pad_time=1, relu=True)
+        (grad,) = torch.autograd.grad(out.float().sum(), conv.weight)
+    assert calls == [1] and out.dtype == torch.bfloat16
+    plain = layer(3, 38, 256).double().requires_grad_(True)
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight.bfloat16().double())
+        plain.bias.copy_(conv.bias.bfloat16().double())
+    expected = F.relu(plain(F.pad(spec.bfloat16().double(), (0, 0, 1, 1)).unsqueeze(1)).amax(dim=3))
+    (wanted,) = torch.autograd.grad(expected.sum(), plain.weight)
+    torch.testing.assert_close(out.double(), expected, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(grad.double(), wanted, rtol=2e-2, atol=0.5)

@@ -111,7 +111,7 @@ class PooledCall(ctypes.Structure):
 class AmxCall(ctypes.Structure):
     """kernels/frequency_max_amx.cpp's amx_call."""
 
-    _fields_ = [(name, ctypes.c_void_p) for name in ("x", "w", "bias", "out")] + [("positions", ctypes.c_int64)] + [
+    _fields_ = [(name, ctypes.c_void_p) for name in ("x", "w", "bias", "out", "won")] + [("positions", ctypes.c_int64)] + [
         (name, ctypes.c_int) for name in ("padded", "mels", "frames", "bands", "filters", "relu", "shares", "next")
     ]
 
@@ -274,9 +274,24 @@ class AmxKernel(Threaded):
         zero-padded by ``pad_time`` frames at each end, convolved with weight (filters, [1,]
         frames, bands), plus bias, its ReLU where ``relu``: bf16 (batch, filters, frames),
         channels-last."""
+        return self._compute(spec, pad_time, weight, bias, relu, winners=False)[0]
+
+    def maxima_and_winners(self, x: torch.Tensor, weight: torch.Tensor,
+                           bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """frequency_max of x, time already padded, without ReLU, and the offset each maximum
+        came from (uint8, the first of equal ones; (batch, frames, filters)): a bf16 training
+        step's forward (WindowMax)."""
+        out, won = self._compute(x, 0, weight, bias, False, winners=True)
+        return out, won
+
+    def _compute(self, spec: torch.Tensor, pad_time: int, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
+                 winners: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         filters, (frames, bands) = weight.shape[0], weight.shape[-2:]
         tiles, shift = self.held(weight, bias, self.pack)
+        spec = spec.detach()
         batch, length, mels = spec.shape
+        if winners and mels - bands >= 256:
+            raise ValueError(f"the kernel's winners are bytes: {mels - bands + 1} offsets are too many")
         padded = length + 2 * pad_time
         # the padded spectrogram and 64 zeros after it: a window's last tile reads past its bands
         flat = spec.new_zeros(batch * padded * mels + 64)
@@ -284,10 +299,11 @@ class AmxKernel(Threaded):
         x[:, pad_time : pad_time + length] = spec
         length = padded - frames + 1
         out = torch.empty_strided((batch, filters, length), (length * filters, 1, filters), dtype=torch.bfloat16)
+        won = torch.empty(batch, length, filters, dtype=torch.uint8) if winners else None
         self.run(self.shares, AmxCall(
-            flat.data_ptr(), tiles.data_ptr(), shift.data_ptr(), out.data_ptr(), batch * length, padded, mels, frames,
-            bands, filters, int(relu)))
-        return out
+            flat.data_ptr(), tiles.data_ptr(), shift.data_ptr(), out.data_ptr(), None if won is None else won.data_ptr(),
+            batch * length, padded, mels, frames, bands, filters, int(relu)))
+        return out, won
 
 
 def _forget_pools() -> None:

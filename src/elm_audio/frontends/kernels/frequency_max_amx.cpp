@@ -26,9 +26,11 @@ extern "C" int frequency_max_amx_enable(void) { return (int)syscall(SYS_arch_prc
 // w: bf16 (blocks of 16 filters, frames, chunks, kc / 2 pairs of bands, 16 filters, 2): a
 // window's bands in the fewest chunks of at most 32, kc each (38 bands: 2 x 20, not 2 x 32:
 // 5-13% faster per layer), zero past the bands and the filters; bias: float32 (filters padded to 32); out: bf16
-// (batch, padded - frames + 1, filters). Computes positions p0 to p1 of batch x length.
+// (batch, padded - frames + 1, filters); won (out's shape, or null): the offset each maximum
+// came from, the first of equal ones. Computes positions p0 to p1 of batch x length.
 extern "C" void frequency_max_amx(const uint16_t* x, int padded, int mels, const uint16_t* w, const float* bias,
-                                  int frames, int bands, int filters, int relu, uint16_t* out, int64_t p0, int64_t p1) {
+                                  int frames, int bands, int filters, int relu, uint16_t* out, uint8_t* won, int64_t p0,
+                                  int64_t p1) {
   const int offsets = mels - bands + 1, length = padded - frames + 1;
   const int R = offsets < 16 ? offsets : 16;
   const int chunks = (bands + 31) / 32;
@@ -55,7 +57,11 @@ extern "C" void frequency_max_amx(const uint16_t* x, int padded, int mels, const
       const uint16_t* x0 = x + ((p / length) * padded + p % length) * mels;
       const uint16_t* x1 = x + ((q / length) * padded + q % length) * mels;
       __m512 m[4];
-      for (int k = 0; k < 4; k++) m[k] = _mm512_set1_ps(-__builtin_inff());
+      __m512i at[4];  // with won: the offset of each maximum, the first of equal ones
+      for (int k = 0; k < 4; k++) {
+        m[k] = _mm512_set1_ps(-__builtin_inff());
+        at[k] = _mm512_setzero_si512();
+      }
       for (int f0 = 0; f0 < offsets; f0 += R) {
         const int f = f0 + R <= offsets ? f0 : offsets - R;  // the last block overlaps the one before
         _tile_zero(0);
@@ -79,8 +85,18 @@ extern "C" void frequency_max_amx(const uint16_t* x, int padded, int mels, const
         _tile_stored(1, sums[1], 64);
         _tile_stored(2, sums[2], 64);
         _tile_stored(3, sums[3], 64);
-        for (int k = 0; k < 4; k++)
-          for (int r = 0; r < R; r++) m[k] = _mm512_max_ps(m[k], _mm512_load_ps(sums[k][r]));
+        if (won) {
+          for (int k = 0; k < 4; k++)
+            for (int r = 0; r < R; r++) {
+              const __m512 v = _mm512_load_ps(sums[k][r]);
+              const __mmask16 wins = _mm512_cmp_ps_mask(v, m[k], _CMP_GT_OQ);
+              m[k] = _mm512_mask_blend_ps(wins, m[k], v);
+              at[k] = _mm512_mask_blend_epi32(wins, at[k], _mm512_set1_epi32(f + r));
+            }
+        } else {
+          for (int k = 0; k < 4; k++)
+            for (int r = 0; r < R; r++) m[k] = _mm512_max_ps(m[k], _mm512_load_ps(sums[k][r]));
+        }
       }
       __m512 y[4] = {_mm512_add_ps(m[0], b0), _mm512_add_ps(m[1], b1), _mm512_add_ps(m[2], b0), _mm512_add_ps(m[3], b1)};
       if (relu)
@@ -91,6 +107,12 @@ extern "C" void frequency_max_amx(const uint16_t* x, int padded, int mels, const
       _mm256_mask_storeu_epi16(o0 + 16, k1, (__m256i)_mm512_cvtneps_pbh(y[1]));
       _mm256_mask_storeu_epi16(o1, k0, (__m256i)_mm512_cvtneps_pbh(y[2]));
       _mm256_mask_storeu_epi16(o1 + 16, k1, (__m256i)_mm512_cvtneps_pbh(y[3]));
+      if (won) {
+        _mm512_mask_cvtepi32_storeu_epi8(won + p * filters + fb, k0, at[0]);
+        _mm512_mask_cvtepi32_storeu_epi8(won + p * filters + fb + 16, k1, at[1]);
+        _mm512_mask_cvtepi32_storeu_epi8(won + q * filters + fb, k0, at[2]);
+        _mm512_mask_cvtepi32_storeu_epi8(won + q * filters + fb + 16, k1, at[3]);
+      }
     }
   }
   _tile_release();
@@ -102,6 +124,7 @@ struct amx_call {
   const uint16_t* w;
   const float* bias;
   uint16_t* out;
+  uint8_t* won;
   int64_t positions;
   int padded, mels, frames, bands, filters, relu, shares, next;
 };
@@ -111,6 +134,6 @@ struct amx_call {
 extern "C" void frequency_max_amx_shares(void* data) {
   amx_call* c = (amx_call*)data;
   for (int i; (i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED)) < c->shares;)
-    frequency_max_amx(c->x, c->padded, c->mels, c->w, c->bias, c->frames, c->bands, c->filters, c->relu, c->out,
+    frequency_max_amx(c->x, c->padded, c->mels, c->w, c->bias, c->frames, c->bands, c->filters, c->relu, c->out, c->won,
                       c->positions * i / c->shares, c->positions * (i + 1) / c->shares);
 }
