@@ -16,12 +16,17 @@ from torch import nn
 from elm_audio.frontends import base, compiled
 
 
+def loaded(build, missing: str):
+    """build()'s kernel, or the test skipped where this machine cannot have it."""
+    fused = build()
+    if fused is None:
+        pytest.skip(missing)
+    return fused
+
+
 @pytest.fixture(scope="module")
 def kernel() -> compiled.Kernel:
-    loaded = compiled.kernel()
-    if loaded is None:
-        pytest.skip("no C++ compiler here")
-    return loaded
+    return loaded(compiled.kernel, "no C++ compiler here")
 
 
 def layer(frames: int, bands: int, filters: int, bias: bool = True, seed: int = 0) -> nn.Conv2d:
@@ -240,10 +245,7 @@ def test_one_frame_filters_train_in_float32_under_bf16_autocast_and_say_so(kerne
 
 @pytest.fixture(scope="module")
 def amx() -> compiled.AmxKernel:
-    loaded = compiled.amx_kernel()
-    if loaded is None:
-        pytest.skip("no AMX here (or no compiler)")
-    return loaded
+    return loaded(compiled.amx_kernel, "no AMX here (or no compiler)")
 
 
 @pytest.mark.parametrize(

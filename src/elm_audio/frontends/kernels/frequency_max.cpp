@@ -19,22 +19,21 @@ typedef float floats __attribute__((vector_size(VECTOR_FLOATS * 4), aligned(4)))
 
 typedef int32_t ints __attribute__((vector_size(VECTOR_FLOATS * 4), aligned(4)));
 
-// The products of the windows at R consecutive offsets from f (xr: the first window's frames
-// rows of mels values) with one block of filters (w: frames * bands rows of BLOCK_FILTERS),
-// their maxima folded into m. NANS: a NaN product wins (torch.amax's rule), at one compare more
-// per sum. WON: won keeps the offset of each maximum, the first of equal ones (max_pool2d's).
-template <int R, bool NANS, bool WON>
-static void offsets_block(const float* __restrict xr, int mels, const float* __restrict w, int frames, int bands,
-                          int f, floats* m, ints* won) {
-  floats a[R][VECTORS];
+// The sums of products of a filter window (rows x cols of x, ``stride`` apart) at R
+// consecutive positions along a row with one block of filters (w: rows * cols rows of
+// BLOCK_FILTERS), in a[R][VECTORS]: R x 2 registers.
+template <int R>
+static inline __attribute__((always_inline)) void window_sums(const float* __restrict xr, int stride,
+                                                              const float* __restrict w, int rows, int cols,
+                                                              floats (*a)[VECTORS]) {
 #pragma GCC unroll 16
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
     for (int v = 0; v < VECTORS; v++) a[r][v] = floats{};
-  for (int j = 0; j < frames; j++) {
-    const float* xs = xr + j * mels;
-    const float* wj = w + j * bands * BLOCK_FILTERS;
-    for (int i = 0; i < bands; i++) {
+  for (int j = 0; j < rows; j++) {
+    const float* xs = xr + j * stride;
+    const float* wj = w + j * cols * BLOCK_FILTERS;
+    for (int i = 0; i < cols; i++) {
       floats b[VECTORS];
 #pragma GCC unroll 4
       for (int v = 0; v < VECTORS; v++) b[v] = *(const floats*)(wj + i * BLOCK_FILTERS + v * VECTOR_FLOATS);
@@ -46,11 +45,28 @@ static void offsets_block(const float* __restrict xr, int mels, const float* __r
       }
     }
   }
+}
+
+// Whether sum a beats the maximum m so far: greater, or (NANS: torch.amax's rule) a NaN first
+template <bool NANS>
+static inline ints beats(floats a, floats m) {
+  return NANS ? (a > m) | ((a != a) & (m == m)) : a > m;
+}
+
+// The products of the windows at R consecutive offsets from f (xr: the first window's frames
+// rows of mels values) with one block of filters, their maxima folded into m. NANS: a NaN
+// product wins, at one compare more per sum. WON: won keeps the offset of each maximum, the
+// first of equal ones (max_pool2d's).
+template <int R, bool NANS, bool WON>
+static void offsets_block(const float* __restrict xr, int mels, const float* __restrict w, int frames, int bands,
+                          int f, floats* m, ints* won) {
+  floats a[R][VECTORS];
+  window_sums<R>(xr, mels, w, frames, bands, a);
 #pragma GCC unroll 16
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
     for (int v = 0; v < VECTORS; v++) {
-      ints wins = NANS ? (a[r][v] > m[v]) | ((a[r][v] != a[r][v]) & (m[v] == m[v])) : a[r][v] > m[v];
+      ints wins = beats<NANS>(a[r][v], m[v]);
       m[v] = wins ? a[r][v] : m[v];
       if (WON) won[v] = wins ? ints{} + (f + r) : won[v];
     }
@@ -160,32 +176,13 @@ static void pooled_block(const float* __restrict xr, int cols, const float* __re
     for (int v = 0; v < VECTORS; v++) m[g][v] = floats{} - __builtin_inff();
   for (int dt = 0; dt < ph; dt++) {
     floats a[R][VECTORS];
-#pragma GCC unroll 16
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-      for (int v = 0; v < VECTORS; v++) a[r][v] = floats{};
-    for (int j = 0; j < kh; j++) {
-      const float* xs = xr + (int64_t)(dt + j) * cols;
-      const float* wj = w + j * kw * BLOCK_FILTERS;
-      for (int i = 0; i < kw; i++) {
-        floats b[VECTORS];
-#pragma GCC unroll 4
-        for (int v = 0; v < VECTORS; v++) b[v] = *(const floats*)(wj + i * BLOCK_FILTERS + v * VECTOR_FLOATS);
-#pragma GCC unroll 16
-        for (int r = 0; r < R; r++) {
-          float s = xs[r + i];
-#pragma GCC unroll 4
-          for (int v = 0; v < VECTORS; v++) a[r][v] += b[v] * s;
-        }
-      }
-    }
+    window_sums<R>(xr + (int64_t)dt * cols, cols, w, kh, kw, a);
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
       for (int v = 0; v < VECTORS; v++) {
         floats& top = m[r / PW][v];
-        ints wins = NANS ? (a[r][v] > top) | ((a[r][v] != a[r][v]) & (top == top)) : a[r][v] > top;
-        top = wins ? a[r][v] : top;
+        top = beats<NANS>(a[r][v], top) ? a[r][v] : top;
       }
   }
 }
