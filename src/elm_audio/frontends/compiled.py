@@ -1,19 +1,22 @@
-"""frequency_max_conv's fused float32 kernel for the CPU (kernels/frequency_max.cpp), compiled
-for the machine at first use and called through ctypes.
+"""Kernels for the CPU that keep only the maxima of the products they compute
+(kernels/*.cpp), compiled for the machine at first use and called through ctypes: the
+frequency max-pool of frequency_max_conv in float32 (``Kernel.frequency_max``, and with the
+offsets that won for training), vgg's first block max-pooled as it is convolved
+(``Kernel.pooled_max``), and the frequency max-pool in bf16 on Intel's matrix units
+(``AmxKernel``, where the CPU has AMX).
 
-The library's forms of that layer write every offset's products and read them again to take
-their maximum: timbral_temporal large's 38-band filters have 59 offsets, and a 1 x 38 filter
-makes 76 FLOPs of each value written, so the writing and reading bound the layer (its shapes'
-bare products ran 1.4 times the network's rate). No library op maximizes products as it
-computes them; this kernel does, keeping each block of offsets x filters in registers. On an
-Intel Xeon with AMX (float32 limit 297 GFLOP/s), timbral_temporal large, batch 2: 1 x 38 filters
-125 -> 253 GFLOP/s, 3 x 38 205 -> 285, 7 x 38 237 -> 291; the network 182 -> 234.
+The library's forms of those layers write every product and read it again to take the
+maximum: timbral_temporal large's 38-band filters have 59 offsets, and a 1 x 38 filter makes 76
+FLOPs of each value written, so the writing and reading bound the layer. No torch, oneDNN or
+MKL op maximizes products as it computes them. On an Intel Xeon with AMX, batch 2:
+timbral_temporal large float32 216-218 -> 315-317 GFLOP/s, bf16 568-583 -> 1,471-1,474;
+cnn_7x86 bf16 1,614-1,643 -> 2,481-2,511; vgg's first block 190 -> 62 ms (docs/performance.md).
 
 Built with the C++ compiler Python was built with (``CXX`` overrides it), ``-march=native``,
 into a per-user cache keyed by the source, the flags, the compiler and the CPU (a home folder
 shared by machines of different CPUs gets one build each); written under a temporary name and
 renamed, so processes building at once never load a half-written file. Where no compiler
-works, a warning says so once and the layer keeps the library's forms.
+works, a warning says so once and the layers keep the library's forms.
 """
 
 from __future__ import annotations
