@@ -290,12 +290,12 @@ def frequency_max_conv(spec: torch.Tensor, conv: nn.Conv2d, pad_time: int = 0, r
         if computing_dtype(conv.weight).itemsize > 2 or filters >= TRAINING_HALF_PRODUCTS * window:
             return activated(WindowMax.apply(time_padded(spec, pad_time), weight, conv.bias), relu)
         return activated(FrequencyMaxConv.apply(time_padded(spec, pad_time, channels_first=True), weight.transpose(1, 2), conv.bias), relu)
-    if (fused := kernel_for(spec, conv.weight)) is not None:
-        nans = not cannot_overflow(spec, [(weight.reshape(filters, -1), conv.bias)])
-        return fused.frequency_max(time_padded(spec, pad_time), conv.weight, conv.bias, relu, nans)
-    amx = kernel_for(spec, conv.weight, torch.bfloat16)
-    if amx is not None and cannot_overflow(spec, [(weight.reshape(filters, -1), conv.bias)]):
-        return amx.frequency_max(spec, pad_time, conv.weight, conv.bias, relu)
+    if (fused := kernel_for(spec, conv.weight) or kernel_for(spec, conv.weight, torch.bfloat16)) is not None:
+        in_range = cannot_overflow(spec, [(weight.reshape(filters, -1), conv.bias)])
+        if isinstance(fused, compiled.Kernel):
+            return fused.frequency_max(time_padded(spec, pad_time), conv.weight, conv.bias, relu, not in_range)
+        if in_range:  # the AMX tiles read past a window's bands: every value must be finite
+            return fused.frequency_max(spec, pad_time, conv.weight, conv.bias, relu)
     if frames > 1 and offsets >= FRAME_CHANNEL_OFFSETS and spec.shape[0]:
         return frame_channels_max(time_padded(spec, pad_time), weight, conv.bias, relu)
     products = INFERENCE_HALF_PRODUCTS if computing_dtype(conv.weight).itemsize == 2 else INFERENCE_PRODUCTS
@@ -642,19 +642,20 @@ class WindowMax(torch.autograd.Function):
         with autocast_off(x.device):
             # contiguous once: the backward's winning windows are runs of its flat memory
             xc, wc = x.to(dtype).contiguous(), weight.to(dtype)
-            small = torch.uint8 if offsets < 256 else torch.int16
-            # maxima and winners written in place, as window_max's: kept chunk by chunk in lists and
-            # concatenated, each chunk's products took 350 us instead of 245 (timbral_temporal large's
-            # 1x38 filters, batch 2; its step 9% longer). Not page faults (measured); the products'
-            # memory, reused at once, stays in the cache, we think
-            shape = (x.shape[0], x.shape[1] - weight.shape[1] + 1, weight.shape[0])  # (batch, frames, filters)
-            in_range = cannot_overflow(xc, [(wc.reshape(wc.shape[0], -1), bias)])
-            amx = kernel_for(xc, wc, torch.bfloat16) if in_range else None
-            if (fused := kernel_for(xc, wc)) is not None and offsets < 256:  # tt large's step: 505 -> 358-368 ms
+            # the kernels' winners are bytes; tt large's step: 505 -> 358-368 ms in float32
+            fused = (kernel_for(xc, wc) or kernel_for(xc, wc, torch.bfloat16)) if offsets < 256 else None
+            in_range = fused is not None and cannot_overflow(xc, [(wc.reshape(wc.shape[0], -1), bias)])
+            if isinstance(fused, compiled.Kernel):
                 out, won = fused.maxima_and_winners(xc, wc, bias, not in_range)
-            elif amx is not None and offsets < 256:
-                out, won = amx.maxima_and_winners(xc, wc, bias)
+            elif in_range:  # AMX, where every value is finite
+                out, won = fused.maxima_and_winners(xc, wc, bias)
             else:
+                # maxima and winners written in place, as window_max's: kept chunk by chunk in lists
+                # and concatenated, each chunk's products took 350 us instead of 245 (timbral_temporal
+                # large's 1x38 filters, batch 2; its step 9% longer). Not page faults (measured); the
+                # products' memory, reused at once, stays in the cache, we think
+                small = torch.uint8 if offsets < 256 else torch.int16
+                shape = (x.shape[0], x.shape[1] - weight.shape[1] + 1, weight.shape[0])  # (batch, frames, filters)
                 out, won, t0 = xc.new_empty(shape), torch.empty(shape, dtype=small, device=x.device), 0
                 for products in window_chunks(xc, wc):
                     t1 = t0 + products.shape[1]

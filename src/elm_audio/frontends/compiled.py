@@ -154,6 +154,17 @@ class Threaded:
             held = self._packed[weight] = (stamp, pack(weight.detach(), None if bias is None else bias.detach()))
         return held[1]
 
+    @staticmethod
+    def outputs(batch: int, length: int, filters: int, dtype: torch.dtype, offsets: int,
+                winners: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A frequency max-pool's output (batch, filters, length) in ``dtype``, (batch, length,
+        filters) in memory, not a view (autograd would keep a Function's output from being
+        changed in place, the ReLU); and where ``winners``, the offsets that won, as bytes."""
+        if winners and offsets > 256:
+            raise ValueError(f"the kernels' winners are bytes: {offsets} offsets are too many")
+        out = torch.empty_strided((batch, filters, length), (length * filters, 1, filters), dtype=dtype)
+        return out, torch.empty(batch, length, filters, dtype=torch.uint8) if winners else None
+
     def forget_pool(self) -> None:
         """After a fork: the child has none of its parent's threads, and starts a pool of its own."""
         self._lock, self._pool = threading.Lock(), None
@@ -196,8 +207,8 @@ class Kernel(Threaded):
                       nans: bool) -> torch.Tensor:
         """max over frequency offsets of x (batch, frames', mels) float32, time already padded,
         convolved with weight (filters, [1,] frames, bands), plus bias, its ReLU where ``relu``:
-        (batch, filters, frames' - frames + 1), channels-last. ``nans``: whether a NaN product must win (the
-        caller could not prove every product finite)."""
+        (batch, filters, frames' - frames + 1), channels-last. ``nans``: whether a NaN product
+        must win (the caller could not prove every product finite)."""
         return self._compute(x, weight, bias, relu, nans, winners=False)[0]
 
     def maxima_and_winners(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -205,8 +216,7 @@ class Kernel(Threaded):
         """frequency_max without ReLU, and the offset each maximum came from (uint8, the first of
         equal ones, as max_pool2d's; (batch, frames, filters)): what a training step's backward
         needs of the forward."""
-        out, won = self._compute(x, weight, bias, False, nans, winners=True)
-        return out, won
+        return self._compute(x, weight, bias, False, nans, winners=True)
 
     def _compute(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool, nans: bool,
                  winners: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -214,13 +224,8 @@ class Kernel(Threaded):
         blocks, shift = self.held(weight, bias, self.pack)
         x = x.detach().contiguous()
         batch, padded, mels = x.shape
-        if winners and mels - bands >= 256:
-            raise ValueError(f"the kernel's winners are bytes: {mels - bands + 1} offsets are too many")
         length = padded - frames + 1
-        # (batch, filters, length) as (batch, length, filters) in memory: not a view, which
-        # autograd would keep a Function's output from being changed in place (the ReLU)
-        out = torch.empty_strided((batch, filters, length), (length * filters, 1, filters))
-        won = torch.empty(batch, length, filters, dtype=torch.uint8) if winners else None
+        out, won = self.outputs(batch, length, filters, torch.float32, mels - bands + 1, winners)
         self.run(self.shares, F32Call(
             x.data_ptr(), blocks.data_ptr(), shift.data_ptr(), out.data_ptr(), None if won is None else won.data_ptr(),
             batch * length, padded, mels, frames, bands, filters, int(relu), int(nans)))
@@ -284,8 +289,7 @@ class AmxKernel(Threaded):
         """frequency_max of x, time already padded, without ReLU, and the offset each maximum
         came from (uint8, the first of equal ones; (batch, frames, filters)): a bf16 training
         step's forward (WindowMax)."""
-        out, won = self._compute(x, 0, weight, bias, False, winners=True)
-        return out, won
+        return self._compute(x, 0, weight, bias, False, winners=True)
 
     def _compute(self, spec: torch.Tensor, pad_time: int, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool,
                  winners: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -293,16 +297,13 @@ class AmxKernel(Threaded):
         tiles, shift = self.held(weight, bias, self.pack)
         spec = spec.detach()
         batch, length, mels = spec.shape
-        if winners and mels - bands >= 256:
-            raise ValueError(f"the kernel's winners are bytes: {mels - bands + 1} offsets are too many")
         padded = length + 2 * pad_time
         # the padded spectrogram and 64 zeros after it: a window's last tile reads past its bands
         flat = spec.new_zeros(batch * padded * mels + 64)
         x = flat[: batch * padded * mels].view(batch, padded, mels)
         x[:, pad_time : pad_time + length] = spec
         length = padded - frames + 1
-        out = torch.empty_strided((batch, filters, length), (length * filters, 1, filters), dtype=torch.bfloat16)
-        won = torch.empty(batch, length, filters, dtype=torch.uint8) if winners else None
+        out, won = self.outputs(batch, length, filters, torch.bfloat16, mels - bands + 1, winners)
         self.run(self.shares, AmxCall(
             flat.data_ptr(), tiles.data_ptr(), shift.data_ptr(), out.data_ptr(), None if won is None else won.data_ptr(),
             batch * length, padded, mels, frames, bands, filters, int(relu)))

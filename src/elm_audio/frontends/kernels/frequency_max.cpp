@@ -18,6 +18,23 @@
 typedef float floats __attribute__((vector_size(VECTOR_FLOATS * 4), aligned(4)));
 
 typedef int32_t ints __attribute__((vector_size(VECTOR_FLOATS * 4), aligned(4)));
+typedef int16_t halves __attribute__((vector_size(VECTOR_FLOATS * 2), aligned(2)));
+typedef uint8_t bytes __attribute__((vector_size(VECTOR_FLOATS), aligned(1)));
+
+// A block's first n outputs, y[VECTORS] of lanes T, stored at o: whole vectors where the block
+// is full, through a buffer where the layer's filters end inside it. memcpy, not a store through
+// a V*: a template argument loses the typedefs' alignment attribute, and an aligned store to an
+// output row faults.
+template <typename T, typename V>
+static inline void store_block(T* o, const V* y, int n) {
+  if (n == BLOCK_FILTERS) {
+    __builtin_memcpy(o, y, sizeof(T) * BLOCK_FILTERS);
+    return;
+  }
+  T last[BLOCK_FILTERS];
+  __builtin_memcpy(last, y, sizeof(T) * BLOCK_FILTERS);
+  for (int k = 0; k < n; k++) o[k] = last[k];
+}
 
 // The sums of products of a filter window (rows x cols of x, ``stride`` apart) at R
 // consecutive positions along a row with one block of filters (w: rows * cols rows of
@@ -114,22 +131,15 @@ extern "C" void frequency_max_f32(const float* x, int padded, int mels, const fl
         fn(xr + f, mels, wc, frames, bands, f, m, at);
       }
       if (won) {
-        int32_t first[BLOCK_FILTERS];
-        for (int v = 0; v < VECTORS; v++) *(ints*)(first + v * VECTOR_FLOATS) = at[v];
-        for (int k = 0; k < n; k++) won[p * filters + c0 + k] = (uint8_t)first[k];
+        bytes first[VECTORS];
+        for (int v = 0; v < VECTORS; v++) first[v] = __builtin_convertvector(at[v], bytes);
+        store_block(won + p * filters + c0, first, n);
       }
       for (int v = 0; v < VECTORS; v++) {
         m[v] += bv[v];
         if (relu) m[v] = (m[v] > zero) | (m[v] != m[v]) ? m[v] : zero;
       }
-      float* o = out + p * filters + c0;
-      if (n == BLOCK_FILTERS) {
-        for (int v = 0; v < VECTORS; v++) *(floats*)(o + v * VECTOR_FLOATS) = m[v];
-      } else {
-        float last[BLOCK_FILTERS];
-        for (int v = 0; v < VECTORS; v++) *(floats*)(last + v * VECTOR_FLOATS) = m[v];
-        for (int k = 0; k < n; k++) o[k] = last[k];
-      }
+      store_block(out + p * filters + c0, m, n);
     }
   }
 }
@@ -155,7 +165,6 @@ extern "C" void frequency_max_f32_shares(void* data) {
 // ---- A one-channel convolution max-pooled as it is computed (vgg's first block) ----
 
 #define POOL_ROWS (VECTOR_FLOATS == 16 ? 8 : 4)  // positions along a row summed at once
-typedef int16_t halves __attribute__((vector_size(VECTOR_FLOATS * 2), aligned(2)));
 
 // float32 to bf16, rounding to nearest even (a NaN stays one)
 static inline halves to_bf16(floats y) {
@@ -216,23 +225,11 @@ extern "C" void pooled_max_f32(const float* x, int rows, int cols, const float* 
         floats y[VECTORS];
         for (int v = 0; v < VECTORS; v++) y[v] = m[g][v] + bv[v];
         if (out_bf16) {
-          int16_t* o = (int16_t*)out + at;
-          if (n == BLOCK_FILTERS) {
-            for (int v = 0; v < VECTORS; v++) *(halves*)(o + v * VECTOR_FLOATS) = to_bf16(y[v]);
-          } else {
-            int16_t last[BLOCK_FILTERS];
-            for (int v = 0; v < VECTORS; v++) *(halves*)(last + v * VECTOR_FLOATS) = to_bf16(y[v]);
-            for (int k = 0; k < n; k++) o[k] = last[k];
-          }
+          halves h[VECTORS];
+          for (int v = 0; v < VECTORS; v++) h[v] = to_bf16(y[v]);
+          store_block((int16_t*)out + at, h, n);
         } else {
-          float* o = (float*)out + at;
-          if (n == BLOCK_FILTERS) {
-            for (int v = 0; v < VECTORS; v++) *(floats*)(o + v * VECTOR_FLOATS) = y[v];
-          } else {
-            float last[BLOCK_FILTERS];
-            for (int v = 0; v < VECTORS; v++) *(floats*)(last + v * VECTOR_FLOATS) = y[v];
-            for (int k = 0; k < n; k++) o[k] = last[k];
-          }
+          store_block((float*)out + at, y, n);
         }
       }
     }
